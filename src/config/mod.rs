@@ -1,0 +1,340 @@
+//! The gateway's YAML configuration.
+//!
+//! ```yaml
+//! listen: 127.0.0.1:8080
+//! master_key: os.environ/GATEWAY_MASTER_KEY
+//! providers:
+//!   mock: { kind: mock }
+//!   openai: { kind: openai, api_base: https://api.openai.com/v1, api_key: os.environ/OPENAI_API_KEY }
+//! ```
+//!
+//! Any string value may be `os.environ/NAME`, read when the file is loaded. Unknown keys are
+//! errors, and every error names the field it is about.
+//!
+//! ```
+//! let config = llm_tower::Config::from_yaml("providers: { mock: { kind: mock } }").unwrap();
+//! assert_eq!(config.listen.port(), 8080);
+//! ```
+
+mod env;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address the gateway binary listens on (`--listen` overrides it).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// When set, clients must present this key (or one of `keys`).
+    #[serde(default)]
+    pub master_key: Option<String>,
+    /// Further client keys, each with a name that metering and logs use instead of the key.
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    /// Upstreams by name; a model `name/model` is sent to provider `name`.
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// The server side: limits and timeouts towards clients.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The shared upstream client: timeouts, TLS.
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+}
+
+/// One client key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// A name for the key, safe to log and to record.
+    pub name: String,
+    /// The secret the client presents.
+    pub key: String,
+}
+
+/// One upstream, by `kind`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ProviderConfig {
+    /// Any OpenAI-compatible server.
+    Openai(HttpProviderConfig),
+    /// A LiteLLM proxy.
+    Litellm(HttpProviderConfig),
+    /// The built-in offline mock.
+    Mock(MockProviderConfig),
+}
+
+impl ProviderConfig {
+    /// The models this provider lists in `GET /v1/models`.
+    pub fn models(&self) -> &[String] {
+        match self {
+            Self::Openai(c) | Self::Litellm(c) => &c.models,
+            Self::Mock(c) => &c.models,
+        }
+    }
+}
+
+/// An upstream reached over HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HttpProviderConfig {
+    /// Base URL, e.g. `https://api.openai.com/v1` (LiteLLM: `http://127.0.0.1:4000`).
+    pub api_base: String,
+    /// Sent as `Authorization: Bearer …`.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Extra headers sent with every request to this upstream.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// What `GET /v1/models` lists for this provider.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Overrides `upstream.first_byte_timeout` for this provider.
+    #[serde(default, with = "humantime_serde")]
+    pub first_byte_timeout: Option<Duration>,
+    /// Overrides `upstream.idle_timeout` for this provider.
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+}
+
+/// The built-in mock.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MockProviderConfig {
+    /// What `GET /v1/models` lists for this provider.
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+/// Limits and timeouts towards clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Largest request body accepted (413 beyond). Default 4 MiB.
+    pub max_body_bytes: usize,
+    /// Time a client has to send its request headers (slowloris guard). Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// On SIGINT/SIGTERM, how long in-flight requests and streams may take to finish. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace_period: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_grace_period: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The shared upstream client.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct UpstreamConfig {
+    /// TCP (and TLS) connect timeout. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time from sending a request to the upstream's response headers. Default 10 min.
+    #[serde(with = "humantime_serde")]
+    pub first_byte_timeout: Duration,
+    /// Longest silence between two body frames of a response. Default 5 min.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How long an idle pooled connection is kept. Default 90 s.
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+    /// A PEM file of extra CA certificates trusted beside the built-in web roots.
+    pub extra_ca_file: Option<PathBuf>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(300),
+            pool_idle_timeout: Duration::from_secs(90),
+            extra_ca_file: None,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// A configuration that cannot be used, with the field and the problem.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates a YAML file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
+        Self::from_yaml(&text).map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses and validates YAML text, reading `os.environ/NAME` values from the environment.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        Self::from_yaml_with_env(text, &|name| std::env::var(name).ok())
+    }
+
+    fn from_yaml_with_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut value: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::new(format!("invalid YAML: {e}")))?;
+        env::substitute(&mut value, &mut Vec::new(), lookup).map_err(ConfigError::new)?;
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError::new(format!("{path}: {}", e.into_inner()))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.providers.is_empty() {
+            return Err(ConfigError::new("providers: at least one provider is required"));
+        }
+        for (name, provider) in &self.providers {
+            if name.is_empty() || name.contains('/') {
+                return Err(ConfigError::new(format!(
+                    "providers.{name}: a provider name must be non-empty and contain no `/`"
+                )));
+            }
+            if let ProviderConfig::Openai(http) | ProviderConfig::Litellm(http) = provider {
+                let uri: http::Uri = http.api_base.parse().map_err(|e| {
+                    ConfigError::new(format!("providers.{name}.api_base: `{}` is not a URL: {e}", http.api_base))
+                })?;
+                if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                    return Err(ConfigError::new(format!(
+                        "providers.{name}.api_base: `{}` must be an http:// or https:// URL",
+                        http.api_base
+                    )));
+                }
+                for (header, value) in &http.headers {
+                    http::HeaderName::try_from(header.as_str())
+                        .map_err(|_| ConfigError::new(format!("providers.{name}.headers: `{header}` is not a header name")))?;
+                    http::HeaderValue::try_from(value.as_str())
+                        .map_err(|_| ConfigError::new(format!("providers.{name}.headers.{header}: not a valid header value")))?;
+                }
+                if let Some(key) = &http.api_key {
+                    http::HeaderValue::try_from(format!("Bearer {key}"))
+                        .map_err(|_| ConfigError::new(format!("providers.{name}.api_key: not a valid header value")))?;
+                }
+            }
+        }
+        if self.master_key.as_deref() == Some("") {
+            return Err(ConfigError::new("master_key: must not be empty"));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, key) in self.keys.iter().enumerate() {
+            if key.key.is_empty() {
+                return Err(ConfigError::new(format!("keys.{i}.key: must not be empty")));
+            }
+            if !names.insert(key.name.as_str()) || key.name == "master" {
+                return Err(ConfigError::new(format!(
+                    "keys.{i}.name: `{}` is used twice (`master` is reserved for master_key)",
+                    key.name
+                )));
+            }
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err(ConfigError::new("server.max_body_bytes: must be greater than 0"));
+        }
+        Ok(())
+    }
+
+    /// Whether clients must present a key.
+    pub fn requires_auth(&self) -> bool {
+        self.master_key.is_some() || !self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml_with_env(yaml, &|name| (name == "KEY").then(|| "sk-test".to_owned()))
+    }
+
+    #[test]
+    fn the_design_example_parses() {
+        let config = load(
+            r#"
+listen: 127.0.0.1:9090
+master_key: os.environ/KEY
+keys: [{ name: team-a, key: sk-a }]
+providers:
+  openai:  { kind: openai, api_base: https://api.openai.com/v1, api_key: os.environ/KEY, models: [gpt-4o-mini] }
+  litellm: { kind: litellm, api_base: http://127.0.0.1:4000, first_byte_timeout: 30s }
+  mock:    { kind: mock }
+server: { max_body_bytes: 1024, header_read_timeout: 5s }
+upstream: { connect_timeout: 250ms }
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9090);
+        assert_eq!(config.master_key.as_deref(), Some("sk-test"));
+        assert_eq!(config.providers["openai"].models(), ["gpt-4o-mini"]);
+        let ProviderConfig::Litellm(litellm) = &config.providers["litellm"] else { panic!() };
+        assert_eq!(litellm.first_byte_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(config.upstream.connect_timeout, Duration::from_millis(250));
+        assert_eq!(config.server.shutdown_grace_period, Duration::from_secs(30));
+        assert!(config.requires_auth());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        for (yaml, needle) in [
+            ("providers: { mock: { kind: mock } }\nlisten_addr: x", "unknown field `listen_addr`"),
+            ("providers: { a: { kind: openai, api_base: 'http://x', api_bse: y } }", "unknown field `api_bse`"),
+            ("providers: { a: { kind: nope } }", "unknown variant `nope`"),
+            ("providers: { a: { kind: openai } }", "missing field `api_base`"),
+            ("providers: { a: { kind: openai, api_base: 'ftp://x' } }", "providers.a.api_base"),
+            ("providers: { a: { kind: openai, api_base: 'http://x', api_key: os.environ/UNSET } }", "`UNSET` is not set"),
+            ("providers: {}", "at least one provider"),
+            ("providers: { 'a/b': { kind: mock } }", "contain no `/`"),
+            ("providers: { a: { kind: mock } }\nserver: { header_read_timeout: soon }", "server.header_read_timeout"),
+            ("providers: { a: { kind: mock } }\nkeys: [{ name: x, key: a }, { name: x, key: b }]", "keys.1.name"),
+            ("providers: { a: { kind: mock } }\nlisten: nowhere", "listen"),
+        ] {
+            let err = load(yaml).unwrap_err().to_string();
+            assert!(err.contains(needle), "{yaml}\n=> {err}");
+        }
+    }
+}

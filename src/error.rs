@@ -1,0 +1,286 @@
+//! Every failure becomes an OpenAI-style error response.
+//!
+//! ```json
+//! {"error":{"message":"…","type":"invalid_request_error","param":null,"code":"model_not_found"}}
+//! ```
+//!
+//! [`GatewayError`] carries the status and the four fields of that body, plus an
+//! [`ErrorKind`] that says what happened, so layers such as a fallback combo can decide
+//! whether another upstream might do better without parsing the message.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::body::Body;
+
+/// What went wrong, coarsely: the part a retrying layer needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The client's request is malformed (400), too large (413) or names nothing (404).
+    InvalidRequest,
+    /// Missing or wrong gateway key (401).
+    Unauthorized,
+    /// The upstream could not be reached (502).
+    UpstreamUnreachable,
+    /// The upstream did not answer in time (504).
+    UpstreamTimeout,
+    /// The upstream answered with an error status, kept as is.
+    UpstreamStatus,
+    /// The upstream's answer could not be read or made sense of (502).
+    UpstreamProtocol,
+    /// A bug or an unexpected state inside the gateway (500).
+    Internal,
+}
+
+/// An error on its way to the client as an OpenAI-style body.
+#[derive(Debug, Clone)]
+pub struct GatewayError {
+    kind: ErrorKind,
+    status: StatusCode,
+    message: String,
+    error_type: String,
+    param: Option<String>,
+    code: Option<String>,
+    retry_after: Option<HeaderValue>,
+}
+
+impl GatewayError {
+    /// An error with every field given.
+    pub fn new(kind: ErrorKind, status: StatusCode, error_type: &str, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            status,
+            message: message.into(),
+            error_type: error_type.to_owned(),
+            param: None,
+            code: None,
+            retry_after: None,
+        }
+    }
+
+    /// 400 `invalid_request_error`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    /// 400 for a field that is missing or has the wrong type.
+    pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
+        Self::bad_request(message).with_param(param)
+    }
+
+    /// 404 for a model no provider, alias or combo answers to.
+    pub fn model_not_found(model: &str) -> Self {
+        Self::new(
+            ErrorKind::InvalidRequest,
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("The model `{model}` does not exist: use `provider/model`, an alias or a combo (GET /v1/models lists them)."),
+        )
+        .with_param("model")
+        .with_code("model_not_found")
+    }
+
+    /// 404 for a path the gateway does not serve.
+    pub fn route_not_found(method: &http::Method, path: &str) -> Self {
+        Self::new(
+            ErrorKind::InvalidRequest,
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("Unknown request URL: {method} {path}."),
+        )
+        .with_code("unknown_url")
+    }
+
+    /// 405 for a known path asked with the wrong method.
+    pub fn method_not_allowed(method: &http::Method, path: &str) -> Self {
+        Self::new(
+            ErrorKind::InvalidRequest,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            format!("{method} is not allowed on {path}."),
+        )
+        .with_code("method_not_allowed")
+    }
+
+    /// 413 for a body over the configured limit.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            ErrorKind::InvalidRequest,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("Request body is larger than the gateway's limit of {limit} bytes."),
+        )
+        .with_code("request_too_large")
+    }
+
+    /// 401 for a missing or unknown gateway key. The key itself is never echoed.
+    pub fn unauthorized(presented: bool) -> Self {
+        let message = if presented {
+            "Incorrect API key provided."
+        } else {
+            "Missing API key: send `Authorization: Bearer KEY` or `x-api-key: KEY`."
+        };
+        Self::new(ErrorKind::Unauthorized, StatusCode::UNAUTHORIZED, "invalid_request_error", message)
+            .with_code("invalid_api_key")
+    }
+
+    /// 502 when the upstream of `provider` cannot be reached.
+    pub fn upstream_unreachable(provider: &str, cause: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::UpstreamUnreachable,
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            format!("Upstream `{provider}` is unreachable: {cause}"),
+        )
+        .with_code("upstream_unreachable")
+    }
+
+    /// 504 when the upstream of `provider` did not answer within `after`.
+    pub fn upstream_timeout(provider: &str, what: &str, after: Duration) -> Self {
+        Self::new(
+            ErrorKind::UpstreamTimeout,
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_error",
+            format!("Upstream `{provider}` timed out: no {what} within {after:?}."),
+        )
+        .with_code("upstream_timeout")
+    }
+
+    /// 502 when the upstream's answer cannot be read.
+    pub fn upstream_protocol(provider: &str, cause: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::UpstreamProtocol,
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            format!("Upstream `{provider}` sent an unreadable response: {cause}"),
+        )
+        .with_code("upstream_protocol_error")
+    }
+
+    /// 500 for the gateway's own failures.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+    }
+
+    /// Sets `param`.
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// Sets `code`.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// Sets the `Retry-After` header sent with the error.
+    pub fn with_retry_after(mut self, value: HeaderValue) -> Self {
+        self.retry_after = Some(value);
+        self
+    }
+
+    /// What happened.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    /// The HTTP status the client gets.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// The error body's `type`.
+    pub fn error_type(&self) -> &str {
+        &self.error_type
+    }
+    /// The error body's `code`, if any.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+    /// The error body's `param`, if any.
+    pub fn param(&self) -> Option<&str> {
+        self.param.as_deref()
+    }
+    /// The `Retry-After` the upstream asked for, if any.
+    pub fn retry_after(&self) -> Option<&HeaderValue> {
+        self.retry_after.as_ref()
+    }
+
+    /// The JSON error body.
+    pub fn to_json(&self) -> Bytes {
+        #[derive(Serialize)]
+        struct Envelope<'a> {
+            error: Fields<'a>,
+        }
+        #[derive(Serialize)]
+        struct Fields<'a> {
+            message: &'a str,
+            #[serde(rename = "type")]
+            error_type: &'a str,
+            param: Option<&'a str>,
+            code: Option<&'a str>,
+        }
+        let body = Envelope {
+            error: Fields {
+                message: &self.message,
+                error_type: &self.error_type,
+                param: self.param.as_deref(),
+                code: self.code.as_deref(),
+            },
+        };
+        Bytes::from(serde_json::to_vec(&body).expect("error body serialises"))
+    }
+
+    /// The error as a complete HTTP response.
+    pub fn into_response(self) -> Response<Body> {
+        let mut response = Response::new(Body::full(self.to_json()));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(retry_after) = self.retry_after {
+            headers.insert(RETRY_AFTER, retry_after);
+        }
+        response
+    }
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.error_type, self.message)
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_the_openai_shape() {
+        let err = GatewayError::model_not_found("nope/x");
+        let value: serde_json::Value = serde_json::from_slice(&err.to_json()).unwrap();
+        assert_eq!(value["error"]["type"], "invalid_request_error");
+        assert_eq!(value["error"]["code"], "model_not_found");
+        assert_eq!(value["error"]["param"], "model");
+        assert!(value["error"]["message"].as_str().unwrap().contains("nope/x"));
+        assert_eq!(err.into_response().status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn unauthorized_never_echoes_the_key() {
+        let value: serde_json::Value =
+            serde_json::from_slice(&GatewayError::unauthorized(true).to_json()).unwrap();
+        assert_eq!(value["error"]["code"], "invalid_api_key");
+        assert_eq!(value["error"]["param"], serde_json::Value::Null);
+    }
+}

@@ -1,0 +1,83 @@
+//! What the LiteLLM proxy adds to the OpenAI wire format.
+//!
+//! A `kind: litellm` provider is an [`OpenAiExecutor`](super::OpenAiExecutor) in LiteLLM
+//! flavour: routes under the proxy's `/v1`, readiness from `/health/liveliness`, the
+//! `x-litellm-response-cost` header surfaced as a [`ResponseCost`] response extension, and
+//! LiteLLM's error bodies tidied into OpenAI's shape (upstream status kept).
+
+use http::HeaderMap;
+
+use crate::error::GatewayError;
+
+/// LiteLLM's liveness probe, below the proxy's root.
+pub(crate) const LIVELINESS_PATH: &str = "/health/liveliness";
+
+/// The cost in USD an upstream reported for a response (LiteLLM's
+/// `x-litellm-response-cost`), in the response's extensions for metering.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResponseCost(pub f64);
+
+pub(crate) fn response_cost(headers: &HeaderMap) -> Option<ResponseCost> {
+    let value = headers.get("x-litellm-response-cost")?.to_str().ok()?;
+    let cost: f64 = value.trim().parse().ok()?;
+    (cost.is_finite() && cost >= 0.0).then_some(ResponseCost(cost))
+}
+
+/// LiteLLM puts the HTTP status in `code` as a string (`"429"`) and sometimes `"None"` in
+/// `type`/`param`; OpenAI clients expect a symbolic code or null.
+pub(crate) fn tidy_error(err: GatewayError) -> GatewayError {
+    let numeric_code = err.code().is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
+    let none = |s: Option<&str>| s.is_none_or(|s| s == "None" || s.is_empty());
+    let error_type = if err.error_type() == "None" || err.error_type().is_empty() {
+        default_type(err.status())
+    } else {
+        err.error_type()
+    };
+    let mut tidy = GatewayError::new(err.kind(), err.status(), error_type, err.message());
+    if !none(err.param()) {
+        tidy = tidy.with_param(err.param().unwrap_or_default());
+    }
+    if !numeric_code && !none(err.code()) {
+        tidy = tidy.with_code(err.code().unwrap_or_default());
+    }
+    if let Some(retry_after) = err.retry_after() {
+        tidy = tidy.with_retry_after(retry_after.clone());
+    }
+    tidy
+}
+
+fn default_type(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::openai::upstream_error;
+    use http::StatusCode;
+
+    #[test]
+    fn status_codes_in_code_are_dropped_and_the_rest_kept() {
+        let body = br#"{"error":{"message":"litellm.RateLimitError: slow down","type":"throttling_error","param":"None","code":"429"}}"#;
+        let err = tidy_error(upstream_error("litellm", StatusCode::TOO_MANY_REQUESTS, body));
+        assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(err.message(), "litellm.RateLimitError: slow down");
+        assert_eq!(err.error_type(), "throttling_error");
+        assert_eq!(err.code(), None);
+        assert_eq!(err.param(), None);
+    }
+
+    #[test]
+    fn cost_header_is_read() {
+        let mut h = HeaderMap::new();
+        h.insert("x-litellm-response-cost", "0.00012".parse().unwrap());
+        assert_eq!(response_cost(&h), Some(ResponseCost(0.00012)));
+        h.insert("x-litellm-response-cost", "nan".parse().unwrap());
+        assert_eq!(response_cost(&h), None);
+    }
+}

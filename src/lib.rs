@@ -1,0 +1,63 @@
+//! # llm-tower
+//!
+//! An LLM gateway built as a library of [tower] layers around one terminal service per
+//! upstream. Clients speak the OpenAI API (`/v1/chat/completions`, `/v1/embeddings`,
+//! `/v1/models`); the gateway answers from OpenAI-compatible servers, a LiteLLM proxy or
+//! its built-in mock, passing streams through frame by frame.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = llm_tower::Config::from_file("examples/gateway.yaml")?;
+//! llm_tower::run(config).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The pieces compose on their own too: [`auth::AuthLayer`] and [`parse::ParseLayer`] in
+//! front of [`executor::Executors`] is the LLM route of [`Gateway`]; see
+//! `examples/axum_app.rs` for the gateway inside an existing axum router.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod auth;
+mod body;
+pub mod config;
+mod error;
+pub mod executor;
+mod gateway;
+pub mod parse;
+mod request;
+pub mod server;
+pub mod sse;
+
+use std::net::SocketAddr;
+
+pub use body::{Body, BoxError};
+pub use config::{Config, ConfigError};
+pub use error::{ErrorKind, GatewayError};
+pub use gateway::{prometheus, Gateway, GatewayFuture, GatewayService, MakeRequestIds};
+pub use request::{Endpoint, LlmRequest};
+
+/// Runs the gateway described by `config` until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), BoxError> {
+    let gateway = Gateway::from_config(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    warn_if_open(&config, addr);
+    tracing::info!(%addr, providers = config.providers.len(), "llm-tower listening");
+    server::serve(listener, gateway.into_service(), &config.server, server::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// A gateway without keys is open to anyone who can reach it: say so when that is more
+/// than this machine.
+fn warn_if_open(config: &Config, addr: SocketAddr) {
+    if !config.requires_auth() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "no master_key or keys configured: the gateway is open to every client that can reach {addr}"
+        );
+    }
+}

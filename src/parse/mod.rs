@@ -1,0 +1,132 @@
+//! Reading and parsing the request body, once.
+//!
+//! [`Parse`] reads the body up to a limit (413 past it: early from `Content-Length`, and
+//! without reading further when the length is not announced), parses it into an
+//! [`LlmRequest`] kept in the request's extensions, and hands the inner service a
+//! `Request<Bytes>`. Failures of the inner service become OpenAI-style error responses here,
+//! so everything outside this layer sees only responses.
+//!
+//! ```
+//! use llm_tower::parse::ParseLayer;
+//! let layer = ParseLayer::new(4 * 1024 * 1024);
+//! # let _ = layer;
+//! ```
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tower::{Layer, Service};
+
+use crate::body::{Body, BoxError};
+use crate::error::GatewayError;
+use crate::request::{Endpoint, LlmRequest};
+
+/// Layer that applies the [`Parse`] middleware.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseLayer {
+    max_body_bytes: usize,
+}
+
+impl ParseLayer {
+    /// Bodies larger than `max_body_bytes` are refused with 413.
+    pub fn new(max_body_bytes: usize) -> Self {
+        Self { max_body_bytes }
+    }
+}
+
+impl<S> Layer<S> for ParseLayer {
+    type Service = Parse<S>;
+    fn layer(&self, inner: S) -> Parse<S> {
+        Parse { inner, max_body_bytes: self.max_body_bytes, not_ready: None }
+    }
+}
+
+/// Reads and parses the body of chat and embeddings requests into an [`LlmRequest`].
+#[derive(Debug, Clone)]
+pub struct Parse<S> {
+    inner: S,
+    max_body_bytes: usize,
+    not_ready: Option<GatewayError>,
+}
+
+/// The future of [`Parse`].
+pub type ParseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl<S, B> Service<Request<B>> for Parse<S>
+where
+    S: Service<Request<Bytes>, Response = Response<Body>, Error = GatewayError> + Clone + Send + 'static,
+    S::Future: Send,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ParseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // An inner service that cannot become ready is answered per request, as an error.
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(err)) => {
+                self.not_ready = Some(err);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn call(&mut self, req: Request<B>) -> ParseFuture {
+        if let Some(err) = self.not_ready.take() {
+            return Box::pin(std::future::ready(Ok(err.into_response())));
+        }
+        // The ready service goes into the future; `self` keeps a fresh clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let limit = self.max_body_bytes;
+        Box::pin(async move {
+            match read(req, limit).await {
+                Ok(req) => match inner.call(req).await {
+                    Ok(response) => Ok(response),
+                    Err(err) => Ok(err.into_response()),
+                },
+                Err(err) => Ok(err.into_response()),
+            }
+        })
+    }
+}
+
+async fn read<B>(req: Request<B>, limit: usize) -> Result<Request<Bytes>, GatewayError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let endpoint = Endpoint::from_path(req.uri().path())
+        .ok_or_else(|| GatewayError::route_not_found(req.method(), req.uri().path()))?;
+    if req.method() != Method::POST {
+        return Err(GatewayError::method_not_allowed(req.method(), req.uri().path()));
+    }
+    let announced = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(GatewayError::payload_too_large(limit));
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.is::<LengthLimitError>() => return Err(GatewayError::payload_too_large(limit)),
+        Err(err) => return Err(GatewayError::bad_request(format!("Could not read the request body: {err}"))),
+    };
+    let llm = LlmRequest::parse(endpoint, &bytes)?;
+    let mut req = Request::from_parts(parts, bytes);
+    req.extensions_mut().insert(llm);
+    Ok(req)
+}

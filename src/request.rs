@@ -1,0 +1,263 @@
+//! The parsed request view shared by every layer.
+//!
+//! The body of a chat or embeddings request is read once and parsed once into an
+//! [`LlmRequest`], which travels in the request's extensions beside the raw `Bytes`. The
+//! view holds only what the gateway routes on; everything else stays in the raw body and
+//! reaches the upstream byte for byte.
+
+use std::fmt;
+use std::ops::Range;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::GatewayError;
+
+/// Which OpenAI endpoint a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`
+    ChatCompletions,
+    /// `POST /v1/embeddings`
+    Embeddings,
+}
+
+impl Endpoint {
+    /// The endpoint a request path names, matched on its suffix so the gateway also works
+    /// nested under a prefix.
+    pub fn from_path(path: &str) -> Option<Self> {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        if path.ends_with("/chat/completions") {
+            Some(Self::ChatCompletions)
+        } else if path.ends_with("/embeddings") {
+            Some(Self::Embeddings)
+        } else {
+            None
+        }
+    }
+
+    /// The path below an OpenAI-style `api_base` (`…/v1`).
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "/chat/completions",
+            Self::Embeddings => "/embeddings",
+        }
+    }
+}
+
+/// What the gateway knows about a request after its one parse.
+#[derive(Debug, Clone)]
+pub struct LlmRequest {
+    endpoint: Endpoint,
+    model: Box<str>,
+    /// Byte span of the `model` value (quotes included) in the raw body.
+    model_span: Range<usize>,
+    stream: bool,
+    include_usage: bool,
+}
+
+impl LlmRequest {
+    /// Parses a request body, checking what the endpoint requires.
+    pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Self, GatewayError> {
+        let fields = match endpoint {
+            Endpoint::ChatCompletions => serde_json::from_slice::<ChatFields>(body).map(|f| {
+                (f.model, f.messages.map(|m| m.0), f.stream, f.stream_options, true)
+            }),
+            Endpoint::Embeddings => serde_json::from_slice::<EmbeddingsFields>(body)
+                .map(|f| (f.model, None, None, None, f.input.is_some())),
+        };
+        let (model, messages, stream, stream_options, has_input) =
+            fields.map_err(|err| json_error(&err))?;
+
+        let raw = model.ok_or_else(|| GatewayError::invalid_param("model", "Missing required parameter: 'model'."))?;
+        let name: String = serde_json::from_str(raw.get())
+            .map_err(|_| GatewayError::invalid_param("model", "Invalid type for 'model': expected a string."))?;
+        if name.is_empty() {
+            return Err(GatewayError::invalid_param("model", "Invalid 'model': empty string."));
+        }
+        let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
+        let model_span = start..start + raw.get().len();
+
+        match endpoint {
+            Endpoint::ChatCompletions => match messages {
+                None => return Err(GatewayError::invalid_param("messages", "Missing required parameter: 'messages'.")),
+                Some(0) => {
+                    return Err(GatewayError::invalid_param(
+                        "messages",
+                        "Invalid 'messages': empty array. Expected an array with at least one message.",
+                    ))
+                }
+                Some(_) => {}
+            },
+            Endpoint::Embeddings if !has_input => {
+                return Err(GatewayError::invalid_param("input", "Missing required parameter: 'input'."))
+            }
+            Endpoint::Embeddings => {}
+        }
+
+        Ok(Self {
+            endpoint,
+            model: name.into_boxed_str(),
+            model_span,
+            stream: stream.unwrap_or(false),
+            include_usage: stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+        })
+    }
+
+    /// The endpoint.
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+    /// The model as the client named it.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+    /// Whether the client asked for an SSE stream.
+    pub fn stream(&self) -> bool {
+        self.stream
+    }
+    /// Whether the client asked for the final usage chunk (`stream_options.include_usage`).
+    pub fn include_usage(&self) -> bool {
+        self.include_usage
+    }
+
+    /// The body with the `model` value replaced by `model`: one splice of the value's
+    /// byte span, every other byte as the client sent it.
+    pub fn body_with_model(&self, body: &Bytes, model: &str) -> Bytes {
+        let mut out = BytesMut::with_capacity(body.len() + model.len());
+        out.put_slice(&body[..self.model_span.start]);
+        serde_json::to_writer((&mut out).writer(), model).expect("a str serialises");
+        out.put_slice(&body[self.model_span.end..]);
+        out.freeze()
+    }
+}
+
+/// A serde error as a 400 that says where the body went wrong.
+fn json_error(err: &serde_json::Error) -> GatewayError {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Syntax | Category::Eof | Category::Io => GatewayError::bad_request(format!(
+            "We could not parse the JSON body of your request: {err}."
+        ))
+        .with_code("invalid_json"),
+        Category::Data => GatewayError::bad_request(format!("Invalid request body: {err}.")),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatFields<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    messages: Option<ArrayLen>,
+    stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsFields<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    input: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+/// The length of a JSON array, validated without keeping its elements.
+struct ArrayLen(usize);
+
+impl<'de> Deserialize<'de> for ArrayLen {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Counter;
+        impl<'de> Visitor<'de> for Counter {
+            type Value = ArrayLen;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ArrayLen, A::Error> {
+                let mut n = 0;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+                Ok(ArrayLen(n))
+            }
+        }
+        deserializer.deserialize_seq(Counter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    fn chat(body: &str) -> Result<LlmRequest, GatewayError> {
+        LlmRequest::parse(Endpoint::ChatCompletions, body.as_bytes())
+    }
+
+    #[test]
+    fn reads_model_stream_and_usage_flags() {
+        let req = chat(r#"{"model":"mock/echo","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
+        assert_eq!(req.model(), "mock/echo");
+        assert!(req.stream());
+        assert!(req.include_usage());
+    }
+
+    #[test]
+    fn splices_the_model_and_keeps_every_other_byte() {
+        let body = Bytes::from_static(br#"{ "temperature" : 0.5, "model" :  "openai/gpt-4o" ,"messages":[{"role":"user","content":"x"}], "x_unknown": [1, 2] }"#);
+        let req = LlmRequest::parse(Endpoint::ChatCompletions, &body).unwrap();
+        let out = req.body_with_model(&body, "gpt-4o");
+        assert_eq!(
+            &out[..],
+            br#"{ "temperature" : 0.5, "model" :  "gpt-4o" ,"messages":[{"role":"user","content":"x"}], "x_unknown": [1, 2] }"#
+        );
+    }
+
+    #[test]
+    fn escaped_model_names_are_decoded_and_re_escaped() {
+        let body = Bytes::from_static(br#"{"model":"mock/a\"b\u0041","messages":[{}]}"#);
+        let req = LlmRequest::parse(Endpoint::ChatCompletions, &body).unwrap();
+        assert_eq!(req.model(), "mock/a\"bA");
+        assert_eq!(&req.body_with_model(&body, "a\"b")[..], br#"{"model":"a\"b","messages":[{}]}"#);
+    }
+
+    #[test]
+    fn bad_bodies_are_400s_naming_the_problem() {
+        for (body, needle) in [
+            ("{not json", "parse the JSON"),
+            ("[]", "Invalid request body"),
+            (r#"{"messages":[{}]}"#, "'model'"),
+            (r#"{"model":3,"messages":[{}]}"#, "'model'"),
+            (r#"{"model":"","messages":[{}]}"#, "empty"),
+            (r#"{"model":"m"}"#, "'messages'"),
+            (r#"{"model":"m","messages":[]}"#, "at least one"),
+            (r#"{"model":"m","messages":{}}"#, "an array"),
+            (r#"{"model":"m","messages":[{}],"stream":"yes"}"#, "boolean"),
+            (r#"{"model":"m","messages":[{}]} trailing"#, "parse the JSON"),
+        ] {
+            let err = chat(body).unwrap_err();
+            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{body}");
+            assert!(err.message().contains(needle), "{body}: {}", err.message());
+        }
+    }
+
+    #[test]
+    fn embeddings_need_input() {
+        let err = LlmRequest::parse(Endpoint::Embeddings, br#"{"model":"m"}"#).unwrap_err();
+        assert_eq!(err.param(), Some("input"));
+        let ok = LlmRequest::parse(Endpoint::Embeddings, br#"{"model":"m","input":["a","b"]}"#).unwrap();
+        assert_eq!(ok.endpoint(), Endpoint::Embeddings);
+    }
+
+    #[test]
+    fn endpoint_from_path() {
+        assert_eq!(Endpoint::from_path("/v1/chat/completions"), Some(Endpoint::ChatCompletions));
+        assert_eq!(Endpoint::from_path("/llm/v1/embeddings/"), Some(Endpoint::Embeddings));
+        assert_eq!(Endpoint::from_path("/v1/models"), None);
+    }
+}
