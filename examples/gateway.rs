@@ -25,7 +25,9 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             other => {
-                eprintln!("unknown argument `{other}`; usage: gateway --config FILE [--listen ADDR]");
+                eprintln!(
+                    "unknown argument `{other}`; usage: gateway --config FILE [--listen ADDR]"
+                );
                 return ExitCode::from(2);
             }
         }

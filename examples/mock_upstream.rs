@@ -20,6 +20,15 @@ async fn main() -> std::io::Result<()> {
         }
     }
     let listener = tokio::net::TcpListener::bind(&listen).await?;
-    println!("mock upstream listening on http://{}", listener.local_addr()?);
-    llm_tower::server::serve(listener, MockUpstream::new(), &ServerConfig::default(), llm_tower::server::shutdown_signal()).await
+    println!(
+        "mock upstream listening on http://{}",
+        listener.local_addr()?
+    );
+    llm_tower::server::serve(
+        listener,
+        MockUpstream::new(),
+        &ServerConfig::default(),
+        llm_tower::server::shutdown_signal(),
+    )
+    .await
 }

@@ -42,12 +42,16 @@ impl Body {
     pub fn full(data: impl Into<Bytes>) -> Self {
         let data = data.into();
         let data = (!data.is_empty()).then_some(data);
-        Self { kind: Kind::Full { data } }
+        Self {
+            kind: Kind::Full { data },
+        }
     }
 
     /// An empty body.
     pub fn empty() -> Self {
-        Self { kind: Kind::Full { data: None } }
+        Self {
+            kind: Kind::Full { data: None },
+        }
     }
 
     /// Any other body.
@@ -56,15 +60,23 @@ impl Body {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        Self { kind: Kind::Boxed { body: body.map_err(Into::into).boxed_unsync() } }
+        Self {
+            kind: Kind::Boxed {
+                body: body.map_err(Into::into).boxed_unsync(),
+            },
+        }
     }
 
     pub(crate) fn upstream(body: UpstreamBody) -> Self {
-        Self { kind: Kind::Upstream { body } }
+        Self {
+            kind: Kind::Upstream { body },
+        }
     }
 
     pub(crate) fn mock(body: MockBody) -> Self {
-        Self { kind: Kind::Mock { body } }
+        Self {
+            kind: Kind::Mock { body },
+        }
     }
 }
 
@@ -113,7 +125,9 @@ impl http_body::Body for Body {
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             Kind::Upstream { body } => body.size_hint(),
             Kind::Mock { body } => body.size_hint(),
             Kind::Boxed { body } => body.size_hint(),

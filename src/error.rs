@@ -39,8 +39,13 @@ pub enum ErrorKind {
 }
 
 /// An error on its way to the client as an OpenAI-style body.
+///
+/// Boxed so that `Result<_, GatewayError>` stays one pointer wide on the hot path.
 #[derive(Debug, Clone)]
-pub struct GatewayError {
+pub struct GatewayError(Box<Fields>);
+
+#[derive(Debug, Clone)]
+struct Fields {
     kind: ErrorKind,
     status: StatusCode,
     message: String,
@@ -52,8 +57,13 @@ pub struct GatewayError {
 
 impl GatewayError {
     /// An error with every field given.
-    pub fn new(kind: ErrorKind, status: StatusCode, error_type: &str, message: impl Into<String>) -> Self {
-        Self {
+    pub fn new(
+        kind: ErrorKind,
+        status: StatusCode,
+        error_type: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self(Box::new(Fields {
             kind,
             status,
             message: message.into(),
@@ -61,12 +71,17 @@ impl GatewayError {
             param: None,
             code: None,
             retry_after: None,
-        }
+        }))
     }
 
     /// 400 `invalid_request_error`.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::InvalidRequest, StatusCode::BAD_REQUEST, "invalid_request_error", message)
+        Self::new(
+            ErrorKind::InvalidRequest,
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            message,
+        )
     }
 
     /// 400 for a field that is missing or has the wrong type.
@@ -126,8 +141,13 @@ impl GatewayError {
         } else {
             "Missing API key: send `Authorization: Bearer KEY` or `x-api-key: KEY`."
         };
-        Self::new(ErrorKind::Unauthorized, StatusCode::UNAUTHORIZED, "invalid_request_error", message)
-            .with_code("invalid_api_key")
+        Self::new(
+            ErrorKind::Unauthorized,
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            message,
+        )
+        .with_code("invalid_api_key")
     }
 
     /// 502 when the upstream of `provider` cannot be reached.
@@ -165,64 +185,69 @@ impl GatewayError {
 
     /// 500 for the gateway's own failures.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::Internal, StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
+        Self::new(
+            ErrorKind::Internal,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            message,
+        )
     }
 
     /// Sets `param`.
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
-        self.param = Some(param.into());
+        self.0.param = Some(param.into());
         self
     }
 
     /// Sets `code`.
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
-        self.code = Some(code.into());
+        self.0.code = Some(code.into());
         self
     }
 
     /// Sets the `Retry-After` header sent with the error.
     pub fn with_retry_after(mut self, value: HeaderValue) -> Self {
-        self.retry_after = Some(value);
+        self.0.retry_after = Some(value);
         self
     }
 
     /// What happened.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
     /// The HTTP status the client gets.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
     /// The human-readable message.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
     /// The error body's `type`.
     pub fn error_type(&self) -> &str {
-        &self.error_type
+        &self.0.error_type
     }
     /// The error body's `code`, if any.
     pub fn code(&self) -> Option<&str> {
-        self.code.as_deref()
+        self.0.code.as_deref()
     }
     /// The error body's `param`, if any.
     pub fn param(&self) -> Option<&str> {
-        self.param.as_deref()
+        self.0.param.as_deref()
     }
     /// The `Retry-After` the upstream asked for, if any.
     pub fn retry_after(&self) -> Option<&HeaderValue> {
-        self.retry_after.as_ref()
+        self.0.retry_after.as_ref()
     }
 
     /// The JSON error body.
     pub fn to_json(&self) -> Bytes {
         #[derive(Serialize)]
         struct Envelope<'a> {
-            error: Fields<'a>,
+            error: Body<'a>,
         }
         #[derive(Serialize)]
-        struct Fields<'a> {
+        struct Body<'a> {
             message: &'a str,
             #[serde(rename = "type")]
             error_type: &'a str,
@@ -230,11 +255,11 @@ impl GatewayError {
             code: Option<&'a str>,
         }
         let body = Envelope {
-            error: Fields {
-                message: &self.message,
-                error_type: &self.error_type,
-                param: self.param.as_deref(),
-                code: self.code.as_deref(),
+            error: Body {
+                message: &self.0.message,
+                error_type: &self.0.error_type,
+                param: self.0.param.as_deref(),
+                code: self.0.code.as_deref(),
             },
         };
         Bytes::from(serde_json::to_vec(&body).expect("error body serialises"))
@@ -243,10 +268,10 @@ impl GatewayError {
     /// The error as a complete HTTP response.
     pub fn into_response(self) -> Response<Body> {
         let mut response = Response::new(Body::full(self.to_json()));
-        *response.status_mut() = self.status;
+        *response.status_mut() = self.0.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(retry_after) = self.retry_after {
+        if let Some(retry_after) = self.0.retry_after {
             headers.insert(RETRY_AFTER, retry_after);
         }
         response
@@ -255,7 +280,13 @@ impl GatewayError {
 
 impl fmt::Display for GatewayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.error_type, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.0.status.as_u16(),
+            self.0.error_type,
+            self.0.message
+        )
     }
 }
 
@@ -272,7 +303,10 @@ mod tests {
         assert_eq!(value["error"]["type"], "invalid_request_error");
         assert_eq!(value["error"]["code"], "model_not_found");
         assert_eq!(value["error"]["param"], "model");
-        assert!(value["error"]["message"].as_str().unwrap().contains("nope/x"));
+        assert!(value["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nope/x"));
         assert_eq!(err.into_response().status(), StatusCode::NOT_FOUND);
     }
 

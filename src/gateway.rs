@@ -55,10 +55,15 @@ impl Gateway {
     pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let keys = Keys::new(
             config.master_key.clone(),
-            config.keys.iter().map(|k| (k.name.clone(), k.key.clone())).collect(),
+            config
+                .keys
+                .iter()
+                .map(|k| (k.name.clone(), k.key.clone()))
+                .collect(),
         );
         let executors = Executors::from_config(config)?;
-        let llm = AuthLayer::new(keys.clone()).layer(ParseLayer::new(config.server.max_body_bytes).layer(executors.clone()));
+        let llm = AuthLayer::new(keys.clone())
+            .layer(ParseLayer::new(config.server.max_body_bytes).layer(executors.clone()));
         let models: Vec<_> = config
             .providers
             .iter()
@@ -68,13 +73,26 @@ impl Gateway {
                 })
             })
             .collect();
-        let models = serde_json::to_vec(&json!({ "object": "list", "data": models })).expect("json").into();
-        Ok(Self { shared: Arc::new(Shared { keys, models, executors, prometheus: prometheus() }), llm })
+        let models = serde_json::to_vec(&json!({ "object": "list", "data": models }))
+            .expect("json")
+            .into();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                keys,
+                models,
+                executors,
+                prometheus: prometheus(),
+            }),
+            llm,
+        })
     }
 
     /// The gateway with `x-request-id` handling, ready to serve.
     pub fn into_service(self) -> GatewayService {
-        SetRequestId::x_request_id(PropagateRequestId::x_request_id(self), MakeRequestIds::default())
+        SetRequestId::x_request_id(
+            PropagateRequestId::x_request_id(self),
+            MakeRequestIds::default(),
+        )
     }
 
     fn models(&self, req: &Request<impl Sized>) -> Response<Body> {
@@ -114,9 +132,21 @@ impl Gateway {
         let ready = results.iter().all(|(_, r)| r.is_ok());
         let providers: serde_json::Map<_, _> = results
             .into_iter()
-            .map(|(name, r)| (name, r.map_or_else(|e| json!({ "status": "unavailable", "error": e }), |()| json!({ "status": "ok" }))))
+            .map(|(name, r)| {
+                (
+                    name,
+                    r.map_or_else(
+                        |e| json!({ "status": "unavailable", "error": e }),
+                        |()| json!({ "status": "ok" }),
+                    ),
+                )
+            })
             .collect();
-        let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+        let status = if ready {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
         let body = json!({ "status": if ready { "ready" } else { "unavailable" }, "providers": providers });
         json_response(status, serde_json::to_vec(&body).expect("json").into())
     }
@@ -125,7 +155,9 @@ impl Gateway {
 fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Body::full(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -192,7 +224,10 @@ where
                 Poll::Pending => return Poll::Pending,
             },
         };
-        let labels = [("route", this.route.label()), ("status", status_label(response.status()))];
+        let labels = [
+            ("route", this.route.label()),
+            ("status", status_label(response.status())),
+        ];
         metrics::counter!("llm_tower_http_requests_total", &labels).increment(1);
         metrics::histogram!("llm_tower_http_response_seconds", "route" => this.route.label())
             .record(this.started.elapsed().as_secs_f64());
@@ -203,18 +238,34 @@ where
 /// A `'static` label for the statuses the gateway answers with.
 fn status_label(status: StatusCode) -> &'static str {
     const KNOWN: [(u16, &str); 16] = [
-        (200, "200"), (400, "400"), (401, "401"), (403, "403"), (404, "404"), (405, "405"),
-        (408, "408"), (413, "413"), (422, "422"), (429, "429"), (500, "500"), (502, "502"),
-        (503, "503"), (504, "504"), (529, "529"), (409, "409"),
+        (200, "200"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (408, "408"),
+        (413, "413"),
+        (422, "422"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+        (529, "529"),
+        (409, "409"),
     ];
-    KNOWN.iter().find(|(code, _)| *code == status.as_u16()).map_or_else(
-        || match status.as_u16() {
-            200..=299 => "2xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        },
-        |(_, label)| label,
-    )
+    KNOWN
+        .iter()
+        .find(|(code, _)| *code == status.as_u16())
+        .map_or_else(
+            || match status.as_u16() {
+                200..=299 => "2xx",
+                400..=499 => "4xx",
+                _ => "5xx",
+            },
+            |(_, label)| label,
+        )
 }
 
 impl<B> Service<Request<B>> for Gateway
@@ -234,29 +285,63 @@ where
         let started = Instant::now();
         let path = req.uri().path();
         let (route, inner) = match (req.method(), path) {
-            (_, "/v1/chat/completions" | "/chat/completions") => {
-                (Route::Chat, Inner::Llm { future: self.llm.call(req) })
-            }
-            (_, "/v1/embeddings" | "/embeddings") => {
-                (Route::Embeddings, Inner::Llm { future: self.llm.call(req) })
-            }
-            (&Method::GET, "/v1/models" | "/models") => (Route::Models, Inner::Ready { response: Some(self.models(&req)) }),
+            (_, "/v1/chat/completions" | "/chat/completions") => (
+                Route::Chat,
+                Inner::Llm {
+                    future: self.llm.call(req),
+                },
+            ),
+            (_, "/v1/embeddings" | "/embeddings") => (
+                Route::Embeddings,
+                Inner::Llm {
+                    future: self.llm.call(req),
+                },
+            ),
+            (&Method::GET, "/v1/models" | "/models") => (
+                Route::Models,
+                Inner::Ready {
+                    response: Some(self.models(&req)),
+                },
+            ),
             (&Method::GET, "/health") => (
                 Route::Health,
-                Inner::Ready { response: Some(json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"))) },
+                Inner::Ready {
+                    response: Some(json_response(
+                        StatusCode::OK,
+                        Bytes::from_static(b"{\"status\":\"ok\"}"),
+                    )),
+                },
             ),
-            (&Method::GET, "/health/readiness") => {
-                (Route::Health, Inner::Boxed { future: Box::pin(Self::readiness(self.shared.clone())) })
-            }
-            (&Method::GET, "/metrics") => (Route::Metrics, Inner::Ready { response: Some(self.metrics()) }),
-            (method, "/v1/models" | "/models" | "/health" | "/health/readiness" | "/metrics") => {
-                (Route::Other, Inner::Ready { response: Some(GatewayError::method_not_allowed(method, path).into_response()) })
-            }
-            (method, _) => {
-                (Route::Other, Inner::Ready { response: Some(GatewayError::route_not_found(method, path).into_response()) })
-            }
+            (&Method::GET, "/health/readiness") => (
+                Route::Health,
+                Inner::Boxed {
+                    future: Box::pin(Self::readiness(self.shared.clone())),
+                },
+            ),
+            (&Method::GET, "/metrics") => (
+                Route::Metrics,
+                Inner::Ready {
+                    response: Some(self.metrics()),
+                },
+            ),
+            (method, "/v1/models" | "/models" | "/health" | "/health/readiness" | "/metrics") => (
+                Route::Other,
+                Inner::Ready {
+                    response: Some(GatewayError::method_not_allowed(method, path).into_response()),
+                },
+            ),
+            (method, _) => (
+                Route::Other,
+                Inner::Ready {
+                    response: Some(GatewayError::route_not_found(method, path).into_response()),
+                },
+            ),
         };
-        GatewayFuture { inner, route, started }
+        GatewayFuture {
+            inner,
+            route,
+            started,
+        }
     }
 }
 
@@ -266,9 +351,14 @@ pub fn prometheus() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            const BUCKETS: [f64; 18] =
-                [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
-            let recorder = PrometheusBuilder::new().set_buckets(&BUCKETS).expect("buckets").build_recorder();
+            const BUCKETS: [f64; 18] = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0, 120.0, 300.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&BUCKETS)
+                .expect("buckets")
+                .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             // Histograms are summarised on upkeep; run it so memory stays flat between scrapes.
@@ -297,14 +387,21 @@ pub struct MakeRequestIds {
 impl Default for MakeRequestIds {
     fn default() -> Self {
         use std::hash::{BuildHasher, Hasher};
-        let prefix = std::collections::hash_map::RandomState::new().build_hasher().finish() as u32;
-        Self { prefix, next: Arc::new(AtomicU64::new(1)) }
+        let prefix = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish() as u32;
+        Self {
+            prefix,
+            next: Arc::new(AtomicU64::new(1)),
+        }
     }
 }
 
 impl MakeRequestId for MakeRequestIds {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        HeaderValue::try_from(format!("req_{:08x}{n:012x}", self.prefix)).ok().map(RequestId::new)
+        HeaderValue::try_from(format!("req_{:08x}{n:012x}", self.prefix))
+            .ok()
+            .map(RequestId::new)
     }
 }

@@ -47,7 +47,13 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
     let addr = listener.local_addr()?;
     warn_if_open(&config, addr);
     tracing::info!(%addr, providers = config.providers.len(), "llm-tower listening");
-    server::serve(listener, gateway.into_service(), &config.server, server::shutdown_signal()).await?;
+    server::serve(
+        listener,
+        gateway.into_service(),
+        &config.server,
+        server::shutdown_signal(),
+    )
+    .await?;
     Ok(())
 }
 

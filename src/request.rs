@@ -63,7 +63,13 @@ impl LlmRequest {
     pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Self, GatewayError> {
         let fields = match endpoint {
             Endpoint::ChatCompletions => serde_json::from_slice::<ChatFields>(body).map(|f| {
-                (f.model, f.messages.map(|m| m.0), f.stream, f.stream_options, true)
+                (
+                    f.model,
+                    f.messages.map(|m| m.0),
+                    f.stream,
+                    f.stream_options,
+                    true,
+                )
             }),
             Endpoint::Embeddings => serde_json::from_slice::<EmbeddingsFields>(body)
                 .map(|f| (f.model, None, None, None, f.input.is_some())),
@@ -71,28 +77,40 @@ impl LlmRequest {
         let (model, messages, stream, stream_options, has_input) =
             fields.map_err(|err| json_error(&err))?;
 
-        let raw = model.ok_or_else(|| GatewayError::invalid_param("model", "Missing required parameter: 'model'."))?;
-        let name: String = serde_json::from_str(raw.get())
-            .map_err(|_| GatewayError::invalid_param("model", "Invalid type for 'model': expected a string."))?;
+        let raw = model.ok_or_else(|| {
+            GatewayError::invalid_param("model", "Missing required parameter: 'model'.")
+        })?;
+        let name: String = serde_json::from_str(raw.get()).map_err(|_| {
+            GatewayError::invalid_param("model", "Invalid type for 'model': expected a string.")
+        })?;
         if name.is_empty() {
-            return Err(GatewayError::invalid_param("model", "Invalid 'model': empty string."));
+            return Err(GatewayError::invalid_param(
+                "model",
+                "Invalid 'model': empty string.",
+            ));
         }
         let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
         let model_span = start..start + raw.get().len();
 
         match endpoint {
             Endpoint::ChatCompletions => match messages {
-                None => return Err(GatewayError::invalid_param("messages", "Missing required parameter: 'messages'.")),
-                Some(0) => {
+                None => {
                     return Err(GatewayError::invalid_param(
                         "messages",
-                        "Invalid 'messages': empty array. Expected an array with at least one message.",
+                        "Missing required parameter: 'messages'.",
                     ))
                 }
+                Some(0) => return Err(GatewayError::invalid_param(
+                    "messages",
+                    "Invalid 'messages': empty array. Expected an array with at least one message.",
+                )),
                 Some(_) => {}
             },
             Endpoint::Embeddings if !has_input => {
-                return Err(GatewayError::invalid_param("input", "Missing required parameter: 'input'."))
+                return Err(GatewayError::invalid_param(
+                    "input",
+                    "Missing required parameter: 'input'.",
+                ))
             }
             Endpoint::Embeddings => {}
         }
@@ -102,7 +120,9 @@ impl LlmRequest {
             model: name.into_boxed_str(),
             model_span,
             stream: stream.unwrap_or(false),
-            include_usage: stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+            include_usage: stream_options
+                .and_then(|o| o.include_usage)
+                .unwrap_or(false),
         })
     }
 
@@ -176,7 +196,7 @@ impl<'de> Deserialize<'de> for ArrayLen {
         impl<'de> Visitor<'de> for Counter {
             type Value = ArrayLen;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an array")
+                f.write_str("an array of messages")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ArrayLen, A::Error> {
                 let mut n = 0;
@@ -223,7 +243,10 @@ mod tests {
         let body = Bytes::from_static(br#"{"model":"mock/a\"b\u0041","messages":[{}]}"#);
         let req = LlmRequest::parse(Endpoint::ChatCompletions, &body).unwrap();
         assert_eq!(req.model(), "mock/a\"bA");
-        assert_eq!(&req.body_with_model(&body, "a\"b")[..], br#"{"model":"a\"b","messages":[{}]}"#);
+        assert_eq!(
+            &req.body_with_model(&body, "a\"b")[..],
+            br#"{"model":"a\"b","messages":[{}]}"#
+        );
     }
 
     #[test]
@@ -238,7 +261,10 @@ mod tests {
             (r#"{"model":"m","messages":[]}"#, "at least one"),
             (r#"{"model":"m","messages":{}}"#, "an array"),
             (r#"{"model":"m","messages":[{}],"stream":"yes"}"#, "boolean"),
-            (r#"{"model":"m","messages":[{}]} trailing"#, "parse the JSON"),
+            (
+                r#"{"model":"m","messages":[{}]} trailing"#,
+                "parse the JSON",
+            ),
         ] {
             let err = chat(body).unwrap_err();
             assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{body}");
@@ -250,14 +276,21 @@ mod tests {
     fn embeddings_need_input() {
         let err = LlmRequest::parse(Endpoint::Embeddings, br#"{"model":"m"}"#).unwrap_err();
         assert_eq!(err.param(), Some("input"));
-        let ok = LlmRequest::parse(Endpoint::Embeddings, br#"{"model":"m","input":["a","b"]}"#).unwrap();
+        let ok =
+            LlmRequest::parse(Endpoint::Embeddings, br#"{"model":"m","input":["a","b"]}"#).unwrap();
         assert_eq!(ok.endpoint(), Endpoint::Embeddings);
     }
 
     #[test]
     fn endpoint_from_path() {
-        assert_eq!(Endpoint::from_path("/v1/chat/completions"), Some(Endpoint::ChatCompletions));
-        assert_eq!(Endpoint::from_path("/llm/v1/embeddings/"), Some(Endpoint::Embeddings));
+        assert_eq!(
+            Endpoint::from_path("/v1/chat/completions"),
+            Some(Endpoint::ChatCompletions)
+        );
+        assert_eq!(
+            Endpoint::from_path("/llm/v1/embeddings/"),
+            Some(Endpoint::Embeddings)
+        );
         assert_eq!(Endpoint::from_path("/v1/models"), None);
     }
 }

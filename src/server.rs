@@ -29,7 +29,10 @@ pub async fn serve<S>(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()>
 where
-    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -56,7 +59,10 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let connection = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
+        let connection = builder.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service.clone()),
+        );
         let connection = graceful.watch(connection.into_owned());
         tokio::spawn(async move {
             if let Err(err) = connection.await {
@@ -67,7 +73,10 @@ where
 
     drop(listener);
     tracing::info!(grace = ?config.shutdown_grace_period, "shutting down: waiting for in-flight requests");
-    if tokio::time::timeout(config.shutdown_grace_period, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(config.shutdown_grace_period, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("grace period over: closing the remaining connections");
     }
     Ok(())

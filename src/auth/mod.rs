@@ -44,7 +44,10 @@ impl Keys {
             .chain(named)
             .map(|(name, key)| (KeyId(name.into()), key.into_bytes().into_boxed_slice()))
             .collect();
-        Self { keys, anonymous: KeyId("anonymous".into()) }
+        Self {
+            keys,
+            anonymous: KeyId("anonymous".into()),
+        }
     }
 
     /// Whether any key is configured (otherwise the gateway is open).
@@ -66,17 +69,25 @@ impl Keys {
                 found = Some(id);
             }
         }
-        found.cloned().ok_or_else(|| GatewayError::unauthorized(true))
+        found
+            .cloned()
+            .ok_or_else(|| GatewayError::unauthorized(true))
     }
 }
 
 fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
     if let Some(value) = headers.get(AUTHORIZATION) {
         let value = value.as_bytes();
-        let token = value.get(..7).filter(|p| p.eq_ignore_ascii_case(b"bearer ")).map(|_| &value[7..]);
+        let token = value
+            .get(..7)
+            .filter(|p| p.eq_ignore_ascii_case(b"bearer "))
+            .map(|_| &value[7..]);
         return token.map(<[u8]>::trim_ascii).filter(|t| !t.is_empty());
     }
-    headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii()).filter(|t| !t.is_empty())
+    headers
+        .get("x-api-key")
+        .map(|v| v.as_bytes().trim_ascii())
+        .filter(|t| !t.is_empty())
 }
 
 /// Layer that applies the [`Auth`] middleware.
@@ -95,7 +106,10 @@ impl AuthLayer {
 impl<S> Layer<S> for AuthLayer {
     type Service = Auth<S>;
     fn layer(&self, inner: S) -> Auth<S> {
-        Auth { inner, keys: self.keys.clone() }
+        Auth {
+            inner,
+            keys: self.keys.clone(),
+        }
     }
 }
 
@@ -136,16 +150,37 @@ mod tests {
 
     fn headers(name: &str, value: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+        h.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
         h
     }
 
     #[test]
     fn accepts_bearer_and_x_api_key_and_names_the_key() {
-        let keys = Keys::new(Some("sk-master".into()), vec![("team-a".into(), "sk-a".into())]);
-        assert_eq!(&*keys.check(&headers("authorization", "Bearer sk-master")).unwrap().0, "master");
-        assert_eq!(&*keys.check(&headers("authorization", "bearer sk-a")).unwrap().0, "team-a");
-        assert_eq!(&*keys.check(&headers("x-api-key", "sk-a")).unwrap().0, "team-a");
+        let keys = Keys::new(
+            Some("sk-master".into()),
+            vec![("team-a".into(), "sk-a".into())],
+        );
+        assert_eq!(
+            &*keys
+                .check(&headers("authorization", "Bearer sk-master"))
+                .unwrap()
+                .0,
+            "master"
+        );
+        assert_eq!(
+            &*keys
+                .check(&headers("authorization", "bearer sk-a"))
+                .unwrap()
+                .0,
+            "team-a"
+        );
+        assert_eq!(
+            &*keys.check(&headers("x-api-key", "sk-a")).unwrap().0,
+            "team-a"
+        );
     }
 
     #[test]

@@ -35,7 +35,10 @@ pub(super) fn substitute(
         }
         Value::Mapping(map) => {
             for (key, item) in map.iter_mut() {
-                path.push(key.as_str().map_or_else(|| format!("{key:?}"), str::to_owned));
+                path.push(
+                    key.as_str()
+                        .map_or_else(|| format!("{key:?}"), str::to_owned),
+                );
                 substitute(item, path, lookup)?;
                 path.pop();
             }

@@ -187,7 +187,9 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into() }
+        Self {
+            message: message.into(),
+        }
     }
 }
 
@@ -213,9 +215,12 @@ impl Config {
         Self::from_yaml_with_env(text, &|name| std::env::var(name).ok())
     }
 
-    fn from_yaml_with_env(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut value: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::new(format!("invalid YAML: {e}")))?;
+    fn from_yaml_with_env(
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+            .map_err(|e| ConfigError::new(format!("invalid YAML: {e}")))?;
         env::substitute(&mut value, &mut Vec::new(), lookup).map_err(ConfigError::new)?;
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
@@ -227,7 +232,9 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.providers.is_empty() {
-            return Err(ConfigError::new("providers: at least one provider is required"));
+            return Err(ConfigError::new(
+                "providers: at least one provider is required",
+            ));
         }
         for (name, provider) in &self.providers {
             if name.is_empty() || name.contains('/') {
@@ -237,7 +244,10 @@ impl Config {
             }
             if let ProviderConfig::Openai(http) | ProviderConfig::Litellm(http) = provider {
                 let uri: http::Uri = http.api_base.parse().map_err(|e| {
-                    ConfigError::new(format!("providers.{name}.api_base: `{}` is not a URL: {e}", http.api_base))
+                    ConfigError::new(format!(
+                        "providers.{name}.api_base: `{}` is not a URL: {e}",
+                        http.api_base
+                    ))
                 })?;
                 if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
                     return Err(ConfigError::new(format!(
@@ -246,14 +256,23 @@ impl Config {
                     )));
                 }
                 for (header, value) in &http.headers {
-                    http::HeaderName::try_from(header.as_str())
-                        .map_err(|_| ConfigError::new(format!("providers.{name}.headers: `{header}` is not a header name")))?;
-                    http::HeaderValue::try_from(value.as_str())
-                        .map_err(|_| ConfigError::new(format!("providers.{name}.headers.{header}: not a valid header value")))?;
+                    http::HeaderName::try_from(header.as_str()).map_err(|_| {
+                        ConfigError::new(format!(
+                            "providers.{name}.headers: `{header}` is not a header name"
+                        ))
+                    })?;
+                    http::HeaderValue::try_from(value.as_str()).map_err(|_| {
+                        ConfigError::new(format!(
+                            "providers.{name}.headers.{header}: not a valid header value"
+                        ))
+                    })?;
                 }
                 if let Some(key) = &http.api_key {
-                    http::HeaderValue::try_from(format!("Bearer {key}"))
-                        .map_err(|_| ConfigError::new(format!("providers.{name}.api_key: not a valid header value")))?;
+                    http::HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {
+                        ConfigError::new(format!(
+                            "providers.{name}.api_key: not a valid header value"
+                        ))
+                    })?;
                 }
             }
         }
@@ -273,7 +292,9 @@ impl Config {
             }
         }
         if self.server.max_body_bytes == 0 {
-            return Err(ConfigError::new("server.max_body_bytes: must be greater than 0"));
+            return Err(ConfigError::new(
+                "server.max_body_bytes: must be greater than 0",
+            ));
         }
         Ok(())
     }
@@ -311,7 +332,9 @@ upstream: { connect_timeout: 250ms }
         assert_eq!(config.listen.port(), 9090);
         assert_eq!(config.master_key.as_deref(), Some("sk-test"));
         assert_eq!(config.providers["openai"].models(), ["gpt-4o-mini"]);
-        let ProviderConfig::Litellm(litellm) = &config.providers["litellm"] else { panic!() };
+        let ProviderConfig::Litellm(litellm) = &config.providers["litellm"] else {
+            panic!()
+        };
         assert_eq!(litellm.first_byte_timeout, Some(Duration::from_secs(30)));
         assert_eq!(config.upstream.connect_timeout, Duration::from_millis(250));
         assert_eq!(config.server.shutdown_grace_period, Duration::from_secs(30));

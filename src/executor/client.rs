@@ -31,18 +31,22 @@ impl UpstreamClient {
             };
             let mut added = 0;
             for cert in CertificateDer::pem_file_iter(path).map_err(|e| field(&e))? {
-                roots.add(cert.map_err(|e| field(&e))?).map_err(|e| field(&e))?;
+                roots
+                    .add(cert.map_err(|e| field(&e))?)
+                    .map_err(|e| field(&e))?;
                 added += 1;
             }
             if added == 0 {
                 return Err(field(&"no certificate in the file"));
             }
         }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| ConfigError::new(format!("upstream: TLS setup failed: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::new(format!("upstream: TLS setup failed: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
 
         let mut http = HttpConnector::new();
         http.enforce_http(false);

@@ -65,7 +65,11 @@ pub(crate) fn clean_response_headers(headers: &mut HeaderMap, stream: bool) {
     } else {
         Vec::new()
     };
-    for name in HOP_BY_HOP.iter().chain(&named).chain([&header::SET_COOKIE, &header::UPGRADE]) {
+    for name in HOP_BY_HOP
+        .iter()
+        .chain(&named)
+        .chain([&header::SET_COOKIE, &header::UPGRADE])
+    {
         headers.remove(name);
     }
     if stream {
@@ -104,7 +108,10 @@ mod tests {
         forward_request_headers(&from, &mut to);
         let mut kept: Vec<_> = to.keys().map(|k| k.as_str()).collect();
         kept.sort();
-        assert_eq!(kept, ["content-type", "openai-organization", "x-request-id"]);
+        assert_eq!(
+            kept,
+            ["content-type", "openai-organization", "x-request-id"]
+        );
     }
 
     #[test]

@@ -24,9 +24,13 @@ pub(crate) fn response_cost(headers: &HeaderMap) -> Option<ResponseCost> {
 }
 
 /// LiteLLM puts the HTTP status in `code` as a string (`"429"`) and sometimes `"None"` in
-/// `type`/`param`; OpenAI clients expect a symbolic code or null.
-pub(crate) fn tidy_error(err: GatewayError) -> GatewayError {
-    let numeric_code = err.code().is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
+/// `type`/`param`; OpenAI clients expect a symbolic code or null. It also renames the
+/// provider's `retry-after` to `llm_provider-retry-after`; the client gets it back as
+/// `Retry-After`.
+pub(crate) fn tidy_error(err: GatewayError, headers: &HeaderMap) -> GatewayError {
+    let numeric_code = err
+        .code()
+        .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
     let none = |s: Option<&str>| s.is_none_or(|s| s == "None" || s.is_empty());
     let error_type = if err.error_type() == "None" || err.error_type().is_empty() {
         default_type(err.status())
@@ -40,7 +44,10 @@ pub(crate) fn tidy_error(err: GatewayError) -> GatewayError {
     if !numeric_code && !none(err.code()) {
         tidy = tidy.with_code(err.code().unwrap_or_default());
     }
-    if let Some(retry_after) = err.retry_after() {
+    let retry_after = err
+        .retry_after()
+        .or_else(|| headers.get("llm_provider-retry-after"));
+    if let Some(retry_after) = retry_after {
         tidy = tidy.with_retry_after(retry_after.clone());
     }
     tidy
@@ -63,13 +70,32 @@ mod tests {
 
     #[test]
     fn status_codes_in_code_are_dropped_and_the_rest_kept() {
-        let body = br#"{"error":{"message":"litellm.RateLimitError: slow down","type":"throttling_error","param":"None","code":"429"}}"#;
-        let err = tidy_error(upstream_error("litellm", StatusCode::TOO_MANY_REQUESTS, body));
+        // As LiteLLM 1.108 answers an upstream 429.
+        let body = br#"{"error":{"message":"litellm.RateLimitError: RateLimitError: OpenAIException - mock error 429\n\nLiteLLM: model group 'echo-429' failed with the error above. No fallback was attempted.","type":"throttling_error","param":null,"code":"429"}}"#;
+        let mut headers = HeaderMap::new();
+        headers.insert("llm_provider-retry-after", "1".parse().unwrap());
+        let err = tidy_error(
+            upstream_error("litellm", StatusCode::TOO_MANY_REQUESTS, body),
+            &headers,
+        );
         assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(err.message(), "litellm.RateLimitError: slow down");
+        assert!(err.message().starts_with(
+            "litellm.RateLimitError: RateLimitError: OpenAIException - mock error 429"
+        ));
         assert_eq!(err.error_type(), "throttling_error");
         assert_eq!(err.code(), None);
         assert_eq!(err.param(), None);
+        assert_eq!(err.retry_after().unwrap(), "1");
+
+        let body = br#"{"error":{"message":"Authentication Error, No api key passed in.","type":"auth_error","param":"None","code":"401"}}"#;
+        let err = tidy_error(
+            upstream_error("litellm", StatusCode::UNAUTHORIZED, body),
+            &HeaderMap::new(),
+        );
+        assert_eq!(
+            (err.error_type(), err.param(), err.code()),
+            ("auth_error", None, None)
+        );
     }
 
     #[test]

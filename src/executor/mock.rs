@@ -58,8 +58,13 @@ struct MockOptions {
 
 impl MockOptions {
     fn parse(model: &str) -> Result<Self, GatewayError> {
-        let mut options = Self { usage: true, ..Self::default() };
-        let Some((_, query)) = model.split_once('?') else { return Ok(options) };
+        let mut options = Self {
+            usage: true,
+            ..Self::default()
+        };
+        let Some((_, query)) = model.split_once('?') else {
+            return Ok(options);
+        };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let bad = || {
@@ -75,7 +80,10 @@ impl MockOptions {
             let number = || value.parse::<usize>().map_err(|_| bad());
             match key {
                 "status" => {
-                    let code = value.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok());
+                    let code = value
+                        .parse::<u16>()
+                        .ok()
+                        .and_then(|c| StatusCode::from_u16(c).ok());
                     options.status = Some(code.filter(|c| c.as_u16() >= 400).ok_or_else(bad)?);
                 }
                 "delay" => options.delay = Some(duration()?),
@@ -126,14 +134,19 @@ impl http_body::Body for MockBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         if *this.done {
             return Poll::Ready(None);
         }
         if *this.sent > 0 {
             if let Some(delay) = *this.chunk_delay {
-                let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
                 if sleep.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
@@ -143,10 +156,9 @@ impl http_body::Body for MockBody {
         if *this.cut_after == Some(*this.sent) {
             *this.done = true;
             return Poll::Ready(Some(match this.cut {
-                Cut::ErrorEvent => Ok(Frame::data(sse::error_event(&GatewayError::upstream_protocol(
-                    "mock",
-                    "stream cut by the `cut` option",
-                )))),
+                Cut::ErrorEvent => Ok(Frame::data(sse::error_event(
+                    &GatewayError::upstream_protocol("mock", "stream cut by the `cut` option"),
+                ))),
                 Cut::Abort => Err("mock stream cut by the `cut` option".into()),
             }));
         }
@@ -194,12 +206,24 @@ impl MockExecutor {
     }
 
     /// Answers `req` as model `model`.
-    pub async fn execute(&self, req: Request<Bytes>, llm: &LlmRequest, model: &str) -> Result<Response<Body>, GatewayError> {
+    pub async fn execute(
+        &self,
+        req: Request<Bytes>,
+        llm: &LlmRequest,
+        model: &str,
+    ) -> Result<Response<Body>, GatewayError> {
         let options = MockOptions::parse(model)?;
         if let Some(delay) = options.delay {
             tokio::time::sleep(delay).await;
         }
-        answer(llm, req.body(), model, &options, self.ids.next(), Cut::ErrorEvent)
+        answer(
+            llm,
+            req.body(),
+            model,
+            &options,
+            self.ids.next(),
+            Cut::ErrorEvent,
+        )
     }
 }
 
@@ -216,7 +240,10 @@ fn answer(
             ErrorKind::UpstreamStatus,
             status,
             default_error_type(status),
-            format!("Mock upstream: status {} requested by the model name.", status.as_u16()),
+            format!(
+                "Mock upstream: status {} requested by the model name.",
+                status.as_u16()
+            ),
         )
         .with_code("mock_error");
         if status == StatusCode::TOO_MANY_REQUESTS {
@@ -224,7 +251,8 @@ fn answer(
         }
         return Err(err);
     }
-    let request: Value = serde_json::from_slice(body).map_err(|e| GatewayError::bad_request(e.to_string()))?;
+    let request: Value =
+        serde_json::from_slice(body).map_err(|e| GatewayError::bad_request(e.to_string()))?;
     match llm.endpoint() {
         Endpoint::ChatCompletions => Ok(chat(llm, &request, model, options, seq, cut)),
         Endpoint::Embeddings => embeddings(&request, model, options),
@@ -257,17 +285,40 @@ fn words(text: &str) -> usize {
     text.split_whitespace().count()
 }
 
-fn chat(llm: &LlmRequest, request: &Value, model: &str, options: &MockOptions, seq: u64, cut: Cut) -> Response<Body> {
-    let messages = request["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let prompt_tokens = messages.iter().map(|m| words(&content_text(&m["content"]))).sum::<usize>().max(1);
+fn chat(
+    llm: &LlmRequest,
+    request: &Value,
+    model: &str,
+    options: &MockOptions,
+    seq: u64,
+    cut: Cut,
+) -> Response<Body> {
+    let messages = request["messages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let prompt_tokens = messages
+        .iter()
+        .map(|m| words(&content_text(&m["content"])))
+        .sum::<usize>()
+        .max(1);
     let text = match options.words {
-        Some(n) => (0..n).map(|i| format!("w{i}")).collect::<Vec<_>>().join(" "),
+        Some(n) => (0..n)
+            .map(|i| format!("w{i}"))
+            .collect::<Vec<_>>()
+            .join(" "),
         None => {
-            let last_user = messages.iter().rev().find(|m| m["role"] == "user").map(|m| content_text(&m["content"]));
+            let last_user = messages
+                .iter()
+                .rev()
+                .find(|m| m["role"] == "user")
+                .map(|m| content_text(&m["content"]));
             format!("You said: {}", last_user.unwrap_or_default())
         }
     };
-    let limit = request["max_completion_tokens"].as_u64().or_else(|| request["max_tokens"].as_u64());
+    let limit = request["max_completion_tokens"]
+        .as_u64()
+        .or_else(|| request["max_tokens"].as_u64());
     let mut answer: Vec<&str> = text.split_whitespace().collect();
     let finish_reason = match limit {
         Some(limit) if (limit as usize) < answer.len() => {
@@ -283,7 +334,9 @@ fn chat(llm: &LlmRequest, request: &Value, model: &str, options: &MockOptions, s
         "total_tokens": prompt_tokens + completion_tokens,
     });
     let id = format!("chatcmpl-mock-{seq}");
-    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
 
     if !llm.stream() {
         let mut completion = json!({
@@ -312,9 +365,16 @@ fn chat(llm: &LlmRequest, request: &Value, model: &str, options: &MockOptions, s
         sse::data_event(&serde_json::to_vec(&chunk).expect("json"))
     };
     let mut events = VecDeque::with_capacity(answer.len() + 4);
-    events.push_back(chunk(json!({ "role": "assistant", "content": "" }), Value::Null));
+    events.push_back(chunk(
+        json!({ "role": "assistant", "content": "" }),
+        Value::Null,
+    ));
     for (i, word) in answer.iter().enumerate() {
-        let piece = if i == 0 { (*word).to_owned() } else { format!(" {word}") };
+        let piece = if i == 0 {
+            (*word).to_owned()
+        } else {
+            format!(" {word}")
+        };
         events.push_back(chunk(json!({ "content": piece }), Value::Null));
     }
     events.push_back(chunk(json!({}), json!(finish_reason)));
@@ -323,7 +383,9 @@ fn chat(llm: &LlmRequest, request: &Value, model: &str, options: &MockOptions, s
             "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
             "choices": [], "usage": usage,
         });
-        events.push_back(sse::data_event(&serde_json::to_vec(&usage_chunk).expect("json")));
+        events.push_back(sse::data_event(
+            &serde_json::to_vec(&usage_chunk).expect("json"),
+        ));
     }
     events.push_back(Bytes::from_static(sse::DONE));
     let body = MockBody {
@@ -336,18 +398,29 @@ fn chat(llm: &LlmRequest, request: &Value, model: &str, options: &MockOptions, s
         done: false,
     };
     let mut response = Response::new(Body::mock(body));
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     response
 }
 
-fn embeddings(request: &Value, model: &str, options: &MockOptions) -> Result<Response<Body>, GatewayError> {
+fn embeddings(
+    request: &Value,
+    model: &str,
+    options: &MockOptions,
+) -> Result<Response<Body>, GatewayError> {
     let inputs: Vec<String> = match &request["input"] {
         Value::String(s) => vec![s.clone()],
-        Value::Array(items) if items.iter().all(Value::is_string) => {
-            items.iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect()
+        Value::Array(items) if items.iter().all(Value::is_string) => items
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_owned())
+            .collect(),
+        Value::Array(items) if items.iter().all(Value::is_number) => {
+            vec![Value::Array(items.clone()).to_string()]
         }
-        Value::Array(items) if items.iter().all(Value::is_number) => vec![Value::Array(items.clone()).to_string()],
-        Value::Array(items) if items.iter().all(Value::is_array) => items.iter().map(Value::to_string).collect(),
+        Value::Array(items) if items.iter().all(Value::is_array) => {
+            items.iter().map(Value::to_string).collect()
+        }
         _ => {
             return Err(GatewayError::invalid_param(
                 "input",
@@ -356,7 +429,10 @@ fn embeddings(request: &Value, model: &str, options: &MockOptions) -> Result<Res
         }
     };
     if inputs.is_empty() {
-        return Err(GatewayError::invalid_param("input", "Invalid 'input': empty array."));
+        return Err(GatewayError::invalid_param(
+            "input",
+            "Invalid 'input': empty array.",
+        ));
     }
     let dimensions = request["dimensions"].as_u64().unwrap_or(16).clamp(1, 4096) as usize;
     let base64 = request["encoding_format"] == "base64";
@@ -384,7 +460,9 @@ fn embeddings(request: &Value, model: &str, options: &MockOptions) -> Result<Res
 
 /// A deterministic unit vector for `text`: FNV-1a of the text seeds a xorshift generator.
 fn embed(text: &str, dimensions: usize) -> Vec<f32> {
-    let mut state = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let mut state = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     let mut vector: Vec<f32> = (0..dimensions)
         .map(|_| {
             state ^= state << 13;
@@ -393,14 +471,21 @@ fn embed(text: &str, dimensions: usize) -> Vec<f32> {
             (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
         })
         .collect();
-    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::EPSILON);
+    let norm = vector
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(f32::EPSILON);
     vector.iter_mut().for_each(|x| *x /= norm);
     vector
 }
 
 fn json_response(value: &Value) -> Response<Body> {
     let mut response = Response::new(Body::full(serde_json::to_vec(value).expect("json")));
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -457,7 +542,9 @@ impl MockUpstream {
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, 64 * 1024 * 1024).collect().await {
             Ok(collected) => collected.to_bytes(),
-            Err(err) => return GatewayError::bad_request(format!("unreadable body: {err}")).into_response(),
+            Err(err) => {
+                return GatewayError::bad_request(format!("unreadable body: {err}")).into_response()
+            }
         };
         self.state.requests.fetch_add(1, Ordering::SeqCst);
         *self.state.last.lock().expect("mock state") = Some((parts.headers, body.clone()));
@@ -467,7 +554,14 @@ impl MockUpstream {
             if let Some(delay) = options.delay {
                 tokio::time::sleep(delay).await;
             }
-            answer(&llm, &body, llm.model(), &options, self.state.ids.next(), Cut::Abort)
+            answer(
+                &llm,
+                &body,
+                llm.model(),
+                &options,
+                self.state.ids.next(),
+                Cut::Abort,
+            )
         };
         result.await.unwrap_or_else(GatewayError::into_response)
     }
@@ -501,37 +595,77 @@ mod tests {
     }
 
     async fn text(response: Response<Body>) -> String {
-        String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+        String::from_utf8(
+            response
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap()
     }
 
     #[test]
     fn options_come_from_the_model_name() {
-        let o = MockOptions::parse("echo?status=429&delay=20ms&chunk_delay=1s&cut=2&words=5&usage=false").unwrap();
+        let o = MockOptions::parse(
+            "echo?status=429&delay=20ms&chunk_delay=1s&cut=2&words=5&usage=false",
+        )
+        .unwrap();
         assert_eq!(o.status, Some(StatusCode::TOO_MANY_REQUESTS));
         assert_eq!(o.delay, Some(Duration::from_millis(20)));
         assert_eq!(o.chunk_delay, Some(Duration::from_secs(1)));
         assert_eq!((o.cut, o.words, o.usage), (Some(2), Some(5), false));
-        assert_eq!(MockOptions::parse("echo").unwrap().usage, true);
-        for bad in ["echo?status=200", "echo?delay=5", "echo?nope=1", "echo?cut=x"] {
-            assert_eq!(MockOptions::parse(bad).unwrap_err().status(), StatusCode::BAD_REQUEST, "{bad}");
+        assert!(MockOptions::parse("echo").unwrap().usage);
+        for bad in [
+            "echo?status=200",
+            "echo?delay=5",
+            "echo?nope=1",
+            "echo?cut=x",
+        ] {
+            assert_eq!(
+                MockOptions::parse(bad).unwrap_err().status(),
+                StatusCode::BAD_REQUEST,
+                "{bad}"
+            );
         }
     }
 
     #[tokio::test]
     async fn echoes_with_word_usage_and_respects_max_tokens() {
         let body = r#"{"model":"echo","max_tokens":3,"messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"one two three four"}]}]}"#;
-        let response = answer(&llm(body), body.as_bytes(), "echo", &MockOptions::parse("echo").unwrap(), 7, Cut::Abort).unwrap();
+        let response = answer(
+            &llm(body),
+            body.as_bytes(),
+            "echo",
+            &MockOptions::parse("echo").unwrap(),
+            7,
+            Cut::Abort,
+        )
+        .unwrap();
         let value: Value = serde_json::from_str(&text(response).await).unwrap();
         assert_eq!(value["id"], "chatcmpl-mock-7");
         assert_eq!(value["choices"][0]["message"]["content"], "You said: one");
         assert_eq!(value["choices"][0]["finish_reason"], "length");
-        assert_eq!(value["usage"], json!({"prompt_tokens": 6, "completion_tokens": 3, "total_tokens": 9}));
+        assert_eq!(
+            value["usage"],
+            json!({"prompt_tokens": 6, "completion_tokens": 3, "total_tokens": 9})
+        );
     }
 
     #[tokio::test]
     async fn streams_one_word_per_chunk_with_usage_when_asked() {
         let body = r#"{"model":"echo","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi there"}]}"#;
-        let response = answer(&llm(body), body.as_bytes(), "echo", &MockOptions::parse("echo").unwrap(), 1, Cut::Abort).unwrap();
+        let response = answer(
+            &llm(body),
+            body.as_bytes(),
+            "echo",
+            &MockOptions::parse("echo").unwrap(),
+            1,
+            Cut::Abort,
+        )
+        .unwrap();
         assert_eq!(response.headers()[CONTENT_TYPE], "text/event-stream");
         let text = text(response).await;
         let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
@@ -539,7 +673,12 @@ mod tests {
         assert_eq!(events.len(), 8, "{text}");
         let content: String = events[1..5]
             .iter()
-            .map(|e| serde_json::from_str::<Value>(&e[6..]).unwrap()["choices"][0]["delta"]["content"].as_str().unwrap().to_owned())
+            .map(|e| {
+                serde_json::from_str::<Value>(&e[6..]).unwrap()["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
         assert_eq!(content, "You said: hi there");
         let usage: Value = serde_json::from_str(&events[6][6..]).unwrap();
@@ -550,9 +689,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_cut_stream_ends_with_an_error_event_in_process() {
-        let body = r#"{"model":"echo","stream":true,"messages":[{"role":"user","content":"a b c"}]}"#;
+        let body =
+            r#"{"model":"echo","stream":true,"messages":[{"role":"user","content":"a b c"}]}"#;
         let options = MockOptions::parse("echo?cut=2").unwrap();
-        let response = answer(&llm(body), body.as_bytes(), "echo", &options, 1, Cut::ErrorEvent).unwrap();
+        let response = answer(
+            &llm(body),
+            body.as_bytes(),
+            "echo",
+            &options,
+            1,
+            Cut::ErrorEvent,
+        )
+        .unwrap();
         let text = text(response).await;
         assert_eq!(text.matches("data: ").count(), 3, "{text}");
         assert!(text.contains("event: error\ndata: {\"error\""), "{text}");

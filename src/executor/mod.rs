@@ -34,8 +34,8 @@ use tower::Service;
 pub use self::client::UpstreamClient;
 pub use self::litellm::ResponseCost;
 pub use self::mock::{MockBody, MockExecutor, MockUpstream};
-pub use self::openai::OpenAiExecutor;
 use self::openai::Flavor;
+pub use self::openai::OpenAiExecutor;
 pub use self::stream::UpstreamBody;
 use crate::body::Body;
 use crate::config::{Config, ConfigError, ProviderConfig};
@@ -63,7 +63,12 @@ pub enum Executor {
 
 impl Executor {
     /// Answers `req` with `model` as the upstream model.
-    pub async fn execute(&self, req: Request<Bytes>, llm: &LlmRequest, model: &str) -> Result<Response<Body>, GatewayError> {
+    pub async fn execute(
+        &self,
+        req: Request<Bytes>,
+        llm: &LlmRequest,
+        model: &str,
+    ) -> Result<Response<Body>, GatewayError> {
         match self {
             Self::OpenAi(e) => e.execute(req, llm, model).await,
             Self::Mock(e) => e.execute(req, llm, model).await,
@@ -86,7 +91,8 @@ pub struct Executors {
 }
 
 /// The future of [`Executors`].
-pub type ExecutorFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, GatewayError>> + Send>>;
+pub type ExecutorFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Body>, GatewayError>> + Send>>;
 
 impl Executors {
     /// One executor per provider, sharing one upstream client.
@@ -95,17 +101,27 @@ impl Executors {
         let mut providers = HashMap::new();
         for (name, provider) in &config.providers {
             let executor = match provider {
-                ProviderConfig::Openai(http) => {
-                    Executor::OpenAi(OpenAiExecutor::new(name, Flavor::OpenAi, http, &config.upstream, client.clone())?)
-                }
-                ProviderConfig::Litellm(http) => {
-                    Executor::OpenAi(OpenAiExecutor::new(name, Flavor::LiteLlm, http, &config.upstream, client.clone())?)
-                }
+                ProviderConfig::Openai(http) => Executor::OpenAi(OpenAiExecutor::new(
+                    name,
+                    Flavor::OpenAi,
+                    http,
+                    &config.upstream,
+                    client.clone(),
+                )?),
+                ProviderConfig::Litellm(http) => Executor::OpenAi(OpenAiExecutor::new(
+                    name,
+                    Flavor::LiteLlm,
+                    http,
+                    &config.upstream,
+                    client.clone(),
+                )?),
                 ProviderConfig::Mock(_) => Executor::Mock(MockExecutor::new()),
             };
             providers.insert(Arc::from(name.as_str()), executor);
         }
-        Ok(Self { providers: Arc::new(providers) })
+        Ok(Self {
+            providers: Arc::new(providers),
+        })
     }
 
     /// The executor of a provider.
@@ -132,17 +148,21 @@ impl Service<Request<Bytes>> for Executors {
     fn call(&mut self, mut req: Request<Bytes>) -> ExecutorFuture {
         let providers = self.providers.clone();
         Box::pin(async move {
-            let llm = req
-                .extensions_mut()
-                .remove::<LlmRequest>()
-                .ok_or_else(|| GatewayError::internal("request reached the executors without being parsed"))?;
+            let llm = req.extensions_mut().remove::<LlmRequest>().ok_or_else(|| {
+                GatewayError::internal("request reached the executors without being parsed")
+            })?;
             let (provider, model, executor) = match req.extensions().get::<Target>() {
                 Some(target) => {
-                    let executor = providers.get(&target.provider).ok_or_else(|| GatewayError::model_not_found(llm.model()))?;
+                    let executor = providers
+                        .get(&target.provider)
+                        .ok_or_else(|| GatewayError::model_not_found(llm.model()))?;
                     (target.provider.clone(), target.model.clone(), executor)
                 }
                 None => {
-                    let (provider, model) = llm.model().split_once('/').ok_or_else(|| GatewayError::model_not_found(llm.model()))?;
+                    let (provider, model) = llm
+                        .model()
+                        .split_once('/')
+                        .ok_or_else(|| GatewayError::model_not_found(llm.model()))?;
                     let (name, executor) = providers
                         .get_key_value(provider)
                         .filter(|_| !model.is_empty())
@@ -156,13 +176,21 @@ impl Service<Request<Bytes>> for Executors {
                 Ok(response) => response.status(),
                 Err(err) => err.status(),
             };
-            let labels = [("provider", provider.to_string()), ("model", model.to_string())];
+            let labels = [
+                ("provider", provider.to_string()),
+                ("model", model.to_string()),
+            ];
             metrics::counter!("llm_tower_upstream_requests_total", &labels).increment(1);
             if !status.is_success() {
-                let labels = [labels[0].clone(), labels[1].clone(), ("status", status.as_str().to_owned())];
+                let labels = [
+                    labels[0].clone(),
+                    labels[1].clone(),
+                    ("status", status.as_str().to_owned()),
+                ];
                 metrics::counter!("llm_tower_upstream_errors_total", &labels).increment(1);
             }
-            metrics::histogram!("llm_tower_upstream_response_seconds", &labels).record(started.elapsed().as_secs_f64());
+            metrics::histogram!("llm_tower_upstream_response_seconds", &labels)
+                .record(started.elapsed().as_secs_f64());
             let mut response = result?;
             let headers = response.headers_mut();
             if let Ok(value) = HeaderValue::try_from(&*provider) {

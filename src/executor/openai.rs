@@ -70,15 +70,24 @@ impl OpenAiExecutor {
         };
         let mut headers = HeaderMap::new();
         if let Some(key) = &config.api_key {
-            let value = HeaderValue::try_from(format!("Bearer {key}"))
-                .map_err(|_| ConfigError::new(format!("providers.{name}.api_key: not a valid header value")))?;
+            let value = HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {
+                ConfigError::new(format!(
+                    "providers.{name}.api_key: not a valid header value"
+                ))
+            })?;
             headers.insert(AUTHORIZATION, sensitive(value));
         }
         for (k, v) in &config.headers {
-            let name_ = HeaderName::try_from(k.as_str())
-                .map_err(|_| ConfigError::new(format!("providers.{name}.headers: `{k}` is not a header name")))?;
-            let value = HeaderValue::try_from(v.as_str())
-                .map_err(|_| ConfigError::new(format!("providers.{name}.headers.{k}: not a valid header value")))?;
+            let name_ = HeaderName::try_from(k.as_str()).map_err(|_| {
+                ConfigError::new(format!(
+                    "providers.{name}.headers: `{k}` is not a header name"
+                ))
+            })?;
+            let value = HeaderValue::try_from(v.as_str()).map_err(|_| {
+                ConfigError::new(format!(
+                    "providers.{name}.headers.{k}: not a valid header value"
+                ))
+            })?;
             headers.insert(name_, sensitive(value));
         }
         Ok(Self {
@@ -93,14 +102,21 @@ impl OpenAiExecutor {
                     Flavor::LiteLlm => Some(uri(format!("{root}{}", litellm::LIVELINESS_PATH))?),
                 },
                 headers,
-                first_byte_timeout: config.first_byte_timeout.unwrap_or(upstream.first_byte_timeout),
+                first_byte_timeout: config
+                    .first_byte_timeout
+                    .unwrap_or(upstream.first_byte_timeout),
                 idle_timeout: config.idle_timeout.unwrap_or(upstream.idle_timeout),
             }),
         })
     }
 
     /// Forwards `req` with `model` as the upstream model name.
-    pub async fn execute(&self, req: Request<Bytes>, llm: &LlmRequest, model: &str) -> Result<Response<Body>, GatewayError> {
+    pub async fn execute(
+        &self,
+        req: Request<Bytes>,
+        llm: &LlmRequest,
+        model: &str,
+    ) -> Result<Response<Body>, GatewayError> {
         let inner = &*self.inner;
         let (parts, body) = req.into_parts();
         let uri = match llm.endpoint() {
@@ -139,7 +155,9 @@ impl OpenAiExecutor {
     /// Whether the upstream is up: LiteLLM's `/health/liveliness`; other servers have no
     /// standard probe and count as ready.
     pub async fn ready(&self) -> Result<(), GatewayError> {
-        let Some(uri) = self.inner.health_uri.clone() else { return Ok(()) };
+        let Some(uri) = self.inner.health_uri.clone() else {
+            return Ok(());
+        };
         let mut req = Request::new(Full::new(Bytes::new()));
         *req.uri_mut() = uri;
         for (name, value) in &self.inner.headers {
@@ -156,8 +174,14 @@ impl OpenAiExecutor {
     async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, GatewayError> {
         let inner = &*self.inner;
         match tokio::time::timeout(inner.first_byte_timeout, inner.client.request(req)).await {
-            Err(_) => Err(GatewayError::upstream_timeout(&inner.name, "response", inner.first_byte_timeout)),
-            Ok(Err(err)) if err.is_connect() => Err(GatewayError::upstream_unreachable(&inner.name, chain(&err))),
+            Err(_) => Err(GatewayError::upstream_timeout(
+                &inner.name,
+                "response",
+                inner.first_byte_timeout,
+            )),
+            Ok(Err(err)) if err.is_connect() => {
+                Err(GatewayError::upstream_unreachable(&inner.name, chain(&err)))
+            }
             Ok(Err(err)) => Err(GatewayError::upstream_protocol(&inner.name, chain(&err))),
             Ok(Ok(response)) => Ok(response),
         }
@@ -173,12 +197,12 @@ impl OpenAiExecutor {
             Ok(Err(_)) | Err(_) => Bytes::new(),
         };
         let mut err = upstream_error(&inner.name, parts.status, &bytes);
-        if inner.flavor == Flavor::LiteLlm {
-            err = litellm::tidy_error(err);
+        if let Some(value) = parts.headers.get(RETRY_AFTER) {
+            err = err.with_retry_after(value.clone());
         }
-        match parts.headers.get(RETRY_AFTER) {
-            Some(value) => err.with_retry_after(value.clone()),
-            None => err,
+        match inner.flavor {
+            Flavor::OpenAi => err,
+            Flavor::LiteLlm => litellm::tidy_error(err, &parts.headers),
         }
     }
 }
@@ -216,13 +240,31 @@ pub(crate) fn upstream_error(provider: &str, status: StatusCode, body: &[u8]) ->
         serde_json::Value::Number(n) => Some(n.to_string()),
         _ => None,
     };
-    let object = parsed.as_ref().and_then(|v| v.get("error")).filter(|e| e.is_object());
+    let object = parsed
+        .as_ref()
+        .and_then(|v| v.get("error"))
+        .filter(|e| e.is_object());
     let message = object
         .and_then(|e| e.get("message"))
         .and_then(as_string)
-        .or_else(|| parsed.as_ref().and_then(|v| v.get("error")).and_then(as_string))
-        .or_else(|| parsed.as_ref().and_then(|v| v.get("detail")).map(|d| as_string(d).unwrap_or_else(|| d.to_string())))
-        .or_else(|| parsed.as_ref().and_then(|v| v.get("message")).and_then(as_string))
+        .or_else(|| {
+            parsed
+                .as_ref()
+                .and_then(|v| v.get("error"))
+                .and_then(as_string)
+        })
+        .or_else(|| {
+            parsed
+                .as_ref()
+                .and_then(|v| v.get("detail"))
+                .map(|d| as_string(d).unwrap_or_else(|| d.to_string()))
+        })
+        .or_else(|| {
+            parsed
+                .as_ref()
+                .and_then(|v| v.get("message"))
+                .and_then(as_string)
+        })
         .unwrap_or_else(|| {
             let text = String::from_utf8_lossy(body);
             let text = text.trim();
@@ -265,13 +307,29 @@ mod tests {
 
     #[test]
     fn other_error_shapes_become_openai_errors() {
-        let err = upstream_error("local", StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>");
+        let err = upstream_error(
+            "local",
+            StatusCode::BAD_GATEWAY,
+            b"<html>bad gateway</html>",
+        );
         assert_eq!(err.error_type(), "api_error");
-        assert!(err.message().contains("<html>bad gateway</html>"), "{}", err.message());
-        let err = upstream_error("local", StatusCode::UNPROCESSABLE_ENTITY, br#"{"detail":[{"loc":["body"]}]}"#);
+        assert!(
+            err.message().contains("<html>bad gateway</html>"),
+            "{}",
+            err.message()
+        );
+        let err = upstream_error(
+            "local",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            br#"{"detail":[{"loc":["body"]}]}"#,
+        );
         assert_eq!(err.error_type(), "invalid_request_error");
         assert!(err.message().contains("loc"));
-        let err = upstream_error("local", StatusCode::NOT_FOUND, br#"{"error":"model not found"}"#);
+        let err = upstream_error(
+            "local",
+            StatusCode::NOT_FOUND,
+            br#"{"error":"model not found"}"#,
+        );
         assert_eq!(err.message(), "model not found");
         let err = upstream_error("local", StatusCode::SERVICE_UNAVAILABLE, b"");
         assert!(err.message().contains("empty body"));

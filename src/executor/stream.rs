@@ -41,7 +41,12 @@ pin_project! {
 }
 
 impl UpstreamBody {
-    pub(crate) fn new(inner: Incoming, idle_timeout: Duration, sse: bool, provider: Arc<str>) -> Self {
+    pub(crate) fn new(
+        inner: Incoming,
+        idle_timeout: Duration,
+        sse: bool,
+        provider: Arc<str>,
+    ) -> Self {
         let now = Instant::now();
         Self {
             inner,
@@ -59,7 +64,10 @@ impl http_body::Body for UpstreamBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         if *this.done {
             return Poll::Ready(None);
@@ -82,7 +90,11 @@ impl http_body::Body for UpstreamBody {
                 }
                 let deadline = *this.last_frame + *this.idle_timeout;
                 if deadline <= Instant::now() {
-                    break GatewayError::upstream_timeout(this.provider, "data", *this.idle_timeout);
+                    break GatewayError::upstream_timeout(
+                        this.provider,
+                        "data",
+                        *this.idle_timeout,
+                    );
                 }
                 this.idle.as_mut().reset(deadline);
             },
@@ -109,5 +121,3 @@ impl http_body::Body for UpstreamBody {
         }
     }
 }
-
-

@@ -43,7 +43,11 @@ impl ParseLayer {
 impl<S> Layer<S> for ParseLayer {
     type Service = Parse<S>;
     fn layer(&self, inner: S) -> Parse<S> {
-        Parse { inner, max_body_bytes: self.max_body_bytes, not_ready: None }
+        Parse {
+            inner,
+            max_body_bytes: self.max_body_bytes,
+            not_ready: None,
+        }
     }
 }
 
@@ -60,7 +64,10 @@ pub type ParseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infall
 
 impl<S, B> Service<Request<B>> for Parse<S>
 where
-    S: Service<Request<Bytes>, Response = Response<Body>, Error = GatewayError> + Clone + Send + 'static,
+    S: Service<Request<Bytes>, Response = Response<Body>, Error = GatewayError>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send,
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -109,7 +116,10 @@ where
     let endpoint = Endpoint::from_path(req.uri().path())
         .ok_or_else(|| GatewayError::route_not_found(req.method(), req.uri().path()))?;
     if req.method() != Method::POST {
-        return Err(GatewayError::method_not_allowed(req.method(), req.uri().path()));
+        return Err(GatewayError::method_not_allowed(
+            req.method(),
+            req.uri().path(),
+        ));
     }
     let announced = req
         .headers()
@@ -122,8 +132,14 @@ where
     let (parts, body) = req.into_parts();
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<LengthLimitError>() => return Err(GatewayError::payload_too_large(limit)),
-        Err(err) => return Err(GatewayError::bad_request(format!("Could not read the request body: {err}"))),
+        Err(err) if err.is::<LengthLimitError>() => {
+            return Err(GatewayError::payload_too_large(limit))
+        }
+        Err(err) => {
+            return Err(GatewayError::bad_request(format!(
+                "Could not read the request body: {err}"
+            )))
+        }
     };
     let llm = LlmRequest::parse(endpoint, &bytes)?;
     let mut req = Request::from_parts(parts, bytes);

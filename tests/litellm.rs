@@ -1,0 +1,185 @@
+//! The gateway's `litellm` executor against the real LiteLLM proxy.
+//!
+//! Enabled by `LLM_TOWER_LITELLM_URL` (and `LLM_TOWER_LITELLM_KEY`), which `.ci/run` sets
+//! after starting the proxy with the repository's `litellm-config.yaml` in front of the
+//! project's mock upstream. Once enabled, a missing proxy fails these tests.
+
+mod support;
+
+use http::StatusCode;
+use serde_json::Value;
+use support::*;
+
+/// The gateway in front of the proxy, or `None` when the suite is not enabled.
+async fn litellm_gateway() -> Option<Running> {
+    let Ok(url) = std::env::var("LLM_TOWER_LITELLM_URL") else {
+        eprintln!("LiteLLM suite not enabled: set LLM_TOWER_LITELLM_URL (as .ci/run does)");
+        return None;
+    };
+    let key = std::env::var("LLM_TOWER_LITELLM_KEY")
+        .expect("LLM_TOWER_LITELLM_KEY with LLM_TOWER_LITELLM_URL");
+    let liveliness = get(&format!("{url}/health/liveliness"), &[]).await;
+    assert_eq!(
+        liveliness.status,
+        StatusCode::OK,
+        "LiteLLM at {url} is not alive: {}",
+        liveliness.text()
+    );
+    Some(
+        gateway(&format!(
+            "providers:\n  litellm: {{ kind: litellm, api_base: '{url}', api_key: '{key}', models: [mock-gpt, echo] }}"
+        ))
+        .await,
+    )
+}
+
+fn chat_url(gw: &Running) -> String {
+    format!("{}/v1/chat/completions", gw.url())
+}
+
+fn streamed_text(body: &str) -> String {
+    sse_data(body)
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn json_answers_carry_the_model_and_litellm_cost() {
+    let Some(gw) = litellm_gateway().await else {
+        return;
+    };
+    let answer = post(
+        &chat_url(&gw),
+        &chat_body("litellm/mock-gpt", "hi", false),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(
+        answer.json()["choices"][0]["message"]["content"],
+        "Hello from LiteLLM mock"
+    );
+    assert_eq!(answer.headers["x-gateway-provider"], "litellm");
+    assert_eq!(answer.headers["x-gateway-model"], "mock-gpt");
+    let cost: f64 = answer.headers["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(cost > 0.0, "cost {cost}");
+}
+
+#[tokio::test]
+async fn requests_reach_the_project_mock_through_litellm() {
+    let Some(gw) = litellm_gateway().await else {
+        return;
+    };
+    let answer = post(
+        &chat_url(&gw),
+        &chat_body("litellm/echo", "through two proxies", false),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let value = answer.json();
+    assert_eq!(
+        value["choices"][0]["message"]["content"],
+        "You said: through two proxies"
+    );
+    assert_eq!(value["usage"]["completion_tokens"], 5);
+}
+
+#[tokio::test]
+async fn streams_pass_through() {
+    let Some(gw) = litellm_gateway().await else {
+        return;
+    };
+    for (model, expected) in [
+        ("litellm/mock-gpt", "Hello from LiteLLM mock"),
+        ("litellm/echo", "You said: a streamed hello"),
+    ] {
+        let answer = post(
+            &chat_url(&gw),
+            &chat_body(model, "a streamed hello", true),
+            &[],
+        )
+        .await;
+        assert_eq!(answer.status, StatusCode::OK, "{model}: {}", answer.text());
+        assert!(answer.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream"));
+        let text = answer.text();
+        assert_eq!(streamed_text(&text), expected, "{text}");
+        assert_eq!(sse_data(&text).last().unwrap(), "[DONE]");
+    }
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_keep_their_status() {
+    let Some(gw) = litellm_gateway().await else {
+        return;
+    };
+    let url = chat_url(&gw);
+
+    let error = post(&url, &chat_body("litellm/mock-429", "x", false), &[])
+        .await
+        .error(StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("RateLimitError"),
+        "{error}"
+    );
+    assert_eq!(
+        error["code"],
+        Value::Null,
+        "LiteLLM's numeric code is not passed off as OpenAI's"
+    );
+
+    let upstream_429 = post(&url, &chat_body("litellm/echo-429", "x", false), &[]).await;
+    upstream_429.error(StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        upstream_429.headers["retry-after"], "1",
+        "the provider's Retry-After comes back"
+    );
+
+    post(&url, &chat_body("litellm/mock-500", "x", false), &[])
+        .await
+        .error(StatusCode::INTERNAL_SERVER_ERROR);
+    post(&url, &chat_body("litellm/echo-500", "x", true), &[])
+        .await
+        .error(StatusCode::INTERNAL_SERVER_ERROR);
+    post(&url, &chat_body("litellm/no-such-model", "x", false), &[])
+        .await
+        .error(StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn embeddings_and_readiness() {
+    let Some(gw) = litellm_gateway().await else {
+        return;
+    };
+    let answer = post(
+        &format!("{}/v1/embeddings", gw.url()),
+        r#"{"model":"litellm/mock-embed","input":"hi"}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(
+        answer.json()["data"][0]["embedding"],
+        serde_json::json!([0.1, 0.2, 0.3])
+    );
+    let ready = get(&format!("{}/health/readiness", gw.url()), &[]).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
+    assert_eq!(ready.json()["providers"]["litellm"]["status"], "ok");
+}

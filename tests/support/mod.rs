@@ -1,0 +1,265 @@
+//! Shared by the end-to-end tests: real servers on 127.0.0.1 and a real HTTP client.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use llm_tower::config::ServerConfig;
+use llm_tower::executor::MockUpstream;
+use llm_tower::{Body, Config, Gateway};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// A server running in this test process, stopped (gracefully) on drop.
+pub struct Running {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Starts graceful shutdown; the returned task ends when the server has stopped.
+    pub fn shutdown(&mut self) -> tokio::task::JoinHandle<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("server task")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub async fn serve<S>(service: S, config: ServerConfig) -> Running
+where
+    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        llm_tower::server::serve(listener, service, &config, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Running {
+        addr,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
+}
+
+/// The project's mock OpenAI server over real HTTP.
+pub async fn mock_upstream() -> (Running, MockUpstream) {
+    let mock = MockUpstream::new();
+    (serve(mock.clone(), ServerConfig::default()).await, mock)
+}
+
+/// The gateway built from YAML, served over real HTTP.
+pub async fn gateway(yaml: &str) -> Running {
+    let config = Config::from_yaml(yaml).unwrap_or_else(|e| panic!("config: {e}\n{yaml}"));
+    let server = config.server.clone();
+    serve(
+        Gateway::from_config(&config).unwrap().into_service(),
+        server,
+    )
+    .await
+}
+
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Asserts an OpenAI-style error body with this status, returning its `error` object.
+    pub fn error(&self, status: StatusCode) -> serde_json::Value {
+        assert_eq!(self.status, status, "body: {}", self.text());
+        let value = self.json();
+        let error = value["error"].clone();
+        assert!(error["message"].is_string(), "no message: {value}");
+        assert!(error["type"].is_string(), "no type: {value}");
+        assert!(
+            error.get("param").is_some() && error.get("code").is_some(),
+            "{value}"
+        );
+        error
+    }
+}
+
+pub fn request(
+    url: &str,
+    body: impl Into<Bytes>,
+    headers: &[(&str, &str)],
+) -> Request<Full<Bytes>> {
+    let mut req = Request::post(url).header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.body(Full::new(body.into())).unwrap()
+}
+
+pub async fn send(req: Request<Full<Bytes>>) -> Answer {
+    let response = tokio::time::timeout(Duration::from_secs(20), client().request(req))
+        .await
+        .expect("response within 20 s")
+        .expect("request sent");
+    let (parts, body) = response.into_parts();
+    let body = tokio::time::timeout(Duration::from_secs(20), body.collect())
+        .await
+        .expect("body within 20 s")
+        .expect("body read")
+        .to_bytes();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+pub async fn post(url: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
+    send(request(url, body.to_owned(), headers)).await
+}
+
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut req = Request::get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(req.body(Full::new(Bytes::new())).unwrap()).await
+}
+
+/// The `data:` payloads of an SSE body, in order.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|event| {
+            event
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+pub fn chat_body(model: &str, text: &str, stream: bool) -> String {
+    serde_json::json!({
+        "model": model,
+        "messages": [{ "role": "user", "content": text }],
+        "stream": stream,
+    })
+    .to_string()
+}
+
+/// An upstream whose streamed answer the test writes event by event, and which reports
+/// when the gateway drops the connection.
+#[derive(Clone, Default)]
+pub struct ScriptedUpstream {
+    inner: Arc<Mutex<Vec<mpsc::Sender<Bytes>>>>,
+}
+
+impl ScriptedUpstream {
+    /// Waits for the next request and returns the sender of its SSE body.
+    pub async fn next_stream(&self) -> mpsc::Sender<Bytes> {
+        for _ in 0..200 {
+            if let Some(tx) = self.inner.lock().unwrap().pop() {
+                return tx;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no request reached the scripted upstream");
+    }
+}
+
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+impl tower::Service<Request<Incoming>> for ScriptedUpstream {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let senders = self.inner.clone();
+        Box::pin(async move {
+            let _ = req.into_body().collect().await;
+            let (tx, rx) = mpsc::channel(16);
+            senders.lock().unwrap().push(tx);
+            Ok(Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Body::new(ChannelBody(rx)))
+                .unwrap())
+        })
+    }
+}
+
+pub async fn scripted_upstream() -> (Running, ScriptedUpstream) {
+    let upstream = ScriptedUpstream::default();
+    (
+        serve(upstream.clone(), ServerConfig::default()).await,
+        upstream,
+    )
+}
+
+/// The YAML of a gateway in front of one OpenAI-compatible upstream named `up`.
+pub fn config_for(upstream: &Running, extra: &str) -> String {
+    format!(
+        "providers:\n  up: {{ kind: openai, api_base: '{}/v1', api_key: sk-upstream, models: [echo] }}\n  mock: {{ kind: mock }}\n{extra}",
+        upstream.url()
+    )
+}
