@@ -17,7 +17,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gateway = Gateway::from_config(&config)?.into_service();
 
     let app = Router::new()
-        .route("/", get(|| async { "my app; the LLM gateway is under /llm/v1" }))
+        .route(
+            "/",
+            get(|| async { "my app; the LLM gateway is under /llm/v1" }),
+        )
         .nest_service("/llm", gateway);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;

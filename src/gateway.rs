@@ -15,18 +15,20 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use pin_project_lite::pin_project;
 use serde_json::json;
 use tokio::time::Instant;
-use tower::{Layer, Service};
+use tower::{Service, ServiceBuilder};
 use tower_http::request_id::{MakeRequestId, PropagateRequestId, RequestId, SetRequestId};
 
+use crate::alias::{Alias, AliasLayer, Aliases};
 use crate::auth::{Auth, AuthLayer, Keys};
 use crate::body::{Body, BoxError};
+use crate::combo::{Combo, ComboLayer, Combos};
 use crate::config::{Config, ConfigError};
 use crate::error::GatewayError;
 use crate::executor::Executors;
 use crate::parse::{Parse, ParseLayer};
 
-/// The LLM routes' stack: auth → parse → executors.
-type LlmStack = Auth<Parse<Executors>>;
+/// The LLM routes' stack: auth → parse → alias → combo → executors.
+type LlmStack = Auth<Parse<Alias<Combo<Executors>>>>;
 
 /// The gateway: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`,
 /// `GET /health`, `GET /health/readiness`, `GET /metrics`.
@@ -61,10 +63,11 @@ impl Gateway {
                 .map(|k| (k.name.clone(), k.key.clone()))
                 .collect(),
         );
+        let prometheus = prometheus();
         let executors = Executors::from_config(config)?;
-        let llm = AuthLayer::new(keys.clone())
-            .layer(ParseLayer::new(config.server.max_body_bytes).layer(executors.clone()));
-        let models: Vec<_> = config
+        let aliases = Aliases::compile(config)?;
+        let combos = Combos::compile(config, &aliases)?;
+        let mut models: Vec<_> = config
             .providers
             .iter()
             .flat_map(|(provider, p)| {
@@ -73,6 +76,21 @@ impl Gateway {
                 })
             })
             .collect();
+        let mut named: Vec<_> = aliases
+            .names()
+            .map(|name| (name, "alias"))
+            .chain(combos.names().map(|name| (name, "combo")))
+            .collect();
+        named.sort_unstable();
+        models.extend(named.into_iter().map(|(id, kind)| {
+            json!({ "id": id, "object": "model", "created": 0, "owned_by": format!("llm-tower-{kind}") })
+        }));
+        let llm = ServiceBuilder::new()
+            .layer(AuthLayer::new(keys.clone()))
+            .layer(ParseLayer::new(config.server.max_body_bytes))
+            .layer(AliasLayer::new(aliases))
+            .layer(ComboLayer::new(combos))
+            .service(executors.clone());
         let models = serde_json::to_vec(&json!({ "object": "list", "data": models }))
             .expect("json")
             .into();
@@ -81,7 +99,7 @@ impl Gateway {
                 keys,
                 models,
                 executors,
-                prometheus: prometheus(),
+                prometheus,
             }),
             llm,
         })

@@ -3,24 +3,28 @@
 //! An LLM gateway built as a library of [tower] layers around one terminal service per
 //! upstream. Clients speak the OpenAI API (`/v1/chat/completions`, `/v1/embeddings`,
 //! `/v1/models`); the gateway answers from OpenAI-compatible servers, a LiteLLM proxy or
-//! its built-in mock, passing streams through frame by frame.
+//! its built-in mock, passing streams through frame by frame. Model aliases and combos
+//! (fallback and load balancing across targets) sit in front of the executors.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn demo() -> Result<(), llm_tower::BoxError> {
 //! let config = llm_tower::Config::from_file("examples/gateway.yaml")?;
 //! llm_tower::run(config).await?;
 //! # Ok(()) }
 //! ```
 //!
-//! The pieces compose on their own too: [`auth::AuthLayer`] and [`parse::ParseLayer`] in
-//! front of [`executor::Executors`] is the LLM route of [`Gateway`]; see
+//! The pieces compose on their own too: [`auth::AuthLayer`], [`parse::ParseLayer`],
+//! [`alias::AliasLayer`] and [`combo::ComboLayer`] in front of [`executor::Executors`] is
+//! the LLM route of [`Gateway`]; see
 //! `examples/axum_app.rs` for the gateway inside an existing axum router.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod alias;
 pub mod auth;
 mod body;
+pub mod combo;
 pub mod config;
 mod error;
 pub mod executor;

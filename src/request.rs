@@ -152,6 +152,15 @@ impl LlmRequest {
         out.put_slice(&body[self.model_span.end..]);
         out.freeze()
     }
+
+    /// Rewrites the request to name `model`: the body gets one splice (see
+    /// [`body_with_model`](Self::body_with_model)) and this view follows it.
+    pub fn rewrite_model(&mut self, body: &mut Bytes, model: &str) {
+        let tail = body.len() - self.model_span.end;
+        *body = self.body_with_model(body, model);
+        self.model_span.end = body.len() - tail;
+        self.model = model.into();
+    }
 }
 
 /// A serde error as a 400 that says where the body went wrong.
@@ -217,6 +226,24 @@ mod tests {
 
     fn chat(body: &str) -> Result<LlmRequest, GatewayError> {
         LlmRequest::parse(Endpoint::ChatCompletions, body.as_bytes())
+    }
+
+    #[test]
+    fn rewriting_twice_keeps_every_other_byte() {
+        let raw = r#"{ "model" : "gpt-4", "messages":[{"role":"user","content":"x"}], "zeta":1 }"#;
+        let mut body = Bytes::from_static(raw.as_bytes());
+        let mut llm = chat(raw).unwrap();
+        llm.rewrite_model(&mut body, "smart-combo-with-a-long-name");
+        llm.rewrite_model(&mut body, "a/\"b");
+        assert_eq!(
+            &body[..],
+            br#"{ "model" : "a/\"b", "messages":[{"role":"user","content":"x"}], "zeta":1 }"#
+        );
+        assert_eq!(llm.model(), "a/\"b");
+        assert_eq!(
+            chat(std::str::from_utf8(&body).unwrap()).unwrap().model(),
+            "a/\"b"
+        );
     }
 
     #[test]

@@ -12,6 +12,11 @@ use support::*;
 
 /// The gateway in front of the proxy, or `None` when the suite is not enabled.
 async fn litellm_gateway() -> Option<Running> {
+    litellm_gateway_with("").await
+}
+
+/// The same, with more YAML (providers excepted).
+async fn litellm_gateway_with(extra: &str) -> Option<Running> {
     let Ok(url) = std::env::var("LLM_TOWER_LITELLM_URL") else {
         eprintln!("LiteLLM suite not enabled: set LLM_TOWER_LITELLM_URL (as .ci/run does)");
         return None;
@@ -27,7 +32,7 @@ async fn litellm_gateway() -> Option<Running> {
     );
     Some(
         gateway(&format!(
-            "providers:\n  litellm: {{ kind: litellm, api_base: '{url}', api_key: '{key}', models: [mock-gpt, echo] }}"
+            "providers:\n  litellm: {{ kind: litellm, api_base: '{url}', api_key: '{key}', models: [mock-gpt, echo] }}\n{extra}"
         ))
         .await,
     )
@@ -182,4 +187,57 @@ async fn embeddings_and_readiness() {
     let ready = get(&format!("{}/health/readiness", gw.url()), &[]).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.text());
     assert_eq!(ready.json()["providers"]["litellm"]["status"], "ok");
+}
+
+/// A combo mixing a native target (the project's mock over HTTP) and a LiteLLM target:
+/// whichever fails first, the other answers.
+#[tokio::test]
+async fn a_combo_falls_back_between_native_and_litellm_targets() {
+    let (upstream, mock) = mock_upstream().await;
+    let extra = format!(
+        "  up: {{ kind: openai, api_base: '{}/v1' }}\ncombos:\n  native-first: {{ targets: ['up/echo?status=429', litellm/echo] }}\n  native-first-stream: {{ targets: ['up/echo?status=429&words=2', litellm/echo] }}\n  litellm-first: {{ targets: [litellm/echo-429, up/echo] }}",
+        upstream.url()
+    );
+    let Some(gw) = litellm_gateway_with(&extra).await else {
+        return;
+    };
+    for stream in [false, true] {
+        // Two combos, as the 429's `Retry-After` cools its target down for a second.
+        let combo = if stream {
+            "native-first-stream"
+        } else {
+            "native-first"
+        };
+        let answer = post(&chat_url(&gw), &chat_body(combo, "hi there", stream), &[]).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        assert_eq!(answer.headers["x-gateway-provider"], "litellm");
+        assert_eq!(answer.headers["x-gateway-attempts"], "2");
+        let text = if stream {
+            streamed_text(&answer.text())
+        } else {
+            answer.json()["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            text, "You said: hi there",
+            "LiteLLM passed it on to the mock"
+        );
+    }
+    let before = mock.requests();
+    let answer = post(
+        &chat_url(&gw),
+        &chat_body("litellm-first", "hi", false),
+        &[],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.headers["x-gateway-provider"], "up");
+    assert_eq!(answer.headers["x-gateway-attempts"], "2");
+    assert_eq!(
+        mock.requests() - before,
+        1,
+        "one native call, after LiteLLM's 429"
+    );
 }

@@ -42,6 +42,16 @@ pub struct Config {
     pub keys: Vec<KeyConfig>,
     /// Upstreams by name; a model `name/model` is sent to provider `name`.
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// Model names rewritten to `provider/model`, a combo or another alias; a key may hold
+    /// one `*`, whose match is carried into a `*` of the target.
+    #[serde(default)]
+    pub aliases: BTreeMap<String, String>,
+    /// Named groups of targets with fallback and load balancing.
+    #[serde(default)]
+    pub combos: BTreeMap<String, ComboConfig>,
+    /// When a combo target is cooled down after failing.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
     /// The server side: limits and timeouts towards clients.
     #[serde(default)]
     pub server: ServerConfig,
@@ -115,6 +125,163 @@ pub struct MockProviderConfig {
     /// What `GET /v1/models` lists for this provider.
     #[serde(default)]
     pub models: Vec<String>,
+}
+
+/// One combo: targets tried in an order its strategy chooses, moving on when one fails.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ComboConfig {
+    /// How the first target (and the order of the rest) is chosen. Default `priority`.
+    #[serde(default)]
+    pub strategy: ComboStrategy,
+    /// `provider/model`, an alias or another combo; with `weight` for `weighted`.
+    pub targets: Vec<ComboTarget>,
+    /// Tried in order when a target answers that the request exceeds its context window.
+    #[serde(default)]
+    pub context_window_fallbacks: Vec<String>,
+    /// Which failures move on to the next target. Default: every failure that is not the
+    /// client's (`connect`, `timeout`, `stream`, `408`, `429`, `5xx`).
+    #[serde(default)]
+    pub fallback_on: Option<Vec<FallbackOn>>,
+    /// Most upstream attempts per request. Default: one per target (context-window
+    /// fallbacks included), at most 10.
+    #[serde(default)]
+    pub max_attempts: Option<usize>,
+    /// Longest wait for one attempt's first content (streams) or whole answer (JSON).
+    #[serde(default, with = "humantime_serde")]
+    pub attempt_timeout: Option<Duration>,
+    /// Longest wait across all attempts until an answer starts.
+    #[serde(default, with = "humantime_serde")]
+    pub deadline: Option<Duration>,
+}
+
+/// How a combo picks among its targets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComboStrategy {
+    /// The targets in the order listed: ordered fallback.
+    #[default]
+    Priority,
+    /// Each request starts at the next target.
+    RoundRobin,
+    /// Random, in proportion to each target's `weight`.
+    Weighted,
+    /// The lower peak-EWMA latency of two random targets (power of two choices).
+    LeastLatency,
+    /// The target with the fewest requests in flight.
+    LeastBusy,
+}
+
+/// A combo target: a name, or a name with a weight.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ComboTarget {
+    /// `provider/model`, an alias or a combo, weight 1.
+    Name(String),
+    /// A target with its weight for the `weighted` strategy.
+    Weighted {
+        /// `provider/model`, an alias or a combo.
+        target: String,
+        /// Relative share; 0 means only as a fallback.
+        weight: u32,
+    },
+}
+
+impl ComboTarget {
+    /// The target's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Name(name) | Self::Weighted { target: name, .. } => name,
+        }
+    }
+    /// The target's weight (1 unless given).
+    pub fn weight(&self) -> u32 {
+        match self {
+            Self::Name(_) => 1,
+            Self::Weighted { weight, .. } => *weight,
+        }
+    }
+}
+
+/// A kind of failure after which a combo tries its next target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackOn {
+    /// The upstream could not be reached.
+    Connect,
+    /// No answer (or no first content) in time.
+    Timeout,
+    /// A 200 stream that failed or ended before its first content event, or an unreadable
+    /// answer.
+    Stream,
+    /// Any 4xx status (the client's errors; off by default).
+    Status4xx,
+    /// Any 5xx status.
+    Status5xx,
+    /// One status.
+    Status(u16),
+}
+
+impl<'de> Deserialize<'de> for FallbackOn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Code(u16),
+            Name(String),
+        }
+        let invalid = |what: &str| {
+            serde::de::Error::custom(format!(
+                "`{what}` is not a failure kind: use connect, timeout, stream, 4xx, 5xx or a status such as 429"
+            ))
+        };
+        match Raw::deserialize(d)? {
+            Raw::Code(code @ 400..=599) => Ok(Self::Status(code)),
+            Raw::Code(code) => Err(invalid(&code.to_string())),
+            Raw::Name(name) => match name.as_str() {
+                "connect" => Ok(Self::Connect),
+                "timeout" => Ok(Self::Timeout),
+                "stream" => Ok(Self::Stream),
+                "4xx" => Ok(Self::Status4xx),
+                "5xx" => Ok(Self::Status5xx),
+                other => match other.parse::<u16>() {
+                    Ok(code @ 400..=599) => Ok(Self::Status(code)),
+                    _ => Err(invalid(other)),
+                },
+            },
+        }
+    }
+}
+
+/// The circuit breaker every combo target shares: after `failures` failures within
+/// `window` a target is skipped for `cooldown` (or the upstream's `Retry-After`, when
+/// longer, up to `max_cooldown`), then one probe request decides whether it is back.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct CircuitBreakerConfig {
+    /// Failures within `window` that open the breaker. Default 3.
+    pub failures: u32,
+    /// Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// Cap on a cooldown stretched by `Retry-After`. Default 5 min.
+    #[serde(with = "humantime_serde")]
+    pub max_cooldown: Duration,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            failures: 3,
+            window: Duration::from_secs(30),
+            cooldown: Duration::from_secs(30),
+            max_cooldown: Duration::from_secs(300),
+        }
+    }
 }
 
 /// Limits and timeouts towards clients.
@@ -291,6 +458,13 @@ impl Config {
                 )));
             }
         }
+        if self.circuit_breaker.failures == 0 {
+            return Err(ConfigError::new(
+                "circuit_breaker.failures: must be at least 1",
+            ));
+        }
+        let aliases = crate::alias::Aliases::compile(self)?;
+        crate::combo::Combos::compile(self, &aliases)?;
         if self.server.max_body_bytes == 0 {
             return Err(ConfigError::new(
                 "server.max_body_bytes: must be greater than 0",

@@ -17,6 +17,7 @@
 //! | `cut=N` | the stream breaks after `N` events (over HTTP: the connection is dropped) |
 //! | `words=N` | answer `N` words instead of the echo |
 //! | `usage=false` | report no usage at all (like some OpenAI-compatible servers) |
+//! | `context=N` | a context window of `N` prompt tokens: longer prompts get OpenAI's 400 `context_length_exceeded` |
 //!
 //! The same logic runs in process ([`MockExecutor`], `kind: mock`) and as an HTTP server
 //! ([`MockUpstream`], `cargo run --example mock_upstream`) for tests, benches and LiteLLM.
@@ -53,6 +54,7 @@ struct MockOptions {
     chunk_delay: Option<Duration>,
     cut: Option<usize>,
     words: Option<usize>,
+    context: Option<usize>,
     usage: bool,
 }
 
@@ -72,7 +74,7 @@ impl MockOptions {
                     "model",
                     format!(
                         "Mock option `{pair}` is not understood: use status=N, delay=DURATION, \
-                         chunk_delay=DURATION, cut=N, words=N or usage=false."
+                         chunk_delay=DURATION, cut=N, words=N, context=N or usage=false."
                     ),
                 )
             };
@@ -90,6 +92,7 @@ impl MockOptions {
                 "chunk_delay" => options.chunk_delay = Some(duration()?),
                 "cut" => options.cut = Some(number()?),
                 "words" => options.words = Some(number()?.min(100_000)),
+                "context" => options.context = Some(number()?),
                 "usage" => options.usage = value.parse::<bool>().map_err(|_| bad())?,
                 _ => return Err(bad()),
             }
@@ -253,6 +256,19 @@ fn answer(
     }
     let request: Value =
         serde_json::from_slice(body).map_err(|e| GatewayError::bad_request(e.to_string()))?;
+    if let Some(window) = options.context {
+        let prompt = prompt_tokens(&request);
+        if prompt > window {
+            return Err(GatewayError::new(
+                ErrorKind::UpstreamStatus,
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!("This model's maximum context length is {window} tokens. However, your messages resulted in {prompt} tokens. Please reduce the length of the messages."),
+            )
+            .with_param("messages")
+            .with_code("context_length_exceeded"));
+        }
+    }
     match llm.endpoint() {
         Endpoint::ChatCompletions => Ok(chat(llm, &request, model, options, seq, cut)),
         Endpoint::Embeddings => embeddings(&request, model, options),
@@ -281,6 +297,18 @@ fn content_text(content: &Value) -> String {
     }
 }
 
+/// Words of every message, at least 1.
+fn prompt_tokens(request: &Value) -> usize {
+    request["messages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|m| words(&content_text(&m["content"])))
+        .sum::<usize>()
+        .max(1)
+}
+
 fn words(text: &str) -> usize {
     text.split_whitespace().count()
 }
@@ -297,11 +325,7 @@ fn chat(
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let prompt_tokens = messages
-        .iter()
-        .map(|m| words(&content_text(&m["content"])))
-        .sum::<usize>()
-        .max(1);
+    let prompt_tokens = prompt_tokens(request);
     let text = match options.words {
         Some(n) => (0..n)
             .map(|i| format!("w{i}"))

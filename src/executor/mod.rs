@@ -16,7 +16,7 @@ mod client;
 mod headers;
 pub(crate) mod litellm;
 pub(crate) mod mock;
-mod openai;
+pub(crate) mod openai;
 pub(crate) mod stream;
 
 use std::collections::HashMap;

@@ -1,0 +1,82 @@
+//! The alias middleware.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::Request;
+use tower::{Layer, Service};
+
+use super::table::{Aliases, ResolvedModel};
+use crate::request::LlmRequest;
+
+/// Layer that applies the [`Alias`] middleware.
+#[derive(Debug, Clone)]
+pub struct AliasLayer {
+    aliases: Arc<Aliases>,
+}
+
+impl AliasLayer {
+    /// Rewrites with `aliases`.
+    pub fn new(aliases: Aliases) -> Self {
+        Self {
+            aliases: Arc::new(aliases),
+        }
+    }
+}
+
+impl<S> Layer<S> for AliasLayer {
+    type Service = Alias<S>;
+    fn layer(&self, inner: S) -> Alias<S> {
+        Alias {
+            inner,
+            aliases: self.aliases.clone(),
+        }
+    }
+}
+
+/// Rewrites an aliased model name to its target, in the body and in the parsed
+/// [`LlmRequest`], and records both names as a [`ResolvedModel`]. Requests for anything
+/// else pass through untouched, with the inner service's own future.
+#[derive(Debug, Clone)]
+pub struct Alias<S> {
+    inner: S,
+    aliases: Arc<Aliases>,
+}
+
+impl<S> Service<Request<Bytes>> for Alias<S>
+where
+    S: Service<Request<Bytes>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Bytes>) -> S::Future {
+        let aliases = &self.aliases;
+        let resolved = req
+            .extensions()
+            .get::<LlmRequest>()
+            .and_then(|llm| aliases.resolve(llm.model()));
+        if let Some(resolved) = resolved {
+            // `Request` lends its body and extensions one at a time: move the body out.
+            let mut body = std::mem::take(req.body_mut());
+            let llm = req
+                .extensions_mut()
+                .get_mut::<LlmRequest>()
+                .expect("checked above");
+            let requested = Arc::from(llm.model());
+            llm.rewrite_model(&mut body, &resolved);
+            *req.body_mut() = body;
+            req.extensions_mut().insert(ResolvedModel {
+                requested,
+                resolved,
+            });
+        }
+        self.inner.call(req)
+    }
+}

@@ -1,0 +1,246 @@
+//! The compiled alias table.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{Config, ConfigError};
+
+/// What an alias did to a request, kept in its extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedModel {
+    /// The model as the client named it.
+    pub requested: Arc<str>,
+    /// What it resolved to: `provider/model` or a combo name.
+    pub resolved: Arc<str>,
+}
+
+/// Every alias, resolved to its final target where that is known at load time.
+#[derive(Debug, Clone, Default)]
+pub struct Aliases {
+    /// Exact names → the end of their chain.
+    exact: HashMap<Box<str>, Arc<str>>,
+    /// `prefix*suffix` patterns, most specific (longest literal part) first.
+    wildcards: Vec<Wildcard>,
+}
+
+#[derive(Debug, Clone)]
+struct Wildcard {
+    prefix: Box<str>,
+    suffix: Box<str>,
+    /// The target, with at most one `*` for the matched part.
+    target: Box<str>,
+}
+
+impl Wildcard {
+    fn apply(&self, name: &str) -> Option<String> {
+        let middle = name
+            .strip_prefix(&*self.prefix)?
+            .strip_suffix(&*self.suffix)?;
+        Some(self.target.replacen('*', middle, 1))
+    }
+}
+
+impl Aliases {
+    /// Compiles `config.aliases`, checking every chain: each must end at a combo or at
+    /// `provider/model` with a configured provider, and must not loop.
+    pub fn compile(config: &Config) -> Result<Self, ConfigError> {
+        let mut table = Self::default();
+        let mut raw_exact = HashMap::new();
+        for (name, target) in &config.aliases {
+            let field = || format!("aliases.{name}");
+            if name.is_empty() || target.is_empty() {
+                return Err(ConfigError::new(format!("{}: must not be empty", field())));
+            }
+            if config.combos.contains_key(name) {
+                return Err(ConfigError::new(format!(
+                    "{}: `{name}` is also a combo; a name can be one or the other",
+                    field()
+                )));
+            }
+            match name.matches('*').count() {
+                0 if target.contains('*') => {
+                    return Err(ConfigError::new(format!(
+                        "{}: the target has a `*` but the name has none to fill it",
+                        field()
+                    )))
+                }
+                0 => {
+                    raw_exact.insert(name.as_str(), target.as_str());
+                }
+                1 if target.matches('*').count() <= 1 => {
+                    let (prefix, suffix) = name.split_once('*').expect("one `*`");
+                    table.wildcards.push(Wildcard {
+                        prefix: prefix.into(),
+                        suffix: suffix.into(),
+                        target: target.as_str().into(),
+                    });
+                }
+                _ => return Err(ConfigError::new(format!(
+                    "{}: a wildcard alias has one `*` in its name and at most one in its target",
+                    field()
+                ))),
+            }
+        }
+        table
+            .wildcards
+            .sort_by_key(|w| std::cmp::Reverse(w.prefix.len() + w.suffix.len()));
+
+        // Follow every chain with the raw table, then keep only where each ends.
+        let raw = Self {
+            exact: raw_exact
+                .iter()
+                .map(|(k, v)| (Box::from(*k), Arc::from(*v)))
+                .collect(),
+            wildcards: table.wildcards.clone(),
+        };
+        for name in config.aliases.keys() {
+            let end = raw.follow(name, config)?;
+            if !name.contains('*') {
+                table.exact.insert(name.as_str().into(), end.into());
+            }
+        }
+        Ok(table)
+    }
+
+    /// Follows `name` through the raw table to the end of its chain, checking that end.
+    fn follow(&self, name: &str, config: &Config) -> Result<String, ConfigError> {
+        let mut chain = vec![name.to_owned()];
+        let mut current = name.to_owned();
+        while let Some(next) = self.step(&current) {
+            let next = next.into_owned();
+            if chain.contains(&next) {
+                chain.push(next);
+                return Err(ConfigError::new(format!(
+                    "aliases.{name}: the chain loops: {}",
+                    chain.join(" → ")
+                )));
+            }
+            chain.push(next.clone());
+            current = next;
+        }
+        let known = config.combos.contains_key(&current)
+            || current
+                .split_once('/')
+                .is_some_and(|(p, m)| !m.is_empty() && config.providers.contains_key(p));
+        if !known {
+            return Err(ConfigError::new(format!(
+                "aliases.{name}: `{current}` is not a combo or `provider/model` with a configured provider (chain: {})",
+                chain.join(" → ")
+            )));
+        }
+        Ok(current)
+    }
+
+    /// One step: the exact alias of `name`, else the most specific wildcard matching it.
+    fn step<'a>(&'a self, name: &str) -> Option<Cow<'a, str>> {
+        if let Some(target) = self.exact.get(name) {
+            return Some(Cow::Borrowed(target));
+        }
+        self.wildcards
+            .iter()
+            .find_map(|w| w.apply(name))
+            .map(Cow::Owned)
+    }
+
+    /// What `name` resolves to, or `None` when it is no alias. Exact aliases cost one hash
+    /// lookup and no allocation; a wildcard's result may itself be an alias and is followed.
+    pub fn resolve(&self, name: &str) -> Option<Arc<str>> {
+        if let Some(end) = self.exact.get(name) {
+            return Some(end.clone());
+        }
+        let mut current = self.wildcards.iter().find_map(|w| w.apply(name))?;
+        // Chains were checked for loops at load time with the pattern itself as the
+        // match; the bound guards the remaining, data-dependent cases.
+        for _ in 0..=self.wildcards.len() {
+            match self.step(&current) {
+                Some(next) => current = next.into_owned(),
+                None => break,
+            }
+        }
+        Some(current.into())
+    }
+
+    /// The exact alias names, for `GET /v1/models`.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.exact.keys().map(|k| &**k)
+    }
+
+    /// Whether there are no aliases at all.
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.wildcards.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(aliases: &str) -> Result<Aliases, ConfigError> {
+        let yaml = format!(
+            "providers: {{ openai: {{ kind: mock }}, claude: {{ kind: mock }} }}\n\
+             combos: {{ smart: {{ targets: [openai/gpt-4o] }} }}\n\
+             aliases: {aliases}"
+        );
+        let config: Config = serde_yaml_ng::from_str(&yaml).unwrap();
+        Aliases::compile(&config)
+    }
+
+    #[test]
+    fn exact_chains_resolve_to_their_end() {
+        let aliases = compile("{ gpt-4: gpt, gpt: openai/gpt-4o-mini, best: smart }").unwrap();
+        assert_eq!(
+            aliases.resolve("gpt-4").as_deref(),
+            Some("openai/gpt-4o-mini")
+        );
+        assert_eq!(aliases.resolve("best").as_deref(), Some("smart"));
+        assert_eq!(aliases.resolve("openai/gpt-4o-mini"), None);
+        assert_eq!(aliases.resolve("smart"), None);
+    }
+
+    #[test]
+    fn wildcards_carry_the_matched_part_and_the_most_specific_wins() {
+        let aliases = compile(
+            "{ 'claude-*': 'claude/claude-*', 'claude-3-*-latest': 'claude/claude-3-*', 'x-*': 'claude-*', sonnet: claude-sonnet-4-5 }",
+        )
+        .unwrap();
+        assert_eq!(
+            aliases.resolve("claude-sonnet-4-5").as_deref(),
+            Some("claude/claude-sonnet-4-5")
+        );
+        assert_eq!(
+            aliases.resolve("claude-3-opus-latest").as_deref(),
+            Some("claude/claude-3-opus")
+        );
+        assert_eq!(
+            aliases.resolve("x-haiku").as_deref(),
+            Some("claude/claude-haiku")
+        );
+        assert_eq!(
+            aliases.resolve("sonnet").as_deref(),
+            Some("claude/claude-sonnet-4-5")
+        );
+        assert_eq!(aliases.resolve("gpt-4o"), None);
+    }
+
+    #[test]
+    fn cycles_and_dangling_targets_are_errors_naming_the_chain() {
+        let err = compile("{ a: b, b: c, c: a }").unwrap_err().to_string();
+        assert!(err.contains("a → b → c → a"), "{err}");
+        let err = compile("{ 'a-*': 'b-*', 'b-*': 'a-*' }")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("loops"), "{err}");
+        let err = compile("{ a: b, b: nowhere/x }").unwrap_err().to_string();
+        assert!(
+            err.contains("`nowhere/x`") && err.contains("a → b → nowhere/x"),
+            "{err}"
+        );
+        let err = compile("{ a: gpt-4o }").unwrap_err().to_string();
+        assert!(err.contains("aliases.a"), "{err}");
+        let err = compile("{ smart: openai/x }").unwrap_err().to_string();
+        assert!(err.contains("also a combo"), "{err}");
+        let err = compile("{ a: 'openai/*' }").unwrap_err().to_string();
+        assert!(err.contains("name has none"), "{err}");
+    }
+}

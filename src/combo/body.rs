@@ -1,0 +1,167 @@
+//! Committing to an attempt: an answer counts once its first content has arrived. Until
+//! then nothing has reached the client and the combo may still try another target.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::header::CONTENT_TYPE;
+use http::Response;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+
+use super::health::InFlight;
+use crate::body::{Body, BoxError};
+use crate::error::GatewayError;
+use crate::sse;
+
+/// What an attempt has read of its answer before committing to it.
+pub(crate) struct Opening {
+    /// Frames already read, in order.
+    head: Vec<Bytes>,
+    /// The rest of the body, unread (pinned where it is, since an upstream body is `!Unpin`).
+    rest: Pin<Box<Body>>,
+}
+
+/// Reads the answer until it is worth committing to: a JSON body whole (small, and
+/// useless to the client until complete), an SSE stream up to its first content event.
+/// A body that fails or ends before that is an upstream failure, as is a first event that
+/// is an error.
+pub(crate) async fn open(
+    response: Response<Body>,
+    provider: &str,
+) -> Result<(http::response::Parts, Opening), GatewayError> {
+    let (parts, body) = response.into_parts();
+    let mut body = Box::pin(body);
+    let sse = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !sse {
+        let whole = body
+            .collect()
+            .await
+            .map_err(|e| {
+                GatewayError::upstream_protocol(provider, format_args!("body broken: {e}"))
+            })?
+            .to_bytes();
+        let opening = Opening {
+            head: vec![whole],
+            rest: Box::pin(Body::empty()),
+        };
+        return Ok((parts, opening));
+    }
+    let mut head: Vec<Bytes> = Vec::new();
+    let mut joined = BytesMut::new(); // only when the first event spans frames
+    loop {
+        let frame = match body.as_mut().frame().await {
+            None => {
+                return Err(GatewayError::upstream_protocol(
+                    provider,
+                    "the stream ended before its first event",
+                ))
+            }
+            Some(Err(e)) => {
+                return Err(GatewayError::upstream_protocol(
+                    provider,
+                    format_args!("stream broken before its first event: {e}"),
+                ))
+            }
+            Some(Ok(frame)) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        head.push(data);
+        let buf: &[u8] = if head.len() == 1 {
+            &head[0]
+        } else {
+            joined.clear();
+            head.iter().for_each(|b| joined.extend_from_slice(b));
+            &joined
+        };
+        if has_content(buf, provider)? {
+            return Ok((parts, Opening { head, rest: body }));
+        }
+    }
+}
+
+/// `true` once `buf` holds a content event, `Err` when an error event or `[DONE]` comes
+/// first, `false` while more is needed.
+fn has_content(buf: &[u8], provider: &str) -> Result<bool, GatewayError> {
+    let (events, _) = sse::complete_events(buf);
+    for event in events {
+        let (name, data) = sse::parse_event(event);
+        let Some(payload) = data.first() else {
+            continue; // a comment or keep-alive
+        };
+        let is_error = name == Some(b"error") || payload.starts_with(b"{\"error\"");
+        if is_error {
+            let message = serde_json::from_slice::<serde_json::Value>(payload)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(payload).into_owned());
+            return Err(GatewayError::upstream_protocol(
+                provider,
+                format_args!("the stream failed before its first event: {message}"),
+            ));
+        }
+        if payload.trim_ascii() == b"[DONE]" {
+            return Err(GatewayError::upstream_protocol(
+                provider,
+                "the stream ended before its first event",
+            ));
+        }
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// The committed answer: what was read while opening it, then the rest as it comes,
+/// frame by frame. Keeps the target's in-flight count until the client has it all.
+pub(crate) struct ComboBody {
+    head: std::vec::IntoIter<Bytes>,
+    rest: Pin<Box<Body>>,
+    _in_flight: InFlight,
+}
+
+impl ComboBody {
+    pub(crate) fn new(opening: Opening, in_flight: InFlight) -> Self {
+        Self {
+            head: opening.head.into_iter(),
+            rest: opening.rest,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl http_body::Body for ComboBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Some(data) = this.head.next() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        this.rest.as_mut().poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.len() == 0 && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let head: u64 = self.head.as_slice().iter().map(|b| b.len() as u64).sum();
+        let rest = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(head + rest.lower());
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(head + upper);
+        }
+        hint
+    }
+}

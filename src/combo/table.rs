@@ -1,0 +1,435 @@
+//! The compiled combos: every target resolved (through aliases and nested combos) to a
+//! provider and model, with one shared health state per target.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::failure::FallbackPolicy;
+use super::health::TargetState;
+use crate::alias::Aliases;
+use crate::config::{ComboStrategy, Config, ConfigError};
+use crate::executor::Target;
+
+/// How deep combos may nest (a combo whose target is a combo is depth 2).
+const MAX_NESTING: usize = 4;
+/// Default cap on attempts per request when a combo sets no `max_attempts`.
+const DEFAULT_MAX_ATTEMPTS: usize = 10;
+
+/// Every combo by name.
+#[derive(Debug, Default)]
+pub struct Combos {
+    by_name: HashMap<Box<str>, Arc<ComboPlan>>,
+}
+
+/// One combo, ready to plan attempts.
+#[derive(Debug)]
+pub(crate) struct ComboPlan {
+    pub(crate) name: Arc<str>,
+    strategy: ComboStrategy,
+    members: Vec<Member>,
+    pub(crate) context_window_fallbacks: Vec<Arc<TargetState>>,
+    pub(crate) policy: FallbackPolicy,
+    pub(crate) max_attempts: usize,
+    pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) deadline: Option<Duration>,
+    next: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct Member {
+    node: Node,
+    weight: u32,
+}
+
+#[derive(Debug)]
+enum Node {
+    Target(Arc<TargetState>),
+    Combo(Arc<ComboPlan>),
+}
+
+impl Combos {
+    /// Compiles `config.combos`, resolving each target through `aliases`. Unknown targets,
+    /// cycles and nesting deeper than 4 are errors naming the combo and the chain.
+    pub fn compile(config: &Config, aliases: &Aliases) -> Result<Self, ConfigError> {
+        let mut compiler = Compiler {
+            config,
+            aliases,
+            targets: HashMap::new(),
+            done: HashMap::new(),
+        };
+        for name in config.combos.keys() {
+            compiler.combo(name, &mut Vec::new())?;
+        }
+        Ok(Self {
+            by_name: compiler
+                .done
+                .into_iter()
+                .map(|(k, v)| (k.into_boxed_str(), v))
+                .collect(),
+        })
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<ComboPlan>> {
+        self.by_name.get(name)
+    }
+
+    /// The combo names, for `GET /v1/models`.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(|k| &**k)
+    }
+
+    /// Whether there are no combos.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+struct Compiler<'a> {
+    config: &'a Config,
+    aliases: &'a Aliases,
+    targets: HashMap<String, Arc<TargetState>>,
+    done: HashMap<String, Arc<ComboPlan>>,
+}
+
+impl Compiler<'_> {
+    fn combo(
+        &mut self,
+        name: &str,
+        chain: &mut Vec<String>,
+    ) -> Result<Arc<ComboPlan>, ConfigError> {
+        if let Some(done) = self.done.get(name) {
+            return Ok(done.clone());
+        }
+        if chain.iter().any(|c| c == name) {
+            chain.push(name.to_owned());
+            return Err(ConfigError::new(format!(
+                "combos.{}: combos contain each other: {}",
+                chain[0],
+                chain.join(" → ")
+            )));
+        }
+        chain.push(name.to_owned());
+        if chain.len() > MAX_NESTING {
+            return Err(ConfigError::new(format!(
+                "combos.{}: combos nest deeper than {MAX_NESTING}: {}",
+                chain[0],
+                chain.join(" → ")
+            )));
+        }
+        let config = &self.config.combos[name];
+        if config.targets.is_empty() {
+            return Err(ConfigError::new(format!(
+                "combos.{name}.targets: at least one target is required"
+            )));
+        }
+        let mut members = Vec::with_capacity(config.targets.len());
+        for (i, target) in config.targets.iter().enumerate() {
+            let field = format!("combos.{name}.targets.{i}");
+            members.push(Member {
+                node: self.node(target.name(), &field, chain)?,
+                weight: target.weight(),
+            });
+        }
+        if config.strategy == ComboStrategy::Weighted && members.iter().all(|m| m.weight == 0) {
+            return Err(ConfigError::new(format!(
+                "combos.{name}.targets: every weight is 0"
+            )));
+        }
+        let mut context_window_fallbacks = Vec::new();
+        for (i, target) in config.context_window_fallbacks.iter().enumerate() {
+            let field = format!("combos.{name}.context_window_fallbacks.{i}");
+            self.node(target, &field, chain)?
+                .leaves(&mut context_window_fallbacks);
+        }
+        let leaves = {
+            let mut out = Vec::new();
+            for m in &members {
+                m.node.leaves(&mut out);
+            }
+            out.len()
+        };
+        let max_attempts = match config.max_attempts {
+            Some(0) => {
+                return Err(ConfigError::new(format!(
+                    "combos.{name}.max_attempts: must be at least 1"
+                )))
+            }
+            Some(n) => n,
+            None => (leaves + context_window_fallbacks.len()).min(DEFAULT_MAX_ATTEMPTS),
+        };
+        chain.pop();
+        let plan = Arc::new(ComboPlan {
+            name: name.into(),
+            strategy: config.strategy,
+            members,
+            context_window_fallbacks,
+            policy: FallbackPolicy::new(config.fallback_on.as_deref()),
+            max_attempts,
+            attempt_timeout: config.attempt_timeout,
+            deadline: config.deadline,
+            next: AtomicUsize::new(0),
+        });
+        self.done.insert(name.to_owned(), plan.clone());
+        Ok(plan)
+    }
+
+    fn node(
+        &mut self,
+        name: &str,
+        field: &str,
+        chain: &mut Vec<String>,
+    ) -> Result<Node, ConfigError> {
+        let resolved = self.aliases.resolve(name);
+        let name = resolved.as_deref().unwrap_or(name);
+        if self.config.combos.contains_key(name) {
+            return Ok(Node::Combo(self.combo(name, chain)?));
+        }
+        match name.split_once('/') {
+            Some((provider, model)) if !model.is_empty() && self.config.providers.contains_key(provider) => {
+                let state = self.targets.entry(name.to_owned()).or_insert_with(|| {
+                    Arc::new(TargetState::new(
+                        Target { provider: provider.into(), model: model.into() },
+                        &self.config.circuit_breaker,
+                    ))
+                });
+                Ok(Node::Target(state.clone()))
+            }
+            _ => Err(ConfigError::new(format!(
+                "{field}: `{name}` is not `provider/model` with a configured provider, an alias or a combo"
+            ))),
+        }
+    }
+}
+
+impl Node {
+    /// Every target below this node, in listed order, without repeats.
+    fn leaves(&self, out: &mut Vec<Arc<TargetState>>) {
+        match self {
+            Self::Target(t) => push_new(out, t),
+            Self::Combo(c) => {
+                for m in &c.members {
+                    m.node.leaves(out);
+                }
+            }
+        }
+    }
+
+    fn load(&self) -> f64 {
+        match self {
+            Self::Target(t) => t.load(),
+            Self::Combo(c) => c
+                .members
+                .iter()
+                .map(|m| m.node.load())
+                .fold(f64::INFINITY, f64::min),
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        match self {
+            Self::Target(t) => t.in_flight(),
+            Self::Combo(c) => c
+                .members
+                .iter()
+                .map(|m| m.node.in_flight())
+                .min()
+                .unwrap_or(0),
+        }
+    }
+}
+
+fn push_new(out: &mut Vec<Arc<TargetState>>, target: &Arc<TargetState>) {
+    if !out.iter().any(|t| Arc::ptr_eq(t, target)) {
+        out.push(target.clone());
+    }
+}
+
+impl ComboPlan {
+    /// The targets of one request in the order they are tried: the strategy's choice
+    /// first, then the rest as fallbacks. Nested combos plan their own part.
+    pub(crate) fn plan(&self, out: &mut Vec<Arc<TargetState>>) {
+        for i in self.order() {
+            match &self.members[i].node {
+                Node::Target(t) => push_new(out, t),
+                Node::Combo(c) => c.plan(out),
+            }
+        }
+    }
+
+    /// Member indices in the strategy's order.
+    fn order(&self) -> Vec<usize> {
+        let n = self.members.len();
+        let mut order: Vec<usize> = (0..n).collect();
+        match self.strategy {
+            ComboStrategy::Priority => {}
+            ComboStrategy::RoundRobin => {
+                order.rotate_left(self.next.fetch_add(1, Ordering::Relaxed) % n);
+            }
+            ComboStrategy::Weighted => {
+                // Draws without replacement, each in proportion to its weight.
+                let mut remaining: u64 = self.members.iter().map(|m| u64::from(m.weight)).sum();
+                for slot in 0..n {
+                    if remaining == 0 {
+                        break;
+                    }
+                    let mut pick = fastrand::u64(0..remaining);
+                    let chosen = (slot..n)
+                        .find(|&j| {
+                            let w = u64::from(self.members[order[j]].weight);
+                            if pick < w {
+                                true
+                            } else {
+                                pick -= w;
+                                false
+                            }
+                        })
+                        .expect("weights add up");
+                    remaining -= u64::from(self.members[order[chosen]].weight);
+                    order.swap(slot, chosen);
+                }
+            }
+            ComboStrategy::LeastLatency => {
+                let loads: Vec<f64> = self.members.iter().map(|m| m.node.load()).collect();
+                order.sort_by(|&a, &b| loads[a].total_cmp(&loads[b]));
+                if n > 1 {
+                    // Power of two choices: the first is the better of two random members,
+                    // so equal or unknown loads still spread.
+                    let a = fastrand::usize(0..n);
+                    let b = (a + 1 + fastrand::usize(0..n - 1)) % n;
+                    let first = if loads[b] < loads[a] { b } else { a };
+                    let at = order.iter().position(|&i| i == first).expect("present");
+                    order[..=at].rotate_right(1);
+                }
+            }
+            ComboStrategy::LeastBusy => {
+                fastrand::shuffle(&mut order); // ties go to a random member
+                order.sort_by_key(|&i| self.members[i].node.in_flight());
+            }
+        }
+        order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn combos(yaml: &str) -> Result<Combos, ConfigError> {
+        let yaml = format!("providers: {{ a: {{ kind: mock }}, b: {{ kind: mock }}, c: {{ kind: mock }} }}\n{yaml}");
+        let config = Config::from_yaml(&yaml)?;
+        Combos::compile(&config, &Aliases::compile(&config)?)
+    }
+
+    fn labels(c: &Combos, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        c.get(name).unwrap().plan(&mut out);
+        out.iter().map(|t| t.label.to_string()).collect()
+    }
+
+    #[test]
+    fn priority_keeps_the_listed_order_and_nested_combos_expand_in_place() {
+        let c = combos(
+            "aliases: { fast: a/x }\ncombos:\n  inner: { targets: [b/y, c/z] }\n  outer: { targets: [fast, inner, a/x] }",
+        )
+        .unwrap();
+        assert_eq!(labels(&c, "outer"), ["a/x", "b/y", "c/z"]);
+    }
+
+    #[test]
+    fn round_robin_starts_at_the_next_target_each_time() {
+        let c =
+            combos("combos: { rr: { strategy: round-robin, targets: [a/1, b/2, c/3] } }").unwrap();
+        let firsts: Vec<String> = (0..6).map(|_| labels(&c, "rr")[0].clone()).collect();
+        assert_eq!(firsts, ["a/1", "b/2", "c/3", "a/1", "b/2", "c/3"]);
+        assert_eq!(labels(&c, "rr"), ["a/1", "b/2", "c/3"]);
+    }
+
+    #[test]
+    fn weighted_shares_follow_the_weights_within_two_percent() {
+        let c = combos(
+            "combos: { w: { strategy: weighted, targets: [{ target: a/1, weight: 6 }, { target: b/2, weight: 3 }, { target: c/3, weight: 1 }, { target: c/4, weight: 0 }] } }",
+        )
+        .unwrap();
+        let draws = 20_000;
+        let mut counts = HashMap::<String, usize>::new();
+        for _ in 0..draws {
+            let plan = labels(&c, "w");
+            assert_eq!(plan.len(), 4, "every target stays a fallback");
+            assert_eq!(plan[3], "c/4", "weight 0 only as the last fallback");
+            *counts.entry(plan[0].clone()).or_default() += 1;
+        }
+        for (label, share) in [("a/1", 0.6), ("b/2", 0.3), ("c/3", 0.1)] {
+            let got = counts[label] as f64 / draws as f64;
+            assert!((got - share).abs() < 0.02, "{label}: {got} vs {share}");
+        }
+    }
+
+    #[test]
+    fn least_latency_prefers_the_faster_target() {
+        let c = combos("combos: { ll: { strategy: least-latency, targets: [a/slow, b/fast] } }")
+            .unwrap();
+        let plan = c.get("ll").unwrap();
+        let slow = &plan.members[0];
+        let Node::Target(slow) = &slow.node else {
+            panic!()
+        };
+        slow.observe_latency(Duration::from_millis(500));
+        let Node::Target(fast) = &plan.members[1].node else {
+            panic!()
+        };
+        fast.observe_latency(Duration::from_millis(50));
+        for _ in 0..50 {
+            assert_eq!(labels(&c, "ll"), ["b/fast", "a/slow"]);
+        }
+    }
+
+    #[test]
+    fn least_busy_prefers_the_fewest_in_flight() {
+        let c =
+            combos("combos: { lb: { strategy: least-busy, targets: [a/1, b/2, c/3] } }").unwrap();
+        let plan = c.get("lb").unwrap();
+        let state = |i: usize| match &plan.members[i].node {
+            Node::Target(t) => t.clone(),
+            Node::Combo(_) => unreachable!(),
+        };
+        let _busy = [
+            super::super::health::InFlight::start(&state(0)),
+            super::super::health::InFlight::start(&state(0)),
+            super::super::health::InFlight::start(&state(2)),
+        ];
+        for _ in 0..20 {
+            assert_eq!(labels(&c, "lb"), ["b/2", "c/3", "a/1"]);
+        }
+    }
+
+    #[test]
+    fn bad_combos_are_errors_naming_the_chain() {
+        let err = combos("combos: { x: { targets: [y] }, y: { targets: [x] } }")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("x → y → x"), "{err}");
+        let err = combos("combos: { x: { targets: [a/1, nowhere/2] } }")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("combos.x.targets.1") && err.contains("`nowhere/2`"),
+            "{err}"
+        );
+        let err = combos("combos: { x: { targets: [] } }")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least one"), "{err}");
+        let err = combos(
+            "combos: { c1: { targets: [c2] }, c2: { targets: [c3] }, c3: { targets: [c4] }, c4: { targets: [c5] }, c5: { targets: [a/1] } }",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("deeper than 4"), "{err}");
+        let err = combos("combos: { x: { targets: [a/1], fallback_on: [teapot] } }")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a failure kind"), "{err}");
+    }
+}
