@@ -76,10 +76,12 @@ impl Aliases {
                         target: target.as_str().into(),
                     });
                 }
-                _ => return Err(ConfigError::new(format!(
+                _ => {
+                    return Err(ConfigError::new(format!(
                     "{}: a wildcard alias has one `*` in its name and at most one in its target",
                     field()
-                ))),
+                )))
+                }
             }
         }
         table

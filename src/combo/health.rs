@@ -22,12 +22,38 @@ pub(crate) struct TargetState {
     in_flight: AtomicUsize,
     latency: Mutex<PeakEwma>,
     breaker: Mutex<Breaker>,
+    pub(crate) metrics: TargetMetrics,
+}
+
+/// The target's counters, registered once so that recording costs no allocation.
+#[derive(Debug)]
+pub(crate) struct TargetMetrics {
+    pub(crate) success: metrics::Counter,
+    pub(crate) failure: metrics::Counter,
+    pub(crate) context_window: metrics::Counter,
+    pub(crate) client_error: metrics::Counter,
+    pub(crate) cooldowns: metrics::Counter,
+}
+
+impl TargetMetrics {
+    fn new(label: &str) -> Self {
+        let attempts = |outcome: &'static str| metrics::counter!("llm_tower_combo_attempts_total", "target" => label.to_owned(), "outcome" => outcome);
+        Self {
+            success: attempts("success"),
+            failure: attempts("failure"),
+            context_window: attempts("context_window"),
+            client_error: attempts("client_error"),
+            cooldowns: metrics::counter!("llm_tower_combo_cooldowns_total", "target" => label.to_owned()),
+        }
+    }
 }
 
 impl TargetState {
     pub(crate) fn new(target: Target, config: &CircuitBreakerConfig) -> Self {
+        let label: Arc<str> = format!("{}/{}", target.provider, target.model).into();
         Self {
-            label: format!("{}/{}", target.provider, target.model).into(),
+            metrics: TargetMetrics::new(&label),
+            label,
             target,
             in_flight: AtomicUsize::new(0),
             latency: Mutex::new(PeakEwma::default()),

@@ -201,7 +201,7 @@ where
             Ok((mut parts, opening)) => {
                 target.succeeded();
                 target.observe_latency(started.elapsed());
-                record(&plan, &target, "success");
+                target.metrics.success.increment(1);
                 parts
                     .headers
                     .insert("x-gateway-attempts", HeaderValue::from(attempts));
@@ -218,21 +218,17 @@ where
         if is_upstream_fault(&error) {
             target.observe_latency(started.elapsed());
             if target.failed(retry_after(&error)) {
-                metrics::counter!("llm_tower_combo_cooldowns_total", "target" => target.label.to_string())
-                    .increment(1);
+                target.metrics.cooldowns.increment(1);
                 tracing::warn!(combo = %plan.name, target = %target.label, error = %error, "combo target cooling down");
             }
         }
         let verdict = plan.policy.judge(&error);
-        record(
-            &plan,
-            &target,
-            match verdict {
-                Verdict::Next => "failure",
-                Verdict::ContextWindow => "context_window",
-                Verdict::Final => "client_error",
-            },
-        );
+        match verdict {
+            Verdict::Next => &target.metrics.failure,
+            Verdict::ContextWindow => &target.metrics.context_window,
+            Verdict::Final => &target.metrics.client_error,
+        }
+        .increment(1);
         tracing::debug!(combo = %plan.name, target = %target.label, error = %error, ?verdict, "combo attempt failed");
         match verdict {
             Verdict::Final => return Err(error),
@@ -258,8 +254,7 @@ where
             break;
         }
     }
-    metrics::counter!("llm_tower_combo_exhausted_total", "combo" => plan.name.to_string())
-        .increment(1);
+    plan.exhausted.increment(1);
     Err(exhausted(&plan, failures))
 }
 
@@ -290,16 +285,6 @@ fn pick(
     }
     *admitted_any = true;
     coolest.take().map(|(_, target)| target)
-}
-
-fn record(plan: &ComboPlan, target: &TargetState, outcome: &'static str) {
-    metrics::counter!(
-        "llm_tower_combo_attempts_total",
-        "combo" => plan.name.to_string(),
-        "target" => target.label.to_string(),
-        "outcome" => outcome,
-    )
-    .increment(1);
 }
 
 /// Every attempt failed: the last upstream's status and message, with a summary of the

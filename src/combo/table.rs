@@ -34,6 +34,8 @@ pub(crate) struct ComboPlan {
     pub(crate) max_attempts: usize,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) deadline: Option<Duration>,
+    /// Requests for which every attempt failed.
+    pub(crate) exhausted: metrics::Counter,
     next: AtomicUsize,
 }
 
@@ -169,6 +171,7 @@ impl Compiler<'_> {
             max_attempts,
             attempt_timeout: config.attempt_timeout,
             deadline: config.deadline,
+            exhausted: metrics::counter!("llm_tower_combo_exhausted_total", "combo" => name.to_owned()),
             next: AtomicUsize::new(0),
         });
         self.done.insert(name.to_owned(), plan.clone());
@@ -250,11 +253,14 @@ impl ComboPlan {
     /// The targets of one request in the order they are tried: the strategy's choice
     /// first, then the rest as fallbacks. Nested combos plan their own part.
     pub(crate) fn plan(&self, out: &mut Vec<Arc<TargetState>>) {
-        for i in self.order() {
-            match &self.members[i].node {
-                Node::Target(t) => push_new(out, t),
-                Node::Combo(c) => c.plan(out),
-            }
+        let mut add = |member: &Member| match &member.node {
+            Node::Target(t) => push_new(out, t),
+            Node::Combo(c) => c.plan(out),
+        };
+        if self.strategy == ComboStrategy::Priority {
+            self.members.iter().for_each(add);
+        } else {
+            self.order().into_iter().for_each(|i| add(&self.members[i]));
         }
     }
 
@@ -263,7 +269,7 @@ impl ComboPlan {
         let n = self.members.len();
         let mut order: Vec<usize> = (0..n).collect();
         match self.strategy {
-            ComboStrategy::Priority => {}
+            ComboStrategy::Priority => {} // listed order
             ComboStrategy::RoundRobin => {
                 order.rotate_left(self.next.fetch_add(1, Ordering::Relaxed) % n);
             }
