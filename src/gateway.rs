@@ -25,10 +25,11 @@ use crate::combo::{Combo, ComboLayer, Combos};
 use crate::config::{Config, ConfigError};
 use crate::error::GatewayError;
 use crate::executor::Executors;
+use crate::idempotency::{Idempotency, IdempotencyLayer};
 use crate::parse::{Parse, ParseLayer};
 
-/// The LLM routes' stack: auth → parse → alias → combo → executors.
-type LlmStack = Auth<Parse<Alias<Combo<Executors>>>>;
+/// The LLM routes' stack: auth → parse → alias → idempotency → combo → executors.
+type LlmStack = Auth<Parse<Alias<Idempotency<Combo<Executors>>>>>;
 
 /// The gateway: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`,
 /// `GET /health`, `GET /health/readiness`, `GET /metrics`.
@@ -89,6 +90,7 @@ impl Gateway {
             .layer(AuthLayer::new(keys.clone()))
             .layer(ParseLayer::new(config.server.max_body_bytes))
             .layer(AliasLayer::new(aliases))
+            .layer(IdempotencyLayer::from_config(config)?)
             .layer(ComboLayer::new(combos))
             .service(executors.clone());
         let models = serde_json::to_vec(&json!({ "object": "list", "data": models }))

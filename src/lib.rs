@@ -29,6 +29,7 @@ pub mod config;
 mod error;
 pub mod executor;
 mod gateway;
+pub mod idempotency;
 pub mod parse;
 mod request;
 pub mod server;

@@ -1,0 +1,121 @@
+//! The `Idempotency-Key` header, the storage key it scopes, and the request fingerprint.
+
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use crate::error::GatewayError;
+
+/// The header clients send.
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// SHA-256 of method, path and body: what makes two requests "the same request".
+pub type Fingerprint = [u8; 32];
+
+/// The request's idempotency key, if it sent one; a malformed one is a 400.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
+    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let invalid = |why: &str| {
+        Err(GatewayError::invalid_param(
+            IDEMPOTENCY_KEY,
+            format!("Invalid Idempotency-Key: {why}."),
+        )
+        .with_code("invalid_idempotency_key"))
+    };
+    if values.next().is_some() {
+        return invalid("send it once");
+    }
+    let Ok(key) = value.to_str() else {
+        return invalid("only visible ASCII characters are allowed");
+    };
+    // The draft's keys are quoted strings (`"8e03978e-…"`); bare ones are common too.
+    let key = key.trim();
+    let key = key
+        .strip_prefix('"')
+        .and_then(|k| k.strip_suffix('"'))
+        .unwrap_or(key);
+    if key.is_empty() {
+        return invalid("it is empty");
+    }
+    if key.len() > 255 {
+        return invalid("it is longer than 255 characters");
+    }
+    Ok(Some(key))
+}
+
+/// The key under which a client's idempotency key is stored: scoped by the gateway key
+/// that sent it, hashed so that any client string makes a short, safe store key.
+pub(crate) fn storage_key(scope: &str, key: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(scope.as_bytes());
+    hash.update([0]);
+    hash.update(key.as_bytes());
+    hex(&hash.finalize())
+}
+
+pub(crate) fn fingerprint(method: &http::Method, path: &str, body: &[u8]) -> Fingerprint {
+    let mut hash = Sha256::new();
+    hash.update(method.as_str().as_bytes());
+    hash.update([0]);
+    hash.update(path.as_bytes());
+    hash.update([0]);
+    hash.update(body);
+    hash.finalize().into()
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn key_of(value: &[u8]) -> Result<Option<String>, GatewayError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(IDEMPOTENCY_KEY, HeaderValue::from_bytes(value).unwrap());
+        idempotency_key(&headers).map(|k| k.map(str::to_owned))
+    }
+
+    #[test]
+    fn keys_are_checked() {
+        assert_eq!(key_of(b"abc-123").unwrap().as_deref(), Some("abc-123"));
+        assert_eq!(key_of(b"\"abc\"").unwrap().as_deref(), Some("abc"));
+        assert_eq!(idempotency_key(&HeaderMap::new()).unwrap(), None);
+        for bad in [&b""[..], b"\"\"", &[b'k'; 256], b"caf\xc3\xa9"] {
+            let err = key_of(bad).unwrap_err();
+            assert_eq!(err.status(), 400);
+            assert_eq!(err.code(), Some("invalid_idempotency_key"));
+        }
+    }
+
+    #[test]
+    fn scopes_and_fingerprints_differ_when_they_should() {
+        assert_ne!(storage_key("team-a", "k"), storage_key("team-b", "k"));
+        assert_ne!(storage_key("a", "bk"), storage_key("ab", "k"));
+        assert_eq!(storage_key("a", "k").len(), 64);
+        let post = http::Method::POST;
+        assert_eq!(
+            fingerprint(&post, "/v1/x", b"{}"),
+            fingerprint(&post, "/v1/x", b"{}")
+        );
+        assert_ne!(
+            fingerprint(&post, "/v1/x", b"{}"),
+            fingerprint(&post, "/v1/y", b"{}")
+        );
+        assert_ne!(
+            fingerprint(&post, "/v1/x", b"{}"),
+            fingerprint(&post, "/v1/x", b"{ }")
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! A response in flight, recorded as it passes so that duplicates can join it: they get
+//! the head once it is known, every frame already sent, then the rest as it arrives.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Response, StatusCode};
+use http_body::{Frame, SizeHint};
+use tokio::sync::watch;
+
+use super::key::Fingerprint;
+use crate::body::{Body, BoxError};
+use crate::error::GatewayError;
+use crate::sse;
+
+/// One key's response while it is produced.
+pub(crate) struct Recording {
+    pub(crate) fingerprint: Fingerprint,
+    state: Mutex<State>,
+    /// Bumped whenever `state` changes.
+    changed: watch::Sender<()>,
+}
+
+#[derive(Default)]
+struct State {
+    head: Option<(StatusCode, HeaderMap)>,
+    frames: Vec<Bytes>,
+    size: usize,
+    end: Option<End>,
+}
+
+/// How a recorded response ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// Whole.
+    Complete,
+    /// The body failed partway (upstream failure, or the first client left).
+    Broken,
+    /// No response at all: the first client left before it started. Joiners start over.
+    Abandoned,
+}
+
+impl Recording {
+    pub(crate) fn new(fingerprint: Fingerprint) -> Arc<Self> {
+        Arc::new(Self {
+            fingerprint,
+            state: Mutex::new(State::default()),
+            changed: watch::Sender::new(()),
+        })
+    }
+
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        f(&mut self.state.lock().expect("not poisoned"));
+        self.changed.send_replace(());
+    }
+
+    pub(crate) fn set_head(&self, status: StatusCode, headers: HeaderMap) {
+        self.update(|s| s.head = Some((status, headers)));
+    }
+
+    pub(crate) fn push(&self, data: &Bytes) {
+        self.update(|s| {
+            s.size += data.len();
+            s.frames.push(data.clone());
+        });
+    }
+
+    pub(crate) fn end(&self, end: End) {
+        self.update(|s| {
+            if s.end.is_none() {
+                s.end = Some(end);
+            }
+        });
+    }
+
+    /// A whole response at once (a replay, or an error made here).
+    pub(crate) fn fill(&self, status: StatusCode, headers: HeaderMap, body: Bytes) {
+        self.update(|s| {
+            s.head = Some((status, headers));
+            s.size = body.len();
+            s.frames = vec![body];
+            s.end = Some(End::Complete);
+        });
+    }
+
+    pub(crate) fn ended(&self) -> Option<End> {
+        self.state.lock().expect("not poisoned").end
+    }
+
+    /// The recorded body so far, as one buffer, with its head.
+    pub(crate) fn snapshot(&self) -> Option<(StatusCode, HeaderMap, Bytes)> {
+        let state = self.state.lock().expect("not poisoned");
+        let (status, headers) = state.head.clone()?;
+        let mut body = BytesMut::with_capacity(state.size);
+        state.frames.iter().for_each(|f| body.extend_from_slice(f));
+        Some((status, headers, body.freeze()))
+    }
+
+    /// Waits for the head, then answers with a body that follows the recording; `None`
+    /// when there will be no response to join (the first client left before it started).
+    pub(crate) async fn join(self: &Arc<Self>) -> Option<Response<Body>> {
+        let mut changed = self.changed.subscribe();
+        loop {
+            {
+                let state = self.state.lock().expect("not poisoned");
+                if let Some((status, headers)) = &state.head {
+                    let mut response = Response::new(Body::new(JoinBody {
+                        recording: self.clone(),
+                        changed: changed.clone(),
+                        next: 0,
+                        sse: is_sse(headers),
+                        done: false,
+                        wait: None,
+                    }));
+                    *response.status_mut() = *status;
+                    *response.headers_mut() = headers.clone();
+                    return Some(response);
+                }
+                if state.end.is_some() {
+                    return None;
+                }
+            }
+            if changed.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+pub(crate) fn is_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}
+
+type Wait = Pin<Box<dyn std::future::Future<Output = Result<(), watch::error::RecvError>> + Send>>;
+
+/// A joiner's body: the recorded frames from the start, then each new one.
+struct JoinBody {
+    recording: Arc<Recording>,
+    changed: watch::Receiver<()>,
+    next: usize,
+    sse: bool,
+    done: bool,
+    wait: Option<Wait>,
+}
+
+impl http_body::Body for JoinBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            if let Some(wait) = &mut this.wait {
+                match wait.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(_) => this.wait = None,
+                }
+            }
+            // Mark the current version seen before reading, so no change is missed.
+            this.changed.borrow_and_update();
+            let state = this.recording.state.lock().expect("not poisoned");
+            if let Some(frame) = state.frames.get(this.next) {
+                this.next += 1;
+                return Poll::Ready(Some(Ok(Frame::data(frame.clone()))));
+            }
+            match state.end {
+                Some(End::Complete) => {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+                Some(End::Broken | End::Abandoned) => {
+                    this.done = true;
+                    let failure = GatewayError::upstream_protocol(
+                        "idempotency",
+                        "the original request of this Idempotency-Key failed mid-response",
+                    );
+                    return Poll::Ready(Some(if this.sse {
+                        Ok(Frame::data(sse::error_event(&failure)))
+                    } else {
+                        Err(Box::new(failure))
+                    }));
+                }
+                None => {}
+            }
+            drop(state);
+            let mut changed = this.changed.clone();
+            this.wait = Some(Box::pin(async move { changed.changed().await }));
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The first request's body: every frame goes to the client and into the recording.
+    /// `on_end` runs once, when the body ends, fails, or is dropped (the client left).
+    pub(crate) struct RecordingBody<F: FnOnce(End)> {
+        #[pin]
+        inner: Body,
+        recording: Arc<Recording>,
+        on_end: Option<F>,
+    }
+
+    impl<F: FnOnce(End)> PinnedDrop for RecordingBody<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(on_end) = this.on_end.take() {
+                this.recording.end(End::Broken);
+                on_end(End::Broken);
+            }
+        }
+    }
+}
+
+impl<F: FnOnce(End)> RecordingBody<F> {
+    pub(crate) fn new(inner: Body, recording: Arc<Recording>, on_end: F) -> Self {
+        Self {
+            inner,
+            recording,
+            on_end: Some(on_end),
+        }
+    }
+}
+
+impl<F: FnOnce(End)> http_body::Body for RecordingBody<F> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        let end = match &polled {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.recording.push(data);
+                }
+                // hyper stops polling a body that says it has ended.
+                this.inner.is_end_stream().then_some(End::Complete)
+            }
+            Poll::Ready(Some(Err(_))) => Some(End::Broken),
+            Poll::Ready(None) => Some(End::Complete),
+        };
+        if let Some(end) = end {
+            if let Some(on_end) = this.on_end.take() {
+                this.recording.end(end);
+                on_end(end);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
