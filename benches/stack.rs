@@ -32,7 +32,7 @@ fn chat_body(model: &str, stream: bool) -> Bytes {
     let body = serde_json::json!({
         "model": model,
         "messages": [
-            { "role": "system", "content": "You are a concise assistant for a software team. Answer in plain English, prefer short paragraphs, and say when you are unsure instead of guessing." },
+            { "role": "system", "content": "You are a concise assistant for a software team. Answer in plain English, prefer short paragraphs, and say when you are unsure instead of guessing. Keep code samples minimal and runnable." },
             { "role": "user", "content": "We run an LLM gateway in front of several providers. What should we measure to know what the gateway itself costs per request?" },
             { "role": "assistant", "content": "Measure the added latency (gateway p50 minus direct p50), CPU time per request in the gateway process, memory at idle and under load, and for streams the per-event overhead." },
             { "role": "user", "content": [{ "type": "text", "text": "And how do we keep those numbers comparable on a noisy two-core machine? Give three concrete tips." }] }

@@ -26,10 +26,12 @@ use crate::config::{Config, ConfigError};
 use crate::error::GatewayError;
 use crate::executor::Executors;
 use crate::idempotency::{Idempotency, IdempotencyLayer};
+use crate::metering::report::{aggregate, ReportQuery};
+use crate::metering::{Meter, Metering, MeteringLayer};
 use crate::parse::{Parse, ParseLayer};
 
-/// The LLM routes' stack: auth → parse → alias → idempotency → combo → executors.
-type LlmStack = Auth<Parse<Alias<Idempotency<Combo<Executors>>>>>;
+/// The LLM routes' stack: auth → parse → metering → alias → idempotency → combo → executors.
+type LlmStack = Auth<Parse<Metering<Alias<Idempotency<Combo<Executors>>>>>>;
 
 /// The gateway: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`,
 /// `GET /health`, `GET /health/readiness`, `GET /metrics`.
@@ -44,6 +46,9 @@ pub struct Gateway {
 
 struct Shared {
     keys: Keys,
+    meter: Option<Meter>,
+    /// Whether a master key is configured (`/v1/usage` needs it).
+    master_key: bool,
     models: Bytes,
     executors: Executors,
     prometheus: Option<PrometheusHandle>,
@@ -86,9 +91,11 @@ impl Gateway {
         models.extend(named.into_iter().map(|(id, kind)| {
             json!({ "id": id, "object": "model", "created": 0, "owned_by": format!("llm-tower-{kind}") })
         }));
+        let metering = MeteringLayer::from_config(config)?;
         let llm = ServiceBuilder::new()
             .layer(AuthLayer::new(keys.clone()))
             .layer(ParseLayer::new(config.server.max_body_bytes))
+            .layer(metering.clone())
             .layer(AliasLayer::new(aliases))
             .layer(IdempotencyLayer::from_config(config)?)
             .layer(ComboLayer::new(combos))
@@ -102,6 +109,8 @@ impl Gateway {
                 models,
                 executors,
                 prometheus,
+                meter: metering.meter().cloned(),
+                master_key: config.master_key.is_some(),
             }),
             llm,
         })
@@ -113,6 +122,63 @@ impl Gateway {
             PropagateRequestId::x_request_id(self),
             MakeRequestIds::default(),
         )
+    }
+
+    /// Waits until every usage record of the requests served so far is written (for a
+    /// graceful shutdown).
+    pub async fn flush_usage(&self) {
+        if let Some(meter) = &self.shared.meter {
+            meter.flush().await;
+        }
+    }
+
+    /// `GET /v1/usage`: the master key only.
+    async fn usage(
+        shared: Arc<Shared>,
+        headers: http::HeaderMap,
+        query: Option<String>,
+    ) -> Response<Body> {
+        let result = async {
+            if !shared.master_key {
+                return Err(GatewayError::new(
+                    crate::ErrorKind::Unauthorized,
+                    StatusCode::FORBIDDEN,
+                    "permission_error",
+                    "GET /v1/usage needs a master_key in the gateway's config.",
+                ));
+            }
+            let key = shared.keys.check(&headers)?;
+            if &*key.0 != "master" {
+                return Err(GatewayError::new(
+                    crate::ErrorKind::Unauthorized,
+                    StatusCode::FORBIDDEN,
+                    "permission_error",
+                    "GET /v1/usage is for the master key only.",
+                ));
+            }
+            let query = ReportQuery::parse(query.as_deref())?;
+            let sink = shared.meter.as_ref().and_then(Meter::sink).ok_or_else(|| {
+                GatewayError::new(
+                    crate::ErrorKind::InvalidRequest,
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    "Usage metering has no ledger here (metering.sink: none, or metering disabled).",
+                )
+            })?;
+            let records = sink
+                .query(query.from_ms, query.to_ms, query.limit())
+                .await
+                .map_err(|e| GatewayError::internal(format!("The usage ledger could not be read: {e}")))?;
+            Ok(aggregate(&query, &records))
+        }
+        .await;
+        match result {
+            Ok(report) => json_response(
+                StatusCode::OK,
+                serde_json::to_vec(&report).expect("json").into(),
+            ),
+            Err(err) => err.into_response(),
+        }
     }
 
     fn models(&self, req: &Request<impl Sized>) -> Response<Body> {
@@ -187,6 +253,7 @@ enum Route {
     Chat,
     Embeddings,
     Models,
+    Usage,
     Health,
     Metrics,
     Other,
@@ -198,6 +265,7 @@ impl Route {
             Self::Chat => "/v1/chat/completions",
             Self::Embeddings => "/v1/embeddings",
             Self::Models => "/v1/models",
+            Self::Usage => "/v1/usage",
             Self::Health => "/health",
             Self::Metrics => "/metrics",
             Self::Other => "other",
@@ -332,6 +400,16 @@ where
                     )),
                 },
             ),
+            (&Method::GET, "/v1/usage" | "/usage") => (
+                Route::Usage,
+                Inner::Boxed {
+                    future: Box::pin(Self::usage(
+                        self.shared.clone(),
+                        req.headers().clone(),
+                        req.uri().query().map(str::to_owned),
+                    )),
+                },
+            ),
             (&Method::GET, "/health/readiness") => (
                 Route::Health,
                 Inner::Boxed {
@@ -344,7 +422,11 @@ where
                     response: Some(self.metrics()),
                 },
             ),
-            (method, "/v1/models" | "/models" | "/health" | "/health/readiness" | "/metrics") => (
+            (
+                method,
+                "/v1/models" | "/models" | "/v1/usage" | "/health" | "/health/readiness"
+                | "/metrics",
+            ) => (
                 Route::Other,
                 Inner::Ready {
                     response: Some(GatewayError::method_not_allowed(method, path).into_response()),

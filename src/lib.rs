@@ -30,6 +30,7 @@ mod error;
 pub mod executor;
 mod gateway;
 pub mod idempotency;
+pub mod metering;
 pub mod parse;
 mod request;
 pub mod server;
@@ -54,11 +55,13 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
     tracing::info!(%addr, providers = config.providers.len(), "llm-tower listening");
     server::serve(
         listener,
-        gateway.into_service(),
+        gateway.clone().into_service(),
         &config.server,
         server::shutdown_signal(),
     )
     .await?;
+    // Write the usage of every request served before exiting.
+    gateway.flush_usage().await;
     Ok(())
 }
 

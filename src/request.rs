@@ -56,6 +56,8 @@ pub struct LlmRequest {
     model_span: Range<usize>,
     stream: bool,
     include_usage: bool,
+    /// Whether the body has a `stream_options` member at all.
+    has_stream_options: bool,
 }
 
 impl LlmRequest {
@@ -76,6 +78,7 @@ impl LlmRequest {
         };
         let (model, messages, stream, stream_options, has_input) =
             fields.map_err(|err| json_error(&err))?;
+        let has_stream_options = stream_options.is_some();
 
         let raw = model.ok_or_else(|| {
             GatewayError::invalid_param("model", "Missing required parameter: 'model'.")
@@ -123,6 +126,7 @@ impl LlmRequest {
             include_usage: stream_options
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false),
+            has_stream_options,
         })
     }
 
@@ -151,6 +155,29 @@ impl LlmRequest {
         serde_json::to_writer((&mut out).writer(), model).expect("a str serialises");
         out.put_slice(&body[self.model_span.end..]);
         out.freeze()
+    }
+
+    /// Asks the upstream for the final usage chunk of a stream the client did not ask it
+    /// for: inserts `"stream_options":{"include_usage":true},` after the body's opening
+    /// brace (no other byte changes). Returns `false`, changing nothing, when the request is
+    /// not a stream, already asks for usage, or has a `stream_options` of its own.
+    pub fn request_usage(&mut self, body: &mut Bytes) -> bool {
+        const MEMBER: &[u8] = br#""stream_options":{"include_usage":true},"#;
+        if !self.stream || self.include_usage || self.has_stream_options {
+            return false;
+        }
+        let Some(brace) = body.iter().position(|&b| b == b'{') else {
+            return false;
+        };
+        let mut out = BytesMut::with_capacity(body.len() + MEMBER.len());
+        out.put_slice(&body[..=brace]);
+        out.put_slice(MEMBER);
+        out.put_slice(&body[brace + 1..]);
+        *body = out.freeze();
+        self.model_span = self.model_span.start + MEMBER.len()..self.model_span.end + MEMBER.len();
+        self.include_usage = true;
+        self.has_stream_options = true;
+        true
     }
 
     /// Rewrites the request to name `model`: the body gets one splice (see
@@ -226,6 +253,33 @@ mod tests {
 
     fn chat(body: &str) -> Result<LlmRequest, GatewayError> {
         LlmRequest::parse(Endpoint::ChatCompletions, body.as_bytes())
+    }
+
+    #[test]
+    fn usage_is_requested_by_one_insertion() {
+        let raw = r#" {"model":"a/b","stream":true,"messages":[{"role":"user","content":"x"}]}"#;
+        let mut body = Bytes::from_static(raw.as_bytes());
+        let mut llm = chat(raw).unwrap();
+        assert!(llm.request_usage(&mut body));
+        assert_eq!(
+            &body[..],
+            br#" {"stream_options":{"include_usage":true},"model":"a/b","stream":true,"messages":[{"role":"user","content":"x"}]}"#
+        );
+        let reparsed = chat(std::str::from_utf8(&body).unwrap()).unwrap();
+        assert!(reparsed.include_usage() && llm.include_usage());
+        llm.rewrite_model(&mut body, "b");
+        assert!(std::str::from_utf8(&body)
+            .unwrap()
+            .contains(r#""model":"b""#));
+        // Not for JSON requests, nor when the client set stream_options itself.
+        for raw in [
+            r#"{"model":"a/b","messages":[{"role":"user","content":"x"}]}"#,
+            r#"{"model":"a/b","stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"user","content":"x"}]}"#,
+        ] {
+            let mut body = Bytes::from_static(raw.as_bytes());
+            assert!(!chat(raw).unwrap().request_usage(&mut body));
+            assert_eq!(&body[..], raw.as_bytes());
+        }
     }
 
     #[test]

@@ -8,6 +8,13 @@ use crate::error::GatewayError;
 /// The event that ends every OpenAI stream.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
+/// Whether a response's `content-type` is `text/event-stream`.
+pub fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}
+
 /// `data: {json}\n\n` for one serialised payload.
 pub fn data_event(json: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(json.len() + 8);

@@ -434,7 +434,7 @@ async fn spawn_gateway(yaml: &str) -> Process {
         listener.local_addr().unwrap().port()
     };
     let path = std::env::temp_dir().join(unique("llm-tower-gw") + ".yaml");
-    std::fs::write(&path, yaml).unwrap();
+    std::fs::write(&path, format!("{yaml}\nmetering: {{ sink: none }}")).unwrap();
     let child = tokio::process::Command::new(gateway_binary())
         .args([
             "--config",

@@ -241,3 +241,46 @@ async fn a_combo_falls_back_between_native_and_litellm_targets() {
         "one native call, after LiteLLM's 429"
     );
 }
+
+/// Metering prefers the cost LiteLLM reports over the gateway's own price table.
+#[tokio::test]
+async fn metering_records_the_cost_litellm_reports() {
+    let ledger = std::env::temp_dir().join(format!("llm-tower-litellm-{}.db", std::process::id()));
+    let Some(gw) = litellm_gateway_with(&format!(
+        "metering: {{ sqlite_path: '{}' }}",
+        ledger.display()
+    ))
+    .await
+    else {
+        return;
+    };
+    let answer = post(
+        &chat_url(&gw),
+        &chat_body("litellm/mock-gpt", "hi", false),
+        &[],
+    )
+    .await;
+    let reported: f64 = answer.headers["x-litellm-response-cost"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut recorded = None;
+    for _ in 0..100 {
+        let conn = rusqlite::Connection::open(&ledger).unwrap();
+        recorded = conn
+            .query_row(
+                "SELECT cost_usd FROM llm_usage WHERE requested_model = 'litellm/mock-gpt'",
+                [],
+                |r| r.get::<_, Option<f64>>(0),
+            )
+            .ok()
+            .flatten();
+        if recorded.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(recorded, Some(reported));
+    let _ = std::fs::remove_file(&ledger);
+}

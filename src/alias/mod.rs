@@ -11,7 +11,7 @@
 //! Chains are followed at load time; a cycle or a target that names nothing is a config
 //! error that shows the chain. The rewrite is one splice of the `model` value in the raw
 //! body ([`LlmRequest::rewrite_model`](crate::LlmRequest::rewrite_model)); the request also
-//! carries a [`ResolvedModel`] so that later layers (metering) see both names.
+//! and its response carry a [`ResolvedModel`] so that other layers (metering) see both names.
 //!
 //! ```
 //! use llm_tower::alias::Aliases;
@@ -26,5 +26,5 @@
 mod service;
 mod table;
 
-pub use self::service::{Alias, AliasLayer};
+pub use self::service::{Alias, AliasFuture, AliasLayer};
 pub use self::table::{Aliases, ResolvedModel};

@@ -1,10 +1,13 @@
 //! The alias middleware.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::Request;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 use super::table::{Aliases, ResolvedModel};
@@ -44,19 +47,45 @@ pub struct Alias<S> {
     aliases: Arc<Aliases>,
 }
 
-impl<S> Service<Request<Bytes>> for Alias<S>
+pin_project! {
+    /// The future of [`Alias`]: the inner future, which also puts the [`ResolvedModel`]
+    /// into the response's extensions for the layers outside (metering).
+    pub struct AliasFuture<F> {
+        #[pin]
+        inner: F,
+        resolved: Option<ResolvedModel>,
+    }
+}
+
+impl<F, B, E> Future for AliasFuture<F>
 where
-    S: Service<Request<Bytes>>,
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut output = std::task::ready!(this.inner.poll(cx));
+        if let (Ok(response), Some(resolved)) = (&mut output, this.resolved.take()) {
+            response.extensions_mut().insert(resolved);
+        }
+        Poll::Ready(output)
+    }
+}
+
+impl<S, B> Service<Request<Bytes>> for Alias<S>
+where
+    S: Service<Request<Bytes>, Response = Response<B>>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = AliasFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<Bytes>) -> S::Future {
+    fn call(&mut self, mut req: Request<Bytes>) -> Self::Future {
         let aliases = &self.aliases;
         let resolved = req
             .extensions()
@@ -72,11 +101,19 @@ where
             let requested = Arc::from(llm.model());
             llm.rewrite_model(&mut body, &resolved);
             *req.body_mut() = body;
-            req.extensions_mut().insert(ResolvedModel {
+            let resolved = ResolvedModel {
                 requested,
                 resolved,
-            });
+            };
+            req.extensions_mut().insert(resolved.clone());
+            return AliasFuture {
+                inner: self.inner.call(req),
+                resolved: Some(resolved),
+            };
         }
-        self.inner.call(req)
+        AliasFuture {
+            inner: self.inner.call(req),
+            resolved: None,
+        }
     }
 }

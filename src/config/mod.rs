@@ -55,6 +55,9 @@ pub struct Config {
     /// `Idempotency-Key` handling.
     #[serde(default)]
     pub idempotency: IdempotencyConfig,
+    /// Usage metering: what every request cost, and where the records go.
+    #[serde(default)]
+    pub metering: MeteringConfig,
     /// A Redis server shared by gateway instances (for `idempotency.store: redis`).
     #[serde(default)]
     pub redis: Option<RedisConfig>,
@@ -342,6 +345,58 @@ impl Default for IdempotencyConfig {
     }
 }
 
+/// Usage metering: a record per request (tokens, cost, latency), written off the request
+/// path in batches to a ledger.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct MeteringConfig {
+    /// Default true.
+    pub enabled: bool,
+    /// `sqlite` (the default), `postgres` or `none` (Prometheus only).
+    pub sink: SinkKind,
+    /// The SQLite ledger file (`:memory:` for none on disk). Default `llm-tower-usage.db`.
+    pub sqlite_path: PathBuf,
+    /// `postgres://user@host:port/db` for `sink: postgres`.
+    pub postgres_url: Option<String>,
+    /// Records waiting for the writer; beyond this they are dropped (and counted), so
+    /// that requests never wait. Default 10000.
+    pub queue: usize,
+    /// Records written per batch. Default 256.
+    pub batch: usize,
+    /// A price table overriding the built-in one: YAML `{model: {input, output,
+    /// cached_input}}` in USD per million tokens, or LiteLLM's
+    /// `model_prices_and_context_window.json`.
+    pub prices: Option<PathBuf>,
+}
+
+impl Default for MeteringConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sink: SinkKind::Sqlite,
+            sqlite_path: PathBuf::from("llm-tower-usage.db"),
+            postgres_url: None,
+            queue: 10_000,
+            batch: 256,
+            prices: None,
+        }
+    }
+}
+
+/// Where usage records go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    /// A SQLite file: the embedded default.
+    #[default]
+    Sqlite,
+    /// PostgreSQL: one ledger for many gateway instances.
+    Postgres,
+    /// No ledger: Prometheus only.
+    None,
+}
+
 /// Where idempotent responses are kept.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -573,6 +628,16 @@ impl Config {
         if self.idempotency.store == IdempotencyStoreKind::Redis && self.redis.is_none() {
             return Err(ConfigError::new(
                 "idempotency.store: `redis` needs a `redis: { url: ... }` section",
+            ));
+        }
+        if self.metering.sink == SinkKind::Postgres && self.metering.postgres_url.is_none() {
+            return Err(ConfigError::new(
+                "metering.postgres_url: required with `sink: postgres`",
+            ));
+        }
+        if self.metering.queue == 0 || self.metering.batch == 0 {
+            return Err(ConfigError::new(
+                "metering.queue and metering.batch: must be at least 1",
             ));
         }
         if let Some(redis) = &self.redis {

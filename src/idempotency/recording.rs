@@ -129,11 +129,7 @@ impl Recording {
     }
 }
 
-pub(crate) fn is_sse(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
-}
+pub(crate) use crate::sse::is_event_stream as is_sse;
 
 type Wait = Pin<Box<dyn std::future::Future<Output = Result<(), watch::error::RecvError>> + Send>>;
 

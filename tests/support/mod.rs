@@ -85,7 +85,11 @@ pub async fn mock_upstream() -> (Running, MockUpstream) {
 
 /// The gateway built from YAML, served over real HTTP.
 pub async fn gateway(yaml: &str) -> Running {
-    let config = Config::from_yaml(yaml).unwrap_or_else(|e| panic!("config: {e}\n{yaml}"));
+    let mut config = Config::from_yaml(yaml).unwrap_or_else(|e| panic!("config: {e}\n{yaml}"));
+    // Tests that do not name a ledger keep theirs in memory, not in the working directory.
+    if !yaml.contains("sqlite_path") {
+        config.metering.sqlite_path = ":memory:".into();
+    }
     let server = config.server.clone();
     serve(
         Gateway::from_config(&config).unwrap().into_service(),

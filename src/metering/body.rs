@@ -1,0 +1,210 @@
+//! The tap: the response body passes through frame by frame; metering keeps a reference
+//! to each frame (no copy) and reads it after the end, off the request path. The only
+//! inline work is removing the usage chunk the gateway asked for on the client's behalf.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http_body::{Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use super::record::Unfinished;
+use super::usage::is_usage_chunk;
+use super::writer::Meter;
+use crate::body::{Body, BoxError};
+
+/// What the body still has to record when it ends.
+pub(crate) struct Tap {
+    pub(crate) unfinished: Box<Unfinished>,
+    pub(crate) meter: Meter,
+    pub(crate) started: Instant,
+    /// Remove the usage chunk: the client did not ask for it.
+    pub(crate) strip: bool,
+}
+
+pin_project! {
+    /// A response body on its way to the client, metered.
+    pub(crate) struct MeteringBody {
+        #[pin]
+        inner: Body,
+        tap: Option<Tap>,
+        // Stripping: the part of a frame after a removed event, and an unfinished event
+        // held back until it is complete (copied only when an event spans frames).
+        ready: Option<Bytes>,
+        carry: BytesMut,
+    }
+
+    impl PinnedDrop for MeteringBody {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(tap) = this.project().tap.take() {
+                finish(tap, "cancelled");
+            }
+        }
+    }
+}
+
+impl MeteringBody {
+    pub(crate) fn new(inner: Body, tap: Tap) -> Self {
+        Self {
+            inner,
+            tap: Some(tap),
+            ready: None,
+            carry: BytesMut::new(),
+        }
+    }
+}
+
+fn finish(mut tap: Tap, outcome: &'static str) {
+    let record = &mut tap.unfinished.record;
+    record.latency_ms = tap.started.elapsed().as_secs_f64() * 1e3;
+    record.outcome = if outcome == "ok" && record.status >= 400 {
+        "error"
+    } else {
+        outcome
+    };
+    tap.meter.submit(tap.unfinished);
+}
+
+impl http_body::Body for MeteringBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        if let Some(ready) = this.ready.take() {
+            return Poll::Ready(Some(Ok(Frame::data(ready))));
+        }
+        loop {
+            let polled = std::task::ready!(this.inner.as_mut().poll_frame(cx));
+            let Some(tap) = this.tap.as_mut() else {
+                return Poll::Ready(polled);
+            };
+            match polled {
+                Some(Ok(frame)) => {
+                    let Some(data) = frame.data_ref() else {
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
+                    if tap.unfinished.record.ttft_ms.is_none() {
+                        tap.unfinished.record.ttft_ms =
+                            Some(tap.started.elapsed().as_secs_f64() * 1e3);
+                    }
+                    tap.unfinished.frames.push(data.clone());
+                    let out = if tap.strip {
+                        strip_usage(data.clone(), this.carry, this.ready)
+                    } else {
+                        Some(data.clone())
+                    };
+                    if this.inner.is_end_stream() {
+                        finish(this.tap.take().expect("present"), "ok");
+                    }
+                    match out {
+                        Some(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                        None => continue, // the whole frame was held back or removed
+                    }
+                }
+                Some(Err(err)) => {
+                    finish(this.tap.take().expect("present"), "error");
+                    return Poll::Ready(Some(Err(err)));
+                }
+                None => {
+                    finish(this.tap.take().expect("present"), "ok");
+                    // Whatever was held back (a stream that ended mid-event) goes out as is.
+                    if !this.carry.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(this.carry.split().freeze()))));
+                    }
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ready.is_none() && self.carry.is_empty() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.tap {
+            Some(tap) if tap.strip => SizeHint::default(),
+            _ => self.inner.size_hint(),
+        }
+    }
+}
+
+/// The bytes of `data` the client gets: complete events only, without the usage chunk.
+/// An unfinished trailing event waits in `carry`; when a removed event sits mid-frame,
+/// what follows it waits in `ready`.
+fn strip_usage(data: Bytes, carry: &mut BytesMut, ready: &mut Option<Bytes>) -> Option<Bytes> {
+    let mut data = if carry.is_empty() {
+        data
+    } else {
+        carry.extend_from_slice(&data);
+        carry.split().freeze()
+    };
+    // Hold back a trailing unfinished event.
+    let complete = memchr::memmem::rfind(&data, b"\n\n").map_or(0, |i| i + 2);
+    if complete < data.len() {
+        carry.extend_from_slice(&data[complete..]);
+        data.truncate(complete);
+    }
+    if data.is_empty() {
+        return None;
+    }
+    let Some(at) = memchr::memmem::find(&data, b"\"choices\":[]") else {
+        return Some(data);
+    };
+    let start = memchr::memmem::rfind(&data[..at], b"\n\n").map_or(0, |i| i + 2);
+    let end = memchr::memmem::find(&data[at..], b"\n\n").map_or(data.len(), |i| at + i + 2);
+    if !is_usage_chunk(&data[start..end]) {
+        return Some(data);
+    }
+    let mut after = data.split_off(end);
+    data.truncate(start);
+    match (data.is_empty(), after.is_empty()) {
+        (true, true) => None,
+        (true, false) => Some(std::mem::take(&mut after)),
+        (false, true) => Some(data),
+        (false, false) => {
+            *ready = Some(after.copy_to_bytes(after.remaining()));
+            Some(data)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREAM: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\ndata: [DONE]\n\n";
+    const WITHOUT: &[u8] =
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n";
+
+    fn run(frames: &[&[u8]]) -> Vec<u8> {
+        let (mut carry, mut ready, mut out) = (BytesMut::new(), None, Vec::new());
+        for frame in frames {
+            if let Some(b) = strip_usage(Bytes::copy_from_slice(frame), &mut carry, &mut ready) {
+                out.extend_from_slice(&b);
+            }
+            if let Some(b) = ready.take() {
+                out.extend_from_slice(&b);
+            }
+        }
+        out.extend_from_slice(&carry);
+        out
+    }
+
+    #[test]
+    fn the_usage_chunk_is_removed_however_the_stream_is_split() {
+        assert_eq!(run(&[STREAM]), WITHOUT);
+        for size in 1..STREAM.len() {
+            let frames: Vec<&[u8]> = STREAM.chunks(size).collect();
+            assert_eq!(run(&frames), WITHOUT, "frames of {size} bytes");
+        }
+        let no_usage = b"data: {\"choices\":[]}\n\n";
+        assert_eq!(run(&[no_usage]), no_usage, "only a chunk with usage goes");
+    }
+}

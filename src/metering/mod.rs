@@ -1,0 +1,38 @@
+//! Usage metering: tokens, cost and latency of every request, written to a ledger.
+//!
+//! The layer sits outside alias, idempotency, cache and combo, so it records everything
+//! they do: the requested model and the alias or combo that served it, the provider and
+//! model that answered, attempts, cache verdicts and idempotent replays (at no cost).
+//!
+//! - Usage comes from the upstream: a JSON body's `usage`, or a stream's usage chunk. When
+//!   the client did not ask for `stream_options.include_usage`, the gateway asks for it
+//!   and removes the usage chunk from what the client receives. The body is never
+//!   buffered: the tap keeps a reference to each frame and reads them when the body ends.
+//! - No usage from the upstream (a server that does not report it, a stream cut short, a
+//!   client that left): estimated with the o200k tokenizer and marked `estimated`.
+//! - Cost: LiteLLM's `x-litellm-response-cost` when present, else a price table (built in,
+//!   or `metering.prices`: our YAML or LiteLLM's price list).
+//! - Records queue for one writer task (a full queue drops and counts, requests never
+//!   wait), which prices them, exports Prometheus metrics and writes them in batches to
+//!   SQLite (the default) or PostgreSQL. [`Meter::flush`] drains it on shutdown.
+//! - `GET /v1/usage` reports aggregates (see [`report`]).
+
+mod body;
+mod postgres;
+mod price;
+mod record;
+pub mod report;
+mod service;
+mod sink;
+mod sqlite;
+mod usage;
+mod writer;
+
+pub use self::postgres::PostgresSink;
+pub use self::price::{Price, PriceTable};
+pub use self::record::UsageRecord;
+pub use self::service::{Metering, MeteringFuture, MeteringLayer, Pending};
+pub use self::sink::{SinkError, SinkFuture, UsageSink};
+pub use self::sqlite::SqliteSink;
+pub use self::usage::Usage;
+pub use self::writer::Meter;

@@ -1,0 +1,164 @@
+//! The shared ledger: PostgreSQL, for many gateway instances writing one table.
+
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, NoTls, Row};
+
+use super::record::UsageRecord;
+use super::sink::{create_table, known, SinkError, SinkFuture, UsageSink, COLUMNS};
+
+/// A PostgreSQL ledger. Connects lazily and again after a failure, so a database that is
+/// down only costs the batches written meanwhile (counted as dropped by the writer).
+pub struct PostgresSink {
+    url: String,
+    client: Mutex<Option<Client>>,
+}
+
+fn err(e: impl std::fmt::Display) -> SinkError {
+    SinkError(format!("postgres: {e}"))
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl PostgresSink {
+    /// A sink for `url`; nothing is connected until the first batch.
+    pub fn new(url: &str) -> Result<Self, SinkError> {
+        url.parse::<tokio_postgres::Config>().map_err(err)?;
+        Ok(Self {
+            url: url.to_owned(),
+            client: Mutex::new(None),
+        })
+    }
+
+    /// The connected client, connecting (and creating the schema) if needed.
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, SinkError> {
+        let mut guard = self.client.lock().await;
+        if guard.as_ref().is_none_or(Client::is_closed) {
+            let (client, connection) =
+                tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(&self.url, NoTls))
+                    .await
+                    .map_err(|_| SinkError("postgres: connect timed out".into()))?
+                    .map_err(err)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "metering: postgres connection closed");
+                }
+            });
+            client
+                .batch_execute(&create_table("BIGSERIAL PRIMARY KEY"))
+                .await
+                .map_err(err)?;
+            *guard = Some(client);
+        }
+        Ok(guard)
+    }
+}
+
+impl UsageSink for PostgresSink {
+    fn write<'a>(&'a self, records: &'a [UsageRecord]) -> SinkFuture<'a, ()> {
+        Box::pin(async move {
+            let mut guard = self.client().await?;
+            let client = guard.as_mut().expect("connected");
+            let placeholders = (1..=22)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let result = async {
+                let tx = client.transaction().await?;
+                let insert = tx
+                    .prepare(&format!(
+                        "INSERT INTO llm_usage ({COLUMNS}) VALUES ({placeholders})"
+                    ))
+                    .await?;
+                for r in records {
+                    let status = i32::from(r.status);
+                    let attempts = r.attempts as i32;
+                    let tokens = [
+                        r.prompt_tokens as i64,
+                        r.completion_tokens as i64,
+                        r.cached_tokens as i64,
+                        r.reasoning_tokens as i64,
+                    ];
+                    tx.execute(
+                        &insert,
+                        &[
+                            &r.request_id,
+                            &r.started_at_ms,
+                            &r.key,
+                            &r.requested_model,
+                            &r.route,
+                            &r.provider,
+                            &r.upstream_model,
+                            &status,
+                            &r.outcome,
+                            &r.stream,
+                            &tokens[0],
+                            &tokens[1],
+                            &tokens[2],
+                            &tokens[3],
+                            &r.cost_usd,
+                            &r.latency_ms,
+                            &r.ttft_ms,
+                            &attempts,
+                            &r.cache,
+                            &r.replay,
+                            &r.error_type,
+                            &r.usage_source,
+                        ],
+                    )
+                    .await?;
+                }
+                tx.commit().await
+            }
+            .await;
+            if let Err(e) = result {
+                *guard = None; // reconnect next time
+                return Err(err(e));
+            }
+            Ok(())
+        })
+    }
+
+    fn query(&self, from_ms: i64, to_ms: i64, limit: usize) -> SinkFuture<'_, Vec<UsageRecord>> {
+        Box::pin(async move {
+            let guard = self.client().await?;
+            let client = guard.as_ref().expect("connected");
+            let rows = client
+                .query(
+                    &format!("SELECT {COLUMNS} FROM llm_usage WHERE started_at_ms >= $1 AND started_at_ms < $2 ORDER BY started_at_ms LIMIT $3"),
+                    &[&from_ms, &to_ms, &(limit as i64)],
+                )
+                .await
+                .map_err(err)?;
+            Ok(rows.iter().map(record).collect())
+        })
+    }
+}
+
+fn record(row: &Row) -> UsageRecord {
+    UsageRecord {
+        request_id: row.get(0),
+        started_at_ms: row.get(1),
+        key: row.get(2),
+        requested_model: row.get(3),
+        route: row.get(4),
+        provider: row.get(5),
+        upstream_model: row.get(6),
+        status: row.get::<_, i32>(7) as u16,
+        outcome: known(row.get(8)),
+        stream: row.get(9),
+        prompt_tokens: row.get::<_, i64>(10) as u64,
+        completion_tokens: row.get::<_, i64>(11) as u64,
+        cached_tokens: row.get::<_, i64>(12) as u64,
+        reasoning_tokens: row.get::<_, i64>(13) as u64,
+        cost_usd: row.get(14),
+        latency_ms: row.get(15),
+        ttft_ms: row.get(16),
+        attempts: row.get::<_, i32>(17) as u32,
+        cache: row.get(18),
+        replay: row.get(19),
+        error_type: row.get(20),
+        usage_source: known(row.get(21)),
+    }
+}

@@ -1,0 +1,68 @@
+//! One request's usage record.
+
+use bytes::Bytes;
+
+/// What one request cost. Written to the ledger, one row each.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsageRecord {
+    /// The request's `x-request-id`.
+    pub request_id: String,
+    /// When the request arrived, in milliseconds since the Unix epoch.
+    pub started_at_ms: i64,
+    /// The gateway key's name (`master`, a `keys:` name, or `anonymous`); never the key.
+    pub key: String,
+    /// The model as the client named it.
+    pub requested_model: String,
+    /// The alias target or combo that served it, when there was one.
+    pub route: Option<String>,
+    /// The provider that answered.
+    pub provider: Option<String>,
+    /// The model as that provider knows it.
+    pub upstream_model: Option<String>,
+    /// HTTP status the client got.
+    pub status: u16,
+    /// `ok`, `error` (status ≥ 400 or a body that failed) or `cancelled` (the client left).
+    pub outcome: &'static str,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// Prompt tokens (cached ones included).
+    pub prompt_tokens: u64,
+    /// Completion tokens (reasoning ones included).
+    pub completion_tokens: u64,
+    /// Prompt tokens read from the provider's cache.
+    pub cached_tokens: u64,
+    /// Reasoning tokens.
+    pub reasoning_tokens: u64,
+    /// Cost in USD, when the model's price is known (or the upstream reported it).
+    pub cost_usd: Option<f64>,
+    /// Until the response's last byte (or the error).
+    pub latency_ms: f64,
+    /// Streams: until the first byte of the body.
+    pub ttft_ms: Option<f64>,
+    /// Upstream attempts (combos; 1 otherwise, 0 for replays and cache hits).
+    pub attempts: u32,
+    /// The response cache's verdict (`hit`, `semantic-hit`, `miss`, `bypass`), if it ran.
+    pub cache: Option<String>,
+    /// Replayed for an `Idempotency-Key` (no upstream cost).
+    pub replay: bool,
+    /// The error body's `type`, for failures.
+    pub error_type: Option<String>,
+    /// `upstream` (reported), `estimated` (tokenizer) or `none`.
+    pub usage_source: &'static str,
+}
+
+/// What the writer still has to work out for a record, off the request path: the usage
+/// from the body when the upstream did not report it, the cost.
+#[derive(Debug, Default)]
+pub(crate) struct Unfinished {
+    pub(crate) record: UsageRecord,
+    /// The request body, for estimating prompt tokens.
+    pub(crate) request: Bytes,
+    /// The response body's frames, for usage (JSON) or estimating completion tokens.
+    pub(crate) frames: Vec<Bytes>,
+    pub(crate) sse: bool,
+    /// Usage found in the stream as it passed.
+    pub(crate) usage: Option<super::usage::Usage>,
+    /// The upstream's own figure (LiteLLM's `x-litellm-response-cost`).
+    pub(crate) reported_cost: Option<f64>,
+}

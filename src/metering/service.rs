@@ -1,0 +1,253 @@
+//! The metering middleware.
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+use super::body::{MeteringBody, Tap};
+use super::postgres::PostgresSink;
+use super::price::PriceTable;
+use super::record::{Unfinished, UsageRecord};
+use super::sink::UsageSink;
+use super::sqlite::SqliteSink;
+use super::writer::Meter;
+use crate::alias::ResolvedModel;
+use crate::auth::KeyId;
+use crate::body::Body;
+use crate::combo::ComboAttempts;
+use crate::config::{Config, ConfigError, SinkKind};
+use crate::error::GatewayError;
+use crate::executor::{ResponseCost, Target};
+use crate::idempotency::IdempotentReplay;
+use crate::request::LlmRequest;
+
+/// Layer that applies the [`Metering`] middleware.
+#[derive(Clone, Debug)]
+pub struct MeteringLayer {
+    meter: Option<Meter>,
+}
+
+impl MeteringLayer {
+    /// Meters into `meter`.
+    pub fn new(meter: Meter) -> Self {
+        Self { meter: Some(meter) }
+    }
+
+    /// The layer `config.metering` describes, its writer started on the current runtime.
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let metering = &config.metering;
+        if !metering.enabled {
+            return Ok(Self { meter: None });
+        }
+        let sink: Option<Arc<dyn UsageSink>> = match metering.sink {
+            SinkKind::None => None,
+            SinkKind::Sqlite => Some(Arc::new(
+                SqliteSink::open(&metering.sqlite_path)
+                    .map_err(|e| ConfigError::new(format!("metering.sqlite_path: {e}")))?,
+            )),
+            SinkKind::Postgres => Some(Arc::new(
+                PostgresSink::new(metering.postgres_url.as_deref().unwrap_or_default())
+                    .map_err(|e| ConfigError::new(format!("metering.postgres_url: {e}")))?,
+            )),
+        };
+        let prices = PriceTable::load(metering.prices.as_deref().map(Path::new))?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConfigError::new(
+                "metering: the gateway must be built inside a tokio runtime (its writer is a task)",
+            ));
+        }
+        Ok(Self::new(Meter::spawn(
+            sink,
+            prices,
+            metering.queue,
+            metering.batch,
+        )))
+    }
+
+    /// The writer's handle (to flush on shutdown, or to query the ledger).
+    pub fn meter(&self) -> Option<&Meter> {
+        self.meter.as_ref()
+    }
+}
+
+impl<S> Layer<S> for MeteringLayer {
+    type Service = Metering<S>;
+    fn layer(&self, inner: S) -> Metering<S> {
+        Metering {
+            inner,
+            meter: self.meter.clone(),
+        }
+    }
+}
+
+/// Records the usage, cost and latency of every LLM request, including cache hits,
+/// replays and failures, when its response body ends (or the client leaves).
+#[derive(Clone, Debug)]
+pub struct Metering<S> {
+    inner: S,
+    meter: Option<Meter>,
+}
+
+pin_project! {
+    /// The future of [`Metering`].
+    pub struct MeteringFuture<F> {
+        #[pin]
+        inner: F,
+        pending: Option<Box<Pending>>,
+    }
+}
+
+/// What is known when the request starts.
+pub struct Pending {
+    meter: Meter,
+    started: Instant,
+    record: UsageRecord,
+    request: Bytes,
+    strip: bool,
+}
+
+impl<S> Service<Request<Bytes>> for Metering<S>
+where
+    S: Service<Request<Bytes>, Response = Response<Body>, Error = GatewayError>,
+{
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = MeteringFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Bytes>) -> Self::Future {
+        let pending = match (&self.meter, req.extensions().get::<LlmRequest>()) {
+            (Some(meter), Some(llm)) => {
+                let record = UsageRecord {
+                    request_id: req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    started_at_ms: SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64),
+                    key: req
+                        .extensions()
+                        .get::<KeyId>()
+                        .map_or("anonymous", |k| &k.0)
+                        .to_owned(),
+                    requested_model: llm.model().to_owned(),
+                    stream: llm.stream(),
+                    attempts: 1,
+                    outcome: "ok",
+                    usage_source: "none",
+                    ..UsageRecord::default()
+                };
+                // Ask for the usage chunk the client did not ask for; it is removed again
+                // on the way back.
+                let mut body = std::mem::take(req.body_mut());
+                let strip = req
+                    .extensions_mut()
+                    .get_mut::<LlmRequest>()
+                    .is_some_and(|llm| llm.request_usage(&mut body));
+                *req.body_mut() = body;
+                Some(Box::new(Pending {
+                    meter: meter.clone(),
+                    started: Instant::now(),
+                    record,
+                    request: req.body().clone(),
+                    strip,
+                }))
+            }
+            _ => None,
+        };
+        MeteringFuture {
+            inner: self.inner.call(req),
+            pending,
+        }
+    }
+}
+
+impl<F> Future for MeteringFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, GatewayError>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.inner.poll(cx));
+        let Some(pending) = this.pending.take() else {
+            return Poll::Ready(output);
+        };
+        let Pending {
+            meter,
+            started,
+            mut record,
+            request,
+            strip,
+        } = *pending;
+        match output {
+            Ok(response) => {
+                let (parts, body) = response.into_parts();
+                record.status = parts.status.as_u16();
+                if let Some(target) = parts.extensions.get::<Target>() {
+                    record.provider = Some(target.provider.to_string());
+                    record.upstream_model = Some(target.model.to_string());
+                }
+                if let Some(resolved) = parts.extensions.get::<ResolvedModel>() {
+                    record.route = Some(resolved.resolved.to_string());
+                }
+                if let Some(combo) = parts.extensions.get::<ComboAttempts>() {
+                    record.route = Some(combo.combo.to_string());
+                    record.attempts = combo.attempts;
+                }
+                record.replay = parts.extensions.get::<IdempotentReplay>().is_some();
+                record.cache = parts
+                    .headers
+                    .get("x-gateway-cache")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                if record.replay || record.cache.as_deref().is_some_and(|c| c.ends_with("hit")) {
+                    record.attempts = 0;
+                }
+                let sse = crate::sse::is_event_stream(&parts.headers);
+                let unfinished = Box::new(Unfinished {
+                    record,
+                    request,
+                    sse,
+                    reported_cost: parts.extensions.get::<ResponseCost>().map(|c| c.0),
+                    ..Unfinished::default()
+                });
+                let tap = Tap {
+                    unfinished,
+                    meter,
+                    started,
+                    strip: strip && sse,
+                };
+                let body = Body::new(MeteringBody::new(body, tap));
+                Poll::Ready(Ok(Response::from_parts(parts, body)))
+            }
+            Err(err) => {
+                record.status = err.status().as_u16();
+                record.outcome = "error";
+                record.error_type = Some(err.error_type().to_owned());
+                record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+                meter.submit(Box::new(Unfinished {
+                    record,
+                    ..Unfinished::default()
+                }));
+                Poll::Ready(Err(err))
+            }
+        }
+    }
+}

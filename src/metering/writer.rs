@@ -1,0 +1,223 @@
+//! The writer: records queue up on the request path (never waiting) and are finished
+//! (usage found or estimated, cost priced), exported to Prometheus and written in batches
+//! by one task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::price::PriceTable;
+use super::record::{Unfinished, UsageRecord};
+use super::sink::UsageSink;
+use super::usage::{self, Usage};
+use crate::sse;
+
+enum Message {
+    Record(Box<Unfinished>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The handle layers use to submit records; cheap to clone.
+#[derive(Clone)]
+pub struct Meter {
+    tx: mpsc::Sender<Message>,
+    dropped: metrics::Counter,
+    sink: Option<Arc<dyn UsageSink>>,
+}
+
+impl std::fmt::Debug for Meter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meter").finish_non_exhaustive()
+    }
+}
+
+impl Meter {
+    /// Starts the writer on the current tokio runtime.
+    pub fn spawn(
+        sink: Option<Arc<dyn UsageSink>>,
+        prices: PriceTable,
+        queue: usize,
+        batch: usize,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(queue);
+        let dropped = metrics::counter!("llm_tower_usage_records_dropped_total");
+        tokio::spawn(write(
+            rx,
+            sink.clone(),
+            Arc::new(prices),
+            batch,
+            dropped.clone(),
+        ));
+        Self { tx, dropped, sink }
+    }
+
+    /// Queues a record; when the queue is full it is dropped and counted, never waited for.
+    pub(crate) fn submit(&self, record: Box<Unfinished>) {
+        if self.tx.try_send(Message::Record(record)).is_err() {
+            self.dropped.increment(1);
+        }
+    }
+
+    /// Waits until every record submitted before this call has been written (or dropped).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Message::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// The ledger, for reports.
+    pub fn sink(&self) -> Option<&Arc<dyn UsageSink>> {
+        self.sink.as_ref()
+    }
+}
+
+async fn write(
+    mut rx: mpsc::Receiver<Message>,
+    sink: Option<Arc<dyn UsageSink>>,
+    prices: Arc<PriceTable>,
+    batch: usize,
+    dropped: metrics::Counter,
+) {
+    let mut messages = Vec::with_capacity(batch);
+    let mut last_warning: Option<tokio::time::Instant> = None;
+    while rx.recv_many(&mut messages, batch).await > 0 {
+        let mut unfinished = Vec::with_capacity(messages.len());
+        let mut flushes = Vec::new();
+        for message in messages.drain(..) {
+            match message {
+                Message::Record(record) => unfinished.push(record),
+                Message::Flush(done) => flushes.push(done),
+            }
+        }
+        // Tokenizing and JSON parsing are CPU work: off the async workers.
+        let prices = prices.clone();
+        let records = tokio::task::spawn_blocking(move || {
+            unfinished
+                .into_iter()
+                .map(|u| finish(*u, &prices))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+        records.iter().for_each(export);
+        if let (Some(sink), false) = (&sink, records.is_empty()) {
+            if let Err(err) = sink.write(&records).await {
+                dropped.increment(records.len() as u64);
+                let now = tokio::time::Instant::now();
+                if last_warning.is_none_or(|t| now - t > Duration::from_secs(10)) {
+                    last_warning = Some(now);
+                    tracing::warn!(error = %err, lost = records.len(), "metering: the usage ledger is unavailable; records dropped");
+                }
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Works out what the request path left open.
+pub(crate) fn finish(u: Unfinished, prices: &PriceTable) -> UsageRecord {
+    let mut record = u.record;
+    let body = usage::joined(&u.frames);
+    let reported = u.usage.or_else(|| {
+        if u.sse {
+            stream_usage(&body)
+        } else {
+            usage::from_json(&body)
+        }
+    });
+    if record.status >= 400 && !u.sse {
+        record.error_type = record.error_type.or_else(|| usage::error_type(&body));
+    }
+    let usage = match reported {
+        Some(usage) => {
+            record.usage_source = "upstream";
+            Some(usage)
+        }
+        None if record.status < 400 && !u.request.is_empty() => {
+            record.usage_source = "estimated";
+            Some(Usage::estimated(
+                usage::count_tokens(&usage::prompt_text(&u.request)),
+                usage::count_tokens(&usage::answer_text(&body, u.sse)),
+            ))
+        }
+        None => {
+            record.usage_source = "none";
+            None
+        }
+    };
+    if let Some(usage) = &usage {
+        record.prompt_tokens = usage.prompt_tokens;
+        record.completion_tokens = usage.completion_tokens;
+        record.cached_tokens = usage.cached_tokens();
+        record.reasoning_tokens = usage.reasoning_tokens();
+    }
+    let served_here = record.replay || record.cache.as_deref().is_some_and(|c| c.ends_with("hit"));
+    record.cost_usd = if served_here {
+        Some(0.0)
+    } else {
+        u.reported_cost.or_else(|| {
+            let usage = usage?;
+            let model = record
+                .upstream_model
+                .as_deref()
+                .unwrap_or(&record.requested_model);
+            prices.get(model).map(|p| p.cost(&usage))
+        })
+    };
+    record
+}
+
+/// The usage chunk of a stream, if it has one.
+fn stream_usage(body: &[u8]) -> Option<Usage> {
+    let (events, _) = sse::complete_events(body);
+    events
+        .iter()
+        .rev()
+        .flat_map(|event| sse::parse_event(event).1)
+        .filter(|data| memchr::memmem::find(data, b"\"usage\":{").is_some())
+        .find_map(usage::from_json)
+}
+
+fn export(r: &UsageRecord) {
+    let provider = r.provider.clone().unwrap_or_else(|| "none".to_owned());
+    let model = r
+        .upstream_model
+        .clone()
+        .unwrap_or_else(|| r.requested_model.clone());
+    let status = r.status.to_string();
+    let labels = [
+        ("provider", provider),
+        ("model", model),
+        ("key", r.key.clone()),
+        ("status", status),
+    ];
+    metrics::counter!("llm_tower_usage_requests_total", &labels).increment(1);
+    metrics::histogram!("llm_tower_usage_latency_seconds", &labels).record(r.latency_ms / 1e3);
+    if let Some(ttft) = r.ttft_ms {
+        metrics::histogram!("llm_tower_usage_ttft_seconds", &labels).record(ttft / 1e3);
+    }
+    let [provider, model, key, _] = labels;
+    for (direction, tokens) in [
+        ("prompt", r.prompt_tokens),
+        ("completion", r.completion_tokens),
+        ("cached", r.cached_tokens),
+        ("reasoning", r.reasoning_tokens),
+    ] {
+        if tokens > 0 {
+            let labels = [
+                provider.clone(),
+                model.clone(),
+                key.clone(),
+                ("direction", direction.to_owned()),
+            ];
+            metrics::counter!("llm_tower_usage_tokens_total", &labels).increment(tokens);
+        }
+    }
+    if let Some(cost) = r.cost_usd.filter(|c| *c > 0.0) {
+        metrics::gauge!("llm_tower_usage_cost_usd", &[provider, model, key]).increment(cost);
+    }
+}
