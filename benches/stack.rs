@@ -14,6 +14,14 @@
 //!
 //! `gateway − mock` is what the layers cost per request; `stream` answers 50 words, i.e.
 //! 53 SSE events (role, 50 words, finish, `[DONE]`).
+//!
+//! - `layers/*`: the feature layers over [`Executors`] with the request pre-parsed, for a
+//!   JSON chat request: `none`; `routing` (alias → idempotency → combo, for a plain
+//!   `provider/model` without `Idempotency-Key`: they should cost nothing measurable);
+//!   `metering` alone; `all`; `all_combo` (the request names a combo: first attempt
+//!   succeeds); `all_replay` (an `Idempotency-Key` already stored: replayed from memory).
+//!   Metering runs with `sink: none`, so the ledger's writes (off the request path, on
+//!   another task) stay out of the per-request number; Prometheus export is still in.
 
 use std::time::Duration;
 
@@ -25,7 +33,10 @@ use llm_tower::executor::{Executors, MockExecutor};
 use llm_tower::{Body, Config, Endpoint, Gateway, LlmRequest};
 use tower::{Service, ServiceExt};
 
-const CONFIG: &str = "providers:\n  mock: { kind: mock, models: [echo] }\n";
+const CONFIG: &str = "providers:\n  mock: { kind: mock, models: [echo] }\n\
+    aliases: { gpt: mock/echo }\n\
+    combos: { smart: { targets: [mock/echo, mock/other] } }\n\
+    metering: { sink: none }\n";
 
 /// A typical chat request of about 1 KB: system prompt, a few turns, sampling options.
 fn chat_body(model: &str, stream: bool) -> Bytes {
@@ -178,12 +189,128 @@ fn stack(c: &mut Criterion) {
     }
 }
 
+/// The feature layers, one by one and together, over the executors.
+fn layers(c: &mut Criterion) {
+    use llm_tower::alias::{AliasLayer, Aliases};
+    use llm_tower::combo::{ComboLayer, Combos};
+    use llm_tower::idempotency::IdempotencyLayer;
+    use llm_tower::metering::MeteringLayer;
+    use tower::util::BoxCloneService;
+    use tower::ServiceBuilder;
+
+    type Stack = BoxCloneService<Request<Bytes>, Response<Body>, llm_tower::GatewayError>;
+
+    let rt = runtime();
+    let _guard = rt.enter();
+    let config = Config::from_yaml(CONFIG).expect("config");
+    let executors = Executors::from_config(&config).expect("executors");
+    let aliases = Aliases::compile(&config).expect("aliases");
+    let combos = Combos::compile(&config, &aliases).expect("combos");
+    let routing = || {
+        ServiceBuilder::new()
+            .layer(AliasLayer::new(aliases.clone()))
+            .layer(IdempotencyLayer::from_config(&config).expect("idempotency"))
+            .layer(ComboLayer::new(
+                Combos::compile(&config, &aliases).expect("combos"),
+            ))
+    };
+    let metering = MeteringLayer::from_config(&config).expect("metering");
+    let _ = &combos;
+    let stacks: Vec<(&str, &str, Option<&str>, Stack)> = vec![
+        (
+            "none",
+            "mock/echo",
+            None,
+            BoxCloneService::new(executors.clone()),
+        ),
+        (
+            "routing",
+            "mock/echo",
+            None,
+            BoxCloneService::new(routing().service(executors.clone())),
+        ),
+        (
+            "metering",
+            "mock/echo",
+            None,
+            BoxCloneService::new(
+                ServiceBuilder::new()
+                    .layer(metering.clone())
+                    .service(executors.clone()),
+            ),
+        ),
+        (
+            "all",
+            "mock/echo",
+            None,
+            BoxCloneService::new(
+                ServiceBuilder::new()
+                    .layer(metering.clone())
+                    .layer(routing())
+                    .service(executors.clone()),
+            ),
+        ),
+        (
+            "all_combo",
+            "smart",
+            None,
+            BoxCloneService::new(
+                ServiceBuilder::new()
+                    .layer(metering.clone())
+                    .layer(routing())
+                    .service(executors.clone()),
+            ),
+        ),
+        (
+            "all_replay",
+            "mock/echo",
+            Some("bench-key"),
+            BoxCloneService::new(
+                ServiceBuilder::new()
+                    .layer(metering.clone())
+                    .layer(routing())
+                    .service(executors.clone()),
+            ),
+        ),
+    ];
+    let mut group = c.benchmark_group("layers");
+    group.throughput(Throughput::Elements(1));
+    for (name, model, key, stack) in stacks {
+        let body = chat_body(model, false);
+        let llm = LlmRequest::parse(Endpoint::ChatCompletions, &body).expect("parse");
+        let make = || {
+            let mut req = Request::post("/v1/chat/completions")
+                .body(body.clone())
+                .expect("request");
+            if let Some(key) = key {
+                req.headers_mut()
+                    .insert("idempotency-key", key.parse().expect("header"));
+            }
+            req.extensions_mut().insert(llm.clone());
+            req
+        };
+        // Warm: stores the idempotent answer the replay case replays.
+        rt.block_on(async { collect(stack.clone().oneshot(make()).await.expect("stack")).await });
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_batched(
+                make,
+                |req| {
+                    let stack = stack.clone();
+                    async move { collect(stack.oneshot(req).await.expect("stack")).await }
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(50);
-    targets = parse, stack
+    targets = parse, stack, layers
 }
 criterion_main!(benches);

@@ -300,17 +300,29 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = match this.inner.project() {
-            InnerProj::Ready { response } => response.take().expect("polled after completion"),
-            InnerProj::Llm { future } => match future.poll(cx) {
-                Poll::Ready(Ok(response)) => response,
-                Poll::Ready(Err(never)) => match never {},
-                Poll::Pending => return Poll::Pending,
-            },
-            InnerProj::Boxed { future } => match future.as_mut().poll(cx) {
-                Poll::Ready(response) => response,
-                Poll::Pending => return Poll::Pending,
-            },
+        let inner = this.inner;
+        // A panic below becomes a 500 for this request instead of a dropped connection.
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match inner.project() {
+                InnerProj::Ready { response } => {
+                    Poll::Ready(response.take().expect("polled after completion"))
+                }
+                InnerProj::Llm { future } => future.poll(cx).map(|Ok(response)| response),
+                InnerProj::Boxed { future } => future.as_mut().poll(cx),
+            }));
+        let response = match polled {
+            Ok(Poll::Ready(response)) => response,
+            Ok(Poll::Pending) => return Poll::Pending,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = %what, route = this.route.label(), "request handler panicked");
+                GatewayError::internal("The gateway failed while handling this request.")
+                    .into_response()
+            }
         };
         let labels = [
             ("route", this.route.label()),
@@ -505,5 +517,31 @@ impl MakeRequestId for MakeRequestIds {
         HeaderValue::try_from(format!("req_{:08x}{n:012x}", self.prefix))
             .ok()
             .map(RequestId::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500() {
+        let future: GatewayFuture<std::future::Ready<Result<Response<Body>, Infallible>>> =
+            GatewayFuture {
+                inner: Inner::Boxed {
+                    future: Box::pin(async { panic!("boom") }),
+                },
+                route: Route::Other,
+                started: Instant::now(),
+            };
+        let response = future.await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert!(std::str::from_utf8(&body)
+            .unwrap()
+            .contains("internal_error"));
     }
 }
