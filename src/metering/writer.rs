@@ -81,6 +81,7 @@ async fn write(
     dropped: metrics::Counter,
 ) {
     let mut messages = Vec::with_capacity(batch);
+    let mut labels = ModelLabels::default();
     let mut last_warning: Option<tokio::time::Instant> = None;
     while rx.recv_many(&mut messages, batch).await > 0 {
         let mut unfinished = Vec::with_capacity(messages.len());
@@ -101,7 +102,7 @@ async fn write(
         })
         .await
         .unwrap_or_default();
-        records.iter().for_each(export);
+        records.iter().for_each(|r| export(r, &mut labels));
         if let (Some(sink), false) = (&sink, records.is_empty()) {
             if let Err(err) = sink.write(&records).await {
                 dropped.increment(records.len() as u64);
@@ -182,12 +183,31 @@ fn stream_usage(body: &[u8]) -> Option<Usage> {
         .find_map(usage::from_json)
 }
 
-fn export(r: &UsageRecord) {
+/// Model names come from clients: after this many distinct ones, further names are
+/// exported as `other`, so that Prometheus' series stay bounded.
+const MAX_MODEL_LABELS: usize = 500;
+
+#[derive(Default)]
+struct ModelLabels(std::collections::HashSet<(String, String)>);
+
+impl ModelLabels {
+    fn label(&mut self, provider: &str, model: &str) -> String {
+        let key = (provider.to_owned(), model.to_owned());
+        if self.0.contains(&key) || self.0.len() < MAX_MODEL_LABELS {
+            self.0.insert(key);
+            model.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
+}
+
+fn export(r: &UsageRecord, labels: &mut ModelLabels) {
     let provider = r.provider.clone().unwrap_or_else(|| "none".to_owned());
-    let model = r
-        .upstream_model
-        .clone()
-        .unwrap_or_else(|| r.requested_model.clone());
+    let model = labels.label(
+        &provider,
+        r.upstream_model.as_deref().unwrap_or(&r.requested_model),
+    );
     let status = r.status.to_string();
     let labels = [
         ("provider", provider),
