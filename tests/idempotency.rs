@@ -410,7 +410,15 @@ async fn redis_replays_coalesces_across_instances_and_expires() {
 fn gateway_binary() -> std::path::PathBuf {
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(|| {
-        let status = std::process::Command::new(env!("CARGO"))
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        // Without the variables cargo sets for a test run: build scripts (ring's) would see
+        // a changed environment and rebuild, here and in the next `cargo test`.
+        for (name, _) in std::env::vars() {
+            if name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR" {
+                cargo.env_remove(name);
+            }
+        }
+        let status = cargo
             .args(["build", "--example", "gateway"])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
