@@ -126,6 +126,7 @@ cat >"$WORK/gateway.yaml" <<EOF
 listen: 127.0.0.1:0
 providers:
   up: { kind: openai, api_base: "$UPSTREAM/v1", api_key: sk-bench, models: [echo] }
+metering: { sqlite_path: "$WORK/usage.db" }   # the default ledger, kept out of the checkout
 EOF
 start "$WORK/gateway.log" "$GATEWAY_BIN" --config "$WORK/gateway.yaml"
 GW_PID=$STARTED_PID
