@@ -57,16 +57,24 @@ impl Usage {
 }
 
 #[derive(Deserialize)]
-struct WithUsage<'a> {
-    #[serde(default)]
-    usage: Option<Usage>,
+struct WithError<'a> {
     #[serde(default, borrow)]
     error: Option<&'a RawValue>,
 }
 
 /// The `usage` of a JSON body or of one stream chunk.
 pub(crate) fn from_json(body: &[u8]) -> Option<Usage> {
-    serde_json::from_slice::<WithUsage>(body).ok()?.usage
+    // Read only the `usage` value: find its key (the last one: it follows the choices),
+    // then parse the object after it, skipping the rest of the body.
+    let at = memchr::memmem::rfind(body, b"\"usage\"")?;
+    let rest = &body[at + 7..];
+    let colon = rest.iter().position(|&b| b == b':')?;
+    if !rest[..colon].iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let mut value =
+        serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Option<Usage>>();
+    value.next()?.ok()?
 }
 
 /// The `error.type` of an error body.
@@ -76,7 +84,7 @@ pub(crate) fn error_type(body: &[u8]) -> Option<String> {
         #[serde(rename = "type")]
         kind: Option<String>,
     }
-    let error = serde_json::from_slice::<WithUsage>(body).ok()?.error?;
+    let error = serde_json::from_slice::<WithError>(body).ok()?.error?;
     serde_json::from_str::<Error>(error.get()).ok()?.kind
 }
 

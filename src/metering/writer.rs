@@ -13,6 +13,9 @@ use super::sink::UsageSink;
 use super::usage::{self, Usage};
 use crate::sse;
 
+/// How long the writer waits for more records before writing a batch.
+const BATCH_WINDOW: Duration = Duration::from_millis(100);
+
 enum Message {
     Record(Box<Unfinished>),
     Flush(oneshot::Sender<()>),
@@ -83,7 +86,18 @@ async fn write(
     let mut messages = Vec::with_capacity(batch);
     let mut labels = ModelLabels::default();
     let mut last_warning: Option<tokio::time::Instant> = None;
+    let mut exports = Exports::default();
     while rx.recv_many(&mut messages, batch).await > 0 {
+        // Gather what arrives within a short window into one batch (one transaction),
+        // unless someone waits for a flush.
+        let deadline = tokio::time::Instant::now() + BATCH_WINDOW;
+        while messages.len() < batch && !messages.iter().any(|m| matches!(m, Message::Flush(_))) {
+            let room = batch - messages.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut messages, room)).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
         let mut unfinished = Vec::with_capacity(messages.len());
         let mut flushes = Vec::new();
         for message in messages.drain(..) {
@@ -102,7 +116,7 @@ async fn write(
         })
         .await
         .unwrap_or_default();
-        records.iter().for_each(|r| export(r, &mut labels));
+        records.iter().for_each(|r| exports.record(r, &mut labels));
         if let (Some(sink), false) = (&sink, records.is_empty()) {
             if let Err(err) = sink.write(&records).await {
                 dropped.increment(records.len() as u64);
@@ -202,42 +216,83 @@ impl ModelLabels {
     }
 }
 
-fn export(r: &UsageRecord, labels: &mut ModelLabels) {
-    let provider = r.provider.clone().unwrap_or_else(|| "none".to_owned());
-    let model = labels.label(
-        &provider,
-        r.upstream_model.as_deref().unwrap_or(&r.requested_model),
-    );
-    let status = r.status.to_string();
-    let labels = [
-        ("provider", provider),
-        ("model", model),
-        ("key", r.key.clone()),
-        ("status", status),
-    ];
-    metrics::counter!("llm_tower_usage_requests_total", &labels).increment(1);
-    metrics::histogram!("llm_tower_usage_latency_seconds", &labels).record(r.latency_ms / 1e3);
-    if let Some(ttft) = r.ttft_ms {
-        metrics::histogram!("llm_tower_usage_ttft_seconds", &labels).record(ttft / 1e3);
-    }
-    let [provider, model, key, _] = labels;
-    for (direction, tokens) in [
-        ("prompt", r.prompt_tokens),
-        ("completion", r.completion_tokens),
-        ("cached", r.cached_tokens),
-        ("reasoning", r.reasoning_tokens),
-    ] {
-        if tokens > 0 {
-            let labels = [
-                provider.clone(),
-                model.clone(),
-                key.clone(),
-                ("direction", direction.to_owned()),
-            ];
-            metrics::counter!("llm_tower_usage_tokens_total", &labels).increment(tokens);
+/// Prometheus handles by label set, registered once: recording is then a hash lookup.
+#[derive(Default)]
+struct Exports {
+    by_labels: std::collections::HashMap<[String; 4], Series>,
+}
+
+struct Series {
+    requests: metrics::Counter,
+    latency: metrics::Histogram,
+    ttft: metrics::Histogram,
+    tokens: [metrics::Counter; 4],
+    cost: metrics::Gauge,
+}
+
+impl Exports {
+    fn record(&mut self, r: &UsageRecord, labels: &mut ModelLabels) {
+        let provider = r.provider.as_deref().unwrap_or("none");
+        let model = labels.label(
+            provider,
+            r.upstream_model.as_deref().unwrap_or(&r.requested_model),
+        );
+        let key = [
+            provider.to_owned(),
+            model,
+            r.key.clone(),
+            r.status.to_string(),
+        ];
+        let series =
+            self.by_labels
+                .entry(key)
+                .or_insert_with_key(|[provider, model, key, status]| {
+                    let all = [
+                        ("provider", provider.clone()),
+                        ("model", model.clone()),
+                        ("key", key.clone()),
+                        ("status", status.clone()),
+                    ];
+                    let tokens = |direction: &'static str| {
+                        let labels = [
+                            all[0].clone(),
+                            all[1].clone(),
+                            all[2].clone(),
+                            ("direction", direction.to_owned()),
+                        ];
+                        metrics::counter!("llm_tower_usage_tokens_total", &labels)
+                    };
+                    Series {
+                        requests: metrics::counter!("llm_tower_usage_requests_total", &all),
+                        latency: metrics::histogram!("llm_tower_usage_latency_seconds", &all),
+                        ttft: metrics::histogram!("llm_tower_usage_ttft_seconds", &all),
+                        tokens: [
+                            tokens("prompt"),
+                            tokens("completion"),
+                            tokens("cached"),
+                            tokens("reasoning"),
+                        ],
+                        cost: metrics::gauge!("llm_tower_usage_cost_usd", &all[..3]),
+                    }
+                });
+        series.requests.increment(1);
+        series.latency.record(r.latency_ms / 1e3);
+        if let Some(ttft) = r.ttft_ms {
+            series.ttft.record(ttft / 1e3);
         }
-    }
-    if let Some(cost) = r.cost_usd.filter(|c| *c > 0.0) {
-        metrics::gauge!("llm_tower_usage_cost_usd", &[provider, model, key]).increment(cost);
+        let counts = [
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.cached_tokens,
+            r.reasoning_tokens,
+        ];
+        for (counter, count) in series.tokens.iter().zip(counts) {
+            if count > 0 {
+                counter.increment(count);
+            }
+        }
+        if let Some(cost) = r.cost_usd.filter(|c| *c > 0.0) {
+            series.cost.increment(cost);
+        }
     }
 }
