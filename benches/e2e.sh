@@ -109,10 +109,10 @@ load() {
         grep '^RESULT' | sed 's/^RESULT //'
 }
 # sequential URL BODY N : N requests on one keep-alive connection; fails unless all are 200
-sequential() {
+sequential() { # URL BODY N [HEADER]
     local ok
     ok=$(for _ in $(seq "$3"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$1"; done |
-        curl -s -K - -w '%{http_code}\n' -H 'content-type: application/json' \
+        curl -s -K - -w '%{http_code}\n' -H 'content-type: application/json' -H "${4:-x-bench: 1}" \
             --data-binary "@$2" | grep -c '^200$' || true)
     [ "$ok" = "$3" ] || { echo "sequential: $ok of $3 requests answered 200" >&2; exit 1; }
 }
@@ -167,7 +167,7 @@ wait "$GW_PID" 2>/dev/null || true
 # --- callgrind: instructions per request in the gateway ----------------------------------
 # For each workload: N requests on one keep-alive connection (like wrk -c1), dumped, then an
 # idle baseline over as long (timers, metrics upkeep), dumped and subtracted.
-declare -A IR=([json]=n/a [stream]=n/a)
+declare -A IR=([json]=n/a [stream]=n/a [replay]=n/a)
 if [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
     CG_OUT=${CALLGRIND_OUT:-$WORK}
     mkdir -p "$CG_OUT"
@@ -177,14 +177,17 @@ if [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
     CG_URL=http://$STARTED_ADDR/v1/chat/completions
     ir() { grep -h '^summary:\|^totals:' "$1" | head -n1 | awk '{ print $2 }'; }
     dump=0
-    for w in json stream; do
+    # replay: the JSON request with an Idempotency-Key already answered (served from memory).
+    for w in json stream replay; do
         n=$CALLGRIND_REQUESTS
         [ "$w" = stream ] && n=$(((n + 3) / 4))
+        body=$WORK/gateway-$w.json header="x-bench: 1"
+        [ "$w" = replay ] && body=$WORK/gateway-json.json header="idempotency-key: bench-replay"
         echo "callgrind: $n $w requests (slow) ..." >&2
-        sequential "$CG_URL" "$WORK/gateway-$w.json" 100 # warm-up: pool, lazy init
+        sequential "$CG_URL" "$body" 100 "$header" # warm-up: pool, lazy init
         callgrind_control -z "$CG_PID" >/dev/null 2>&1
         t0=$(date +%s.%N)
-        sequential "$CG_URL" "$WORK/gateway-$w.json" "$n"
+        sequential "$CG_URL" "$body" "$n" "$header"
         t1=$(date +%s.%N)
         callgrind_control -d "$w" "$CG_PID" >/dev/null 2>&1
         sleep "$(echo "$t1 - $t0" | bc)"
@@ -225,4 +228,4 @@ for w in stream paced; do
     done
 done
 echo "gateway RSS: idle after start $((RSS_IDLE / 1024)) MB ($RSS_IDLE kB), after load $((RSS_LOADED / 1024)) MB ($RSS_LOADED kB)"
-echo "gateway instructions per request (callgrind, idle subtracted): json ${IR[json]}, stream ${IR[stream]} ($STREAM_EVENTS events)"
+echo "gateway instructions per request (callgrind, idle subtracted): json ${IR[json]}, stream ${IR[stream]} ($STREAM_EVENTS events), idempotent replay ${IR[replay]}"

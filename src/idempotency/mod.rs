@@ -3,7 +3,7 @@
 //! Following the IETF HTTPAPI draft "The Idempotency-Key HTTP Header Field":
 //!
 //! - The key is scoped by the gateway key that sent it; the request's fingerprint is a
-//!   SHA-256 of method, path and body (after alias resolution).
+//!   128-bit XXH3 of method, path and body (after alias resolution).
 //! - The first request executes; its response (status, the headers that matter, the body —
 //!   for a stream, the exact SSE bytes) is recorded as it passes and stored for `ttl`.
 //! - The same key again: the stored response, byte for byte, with `idempotency-replayed: true`.

@@ -173,10 +173,10 @@ impl IdempotencyStore for RedisStore {
 
 fn parse_hex(text: &str) -> Option<Fingerprint> {
     let bytes = text.as_bytes();
-    if bytes.len() != 64 {
+    if bytes.len() != 32 {
         return None;
     }
-    let mut out = [0u8; 32];
+    let mut out = [0u8; 16];
     for (i, pair) in bytes.chunks(2).enumerate() {
         let digit = |c: u8| (c as char).to_digit(16);
         out[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;

@@ -318,25 +318,30 @@ impl Leader {
         let shared = self.shared.clone();
         let key = std::mem::take(&mut self.key);
         let recording = self.recording.clone();
-        let token = self.token.take();
-        let finish = async move {
-            if let Some(token) = token {
-                if let Err(err) = shared
-                    .store
-                    .complete(&key, &token, response, shared.config.ttl)
-                    .await
-                {
-                    shared.counters.store_errors.increment(1);
-                    tracing::warn!(error = %err, "idempotency store: could not complete a key");
-                }
-            }
+        let forget = move |shared: &Shared, key: &str| {
             let mut in_flight = shared.in_flight.lock().expect("not poisoned");
             if in_flight
-                .get(&key)
+                .get(key)
                 .is_some_and(|r| Arc::ptr_eq(r, &recording))
             {
-                in_flight.remove(&key);
+                in_flight.remove(key);
             }
+        };
+        // No lock held (a replay, an answer made here): nothing to tell the store.
+        let Some(token) = self.token.take() else {
+            forget(&shared, &key);
+            return;
+        };
+        let finish = async move {
+            if let Err(err) = shared
+                .store
+                .complete(&key, &token, response, shared.config.ttl)
+                .await
+            {
+                shared.counters.store_errors.increment(1);
+                tracing::warn!(error = %err, "idempotency store: could not complete a key");
+            }
+            forget(&shared, &key);
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn(finish)),

@@ -41,7 +41,7 @@ pub struct StoredResponse {
     pub body: Bytes,
 }
 
-const MAGIC: &[u8; 4] = b"LTI1";
+const MAGIC: &[u8; 4] = b"LTI2";
 
 impl StoredResponse {
     /// A compact binary form for shared stores.
@@ -69,7 +69,7 @@ impl StoredResponse {
         if take(&mut data, 4)?.as_ref() != MAGIC {
             return None;
         }
-        let fingerprint = take(&mut data, 32)?.as_ref().try_into().ok()?;
+        let fingerprint = take(&mut data, 16)?.as_ref().try_into().ok()?;
         let status = StatusCode::from_u16(u16::from_be_bytes(
             take(&mut data, 2)?.as_ref().try_into().ok()?,
         ))
@@ -205,7 +205,7 @@ mod tests {
 
     fn sample() -> StoredResponse {
         StoredResponse {
-            fingerprint: [7; 32],
+            fingerprint: [7; 16],
             status: StatusCode::OK,
             headers: vec![(
                 HeaderName::from_static("content-type"),
@@ -224,7 +224,7 @@ mod tests {
         );
         assert_eq!(StoredResponse::decode(Bytes::from_static(b"nope")), None);
         let mut cut = stored.encode();
-        cut.truncate(40);
+        cut.truncate(24);
         assert_eq!(StoredResponse::decode(cut), None);
     }
 
