@@ -156,17 +156,21 @@ mod tests {
 
     #[test]
     fn context_window_errors_are_recognised_from_every_provider() {
-        let fixtures = "../shared/fixtures";
-        let read = |path: &str| std::fs::read(format!("{fixtures}/{path}")).ok();
-        // OpenAI's and Anthropic's recorded bodies, when the fixtures are beside the checkout.
-        if let Some(body) = read("openai/error-400-context-length-exceeded.json") {
+        let read = |path: &str| {
+            std::fs::read(format!("tests/fixtures/{path}"))
+                .unwrap_or_else(|e| panic!("{path}: {e}"))
+        };
+        // OpenAI's and Anthropic's recorded bodies.
+        {
+            let body = read("openai/error-400-context-length-exceeded.json");
             assert!(is_context_window_exceeded(&upstream_error(
                 "openai",
                 StatusCode::BAD_REQUEST,
                 &body
             )));
         }
-        if let Some(body) = read("anthropic/error-400-prompt-too-long.json") {
+        {
+            let body = read("anthropic/error-400-prompt-too-long.json");
             assert!(is_context_window_exceeded(&upstream_error(
                 "claude",
                 StatusCode::BAD_REQUEST,

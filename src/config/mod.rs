@@ -90,6 +90,10 @@ pub enum ProviderConfig {
     Litellm(HttpProviderConfig),
     /// The built-in offline mock.
     Mock(MockProviderConfig),
+    /// The Anthropic Messages API, translated to and from OpenAI Chat Completions.
+    Anthropic(AnthropicProviderConfig),
+    /// The Gemini API (`generateContent`), translated to and from OpenAI Chat Completions.
+    Gemini(GeminiProviderConfig),
 }
 
 impl ProviderConfig {
@@ -98,8 +102,84 @@ impl ProviderConfig {
         match self {
             Self::Openai(c) | Self::Litellm(c) => &c.models,
             Self::Mock(c) => &c.models,
+            Self::Anthropic(c) => &c.models,
+            Self::Gemini(c) => &c.models,
         }
     }
+}
+
+/// The Anthropic Messages API (`kind: anthropic`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AnthropicProviderConfig {
+    /// Base URL below which `/messages` lives. Default `https://api.anthropic.com/v1`.
+    #[serde(default = "default_anthropic_base")]
+    pub api_base: String,
+    /// Sent as `x-api-key`.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Extra headers sent with every request (e.g. `anthropic-beta`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// What `GET /v1/models` lists for this provider.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// `max_tokens` sent when the client gives neither `max_tokens` nor
+    /// `max_completion_tokens` (Anthropic requires one). Default 4096.
+    #[serde(default = "default_anthropic_max_tokens")]
+    pub max_tokens: u32,
+    /// The `anthropic-version` header. Default `2023-06-01`.
+    #[serde(default = "default_anthropic_version")]
+    pub version: String,
+    /// Overrides `upstream.first_byte_timeout` for this provider.
+    #[serde(default, with = "humantime_serde")]
+    pub first_byte_timeout: Option<Duration>,
+    /// Overrides `upstream.idle_timeout` for this provider.
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+}
+
+fn default_anthropic_base() -> String {
+    "https://api.anthropic.com/v1".to_owned()
+}
+
+fn default_anthropic_max_tokens() -> u32 {
+    4096
+}
+
+fn default_anthropic_version() -> String {
+    "2023-06-01".to_owned()
+}
+
+/// The Gemini API (`kind: gemini`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct GeminiProviderConfig {
+    /// Base URL below which `/models/{model}:generateContent` lives. Default
+    /// `https://generativelanguage.googleapis.com/v1beta`.
+    #[serde(default = "default_gemini_base")]
+    pub api_base: String,
+    /// Sent as `x-goog-api-key`.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Extra headers sent with every request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// What `GET /v1/models` lists for this provider.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Overrides `upstream.first_byte_timeout` for this provider.
+    #[serde(default, with = "humantime_serde")]
+    pub first_byte_timeout: Option<Duration>,
+    /// Overrides `upstream.idle_timeout` for this provider.
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+}
+
+fn default_gemini_base() -> String {
+    "https://generativelanguage.googleapis.com/v1beta".to_owned()
 }
 
 /// An upstream reached over HTTP.
@@ -571,6 +651,21 @@ impl Config {
                     "providers.{name}: a provider name must be non-empty and contain no `/`"
                 )));
             }
+            let native = match provider {
+                ProviderConfig::Anthropic(c) => {
+                    if c.max_tokens == 0 {
+                        return Err(ConfigError::new(format!(
+                            "providers.{name}.max_tokens: must be at least 1"
+                        )));
+                    }
+                    Some((&c.api_base, &c.headers, &c.api_key))
+                }
+                ProviderConfig::Gemini(c) => Some((&c.api_base, &c.headers, &c.api_key)),
+                _ => None,
+            };
+            if let Some((api_base, headers, api_key)) = native {
+                validate_http(name, api_base, headers, api_key)?;
+            }
             if let ProviderConfig::Openai(http) | ProviderConfig::Litellm(http) = provider {
                 let uri: http::Uri = http.api_base.parse().map_err(|e| {
                     ConfigError::new(format!(
@@ -658,6 +753,45 @@ impl Config {
     pub fn requires_auth(&self) -> bool {
         self.master_key.is_some() || !self.keys.is_empty()
     }
+}
+
+/// Checks the HTTP settings of a native (Anthropic, Gemini) provider.
+fn validate_http(
+    name: &str,
+    api_base: &str,
+    headers: &BTreeMap<String, String>,
+    api_key: &Option<String>,
+) -> Result<(), ConfigError> {
+    let uri: http::Uri = api_base.parse().map_err(|e| {
+        ConfigError::new(format!(
+            "providers.{name}.api_base: `{api_base}` is not a URL: {e}"
+        ))
+    })?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(ConfigError::new(format!(
+            "providers.{name}.api_base: `{api_base}` must be an http:// or https:// URL"
+        )));
+    }
+    for (header, value) in headers {
+        http::HeaderName::try_from(header.as_str()).map_err(|_| {
+            ConfigError::new(format!(
+                "providers.{name}.headers: `{header}` is not a header name"
+            ))
+        })?;
+        http::HeaderValue::try_from(value.as_str()).map_err(|_| {
+            ConfigError::new(format!(
+                "providers.{name}.headers.{header}: not a valid header value"
+            ))
+        })?;
+    }
+    if let Some(key) = api_key {
+        http::HeaderValue::try_from(key.as_str()).map_err(|_| {
+            ConfigError::new(format!(
+                "providers.{name}.api_key: not a valid header value"
+            ))
+        })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,12 +12,15 @@
 //! # let _ = executors; Ok(()) }
 //! ```
 
+pub(crate) mod anthropic;
 mod client;
+pub(crate) mod gemini;
 mod headers;
 pub(crate) mod litellm;
 pub(crate) mod mock;
 pub(crate) mod openai;
 pub(crate) mod stream;
+pub mod translate;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -31,7 +34,9 @@ use http::{Request, Response};
 use tokio::time::Instant;
 use tower::Service;
 
+pub use self::anthropic::AnthropicExecutor;
 pub use self::client::UpstreamClient;
+pub use self::gemini::GeminiExecutor;
 pub use self::litellm::ResponseCost;
 pub use self::mock::{MockBody, MockExecutor, MockUpstream};
 use self::openai::Flavor;
@@ -59,6 +64,10 @@ pub enum Executor {
     OpenAi(OpenAiExecutor),
     /// The built-in mock.
     Mock(MockExecutor),
+    /// The Anthropic Messages API, translated.
+    Anthropic(AnthropicExecutor),
+    /// The Gemini API, translated.
+    Gemini(GeminiExecutor),
 }
 
 impl Executor {
@@ -72,6 +81,8 @@ impl Executor {
         match self {
             Self::OpenAi(e) => e.execute(req, llm, model).await,
             Self::Mock(e) => e.execute(req, llm, model).await,
+            Self::Anthropic(e) => e.execute(req, llm, model).await,
+            Self::Gemini(e) => e.execute(req, llm, model).await,
         }
     }
 
@@ -79,7 +90,7 @@ impl Executor {
     pub async fn ready(&self) -> Result<(), GatewayError> {
         match self {
             Self::OpenAi(e) => e.ready().await,
-            Self::Mock(_) => Ok(()),
+            Self::Mock(_) | Self::Anthropic(_) | Self::Gemini(_) => Ok(()),
         }
     }
 }
@@ -116,6 +127,18 @@ impl Executors {
                     client.clone(),
                 )?),
                 ProviderConfig::Mock(_) => Executor::Mock(MockExecutor::new()),
+                ProviderConfig::Anthropic(c) => Executor::Anthropic(AnthropicExecutor::new(
+                    name,
+                    c,
+                    &config.upstream,
+                    client.clone(),
+                )?),
+                ProviderConfig::Gemini(c) => Executor::Gemini(GeminiExecutor::new(
+                    name,
+                    c,
+                    &config.upstream,
+                    client.clone(),
+                )?),
             };
             providers.insert(Arc::from(name.as_str()), executor);
         }

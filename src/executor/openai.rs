@@ -173,29 +173,14 @@ impl OpenAiExecutor {
 
     async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, GatewayError> {
         let inner = &*self.inner;
-        match tokio::time::timeout(inner.first_byte_timeout, inner.client.request(req)).await {
-            Err(_) => Err(GatewayError::upstream_timeout(
-                &inner.name,
-                "response",
-                inner.first_byte_timeout,
-            )),
-            Ok(Err(err)) if err.is_connect() => {
-                Err(GatewayError::upstream_unreachable(&inner.name, chain(&err)))
-            }
-            Ok(Err(err)) => Err(GatewayError::upstream_protocol(&inner.name, chain(&err))),
-            Ok(Ok(response)) => Ok(response),
-        }
+        send(&inner.client, &inner.name, inner.first_byte_timeout, req).await
     }
 
     /// The upstream's error answer as a [`GatewayError`] with its status and message.
     async fn error_from(&self, response: Response<Incoming>) -> GatewayError {
         let inner = &*self.inner;
         let (parts, body) = response.into_parts();
-        let read = Limited::new(body, MAX_ERROR_BODY).collect();
-        let bytes = match tokio::time::timeout(inner.idle_timeout, read).await {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(_)) | Err(_) => Bytes::new(),
-        };
+        let bytes = read_error_body(body, inner.idle_timeout).await;
         let mut err = upstream_error(&inner.name, parts.status, &bytes);
         if let Some(value) = parts.headers.get(RETRY_AFTER) {
             err = err.with_retry_after(value.clone());
@@ -207,7 +192,38 @@ impl OpenAiExecutor {
     }
 }
 
-fn sensitive(mut value: HeaderValue) -> HeaderValue {
+/// Sends one request to `provider`, mapping failures to the gateway's upstream errors
+/// (unreachable, timeout before the response headers, protocol).
+pub(crate) async fn send(
+    client: &UpstreamClient,
+    provider: &str,
+    first_byte_timeout: Duration,
+    req: Request<Full<Bytes>>,
+) -> Result<Response<Incoming>, GatewayError> {
+    match tokio::time::timeout(first_byte_timeout, client.request(req)).await {
+        Err(_) => Err(GatewayError::upstream_timeout(
+            provider,
+            "response",
+            first_byte_timeout,
+        )),
+        Ok(Err(err)) if err.is_connect() => {
+            Err(GatewayError::upstream_unreachable(provider, chain(&err)))
+        }
+        Ok(Err(err)) => Err(GatewayError::upstream_protocol(provider, chain(&err))),
+        Ok(Ok(response)) => Ok(response),
+    }
+}
+
+/// Reads an upstream error body (at most 64 KiB, within `idle_timeout`); empty on failure.
+pub(crate) async fn read_error_body(body: Incoming, idle_timeout: Duration) -> Bytes {
+    let read = Limited::new(body, MAX_ERROR_BODY).collect();
+    match tokio::time::timeout(idle_timeout, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) | Err(_) => Bytes::new(),
+    }
+}
+
+pub(crate) fn sensitive(mut value: HeaderValue) -> HeaderValue {
     value.set_sensitive(true);
     value
 }
@@ -293,10 +309,8 @@ mod tests {
 
     #[test]
     fn openai_error_bodies_keep_every_field_and_the_status() {
-        let body = std::fs::read("../shared/fixtures/openai/error-429-rate-limit-exceeded.json");
-        let body = body.unwrap_or_else(|_| {
-            br#"{"error":{"message":"Request too large","type":"tokens","param":null,"code":"rate_limit_exceeded"}}"#.to_vec()
-        });
+        let body = std::fs::read("tests/fixtures/openai/error-429-rate-limit-exceeded.json")
+            .expect("the recorded fixture");
         let err = upstream_error("openai", StatusCode::TOO_MANY_REQUESTS, &body);
         assert_eq!(err.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(err.error_type(), "tokens");
