@@ -98,7 +98,66 @@ impl Executor {
 /// The terminal service: every configured provider's executor, chosen per request.
 #[derive(Debug, Clone)]
 pub struct Executors {
-    providers: Arc<HashMap<Arc<str>, Executor>>,
+    providers: Arc<HashMap<Arc<str>, Provider>>,
+}
+
+#[derive(Debug)]
+struct Provider {
+    executor: Executor,
+    metrics: UpstreamMetrics,
+}
+
+/// Model names come from clients: per provider, this many get their own Prometheus series;
+/// the rest are counted as `other`.
+const MAX_MODEL_SERIES: usize = 200;
+
+/// A provider's Prometheus series by model, registered once each, so that recording a
+/// request costs a map lookup rather than building labels.
+#[derive(Debug)]
+struct UpstreamMetrics {
+    provider: Arc<str>,
+    by_model: std::sync::Mutex<HashMap<Arc<str>, ModelSeries>>,
+}
+
+#[derive(Debug, Clone)]
+struct ModelSeries {
+    label: Arc<str>,
+    requests: metrics::Counter,
+    seconds: metrics::Histogram,
+}
+
+impl UpstreamMetrics {
+    fn new(provider: &str) -> Self {
+        Self {
+            provider: provider.into(),
+            by_model: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn series(&self, model: &Arc<str>) -> ModelSeries {
+        let mut by_model = self.by_model.lock().expect("not poisoned");
+        if let Some(series) = by_model.get(model) {
+            return series.clone();
+        }
+        let label: Arc<str> = if by_model.len() < MAX_MODEL_SERIES {
+            model.clone()
+        } else {
+            Arc::from("other")
+        };
+        let labels = [
+            ("provider", self.provider.to_string()),
+            ("model", label.to_string()),
+        ];
+        let series = ModelSeries {
+            requests: metrics::counter!("llm_tower_upstream_requests_total", &labels),
+            seconds: metrics::histogram!("llm_tower_upstream_response_seconds", &labels),
+            label,
+        };
+        if by_model.len() < MAX_MODEL_SERIES {
+            by_model.insert(model.clone(), series.clone());
+        }
+        series
+    }
 }
 
 /// The future of [`Executors`].
@@ -140,7 +199,13 @@ impl Executors {
                     client.clone(),
                 )?),
             };
-            providers.insert(Arc::from(name.as_str()), executor);
+            providers.insert(
+                Arc::from(name.as_str()),
+                Provider {
+                    executor,
+                    metrics: UpstreamMetrics::new(name),
+                },
+            );
         }
         Ok(Self {
             providers: Arc::new(providers),
@@ -149,12 +214,14 @@ impl Executors {
 
     /// The executor of a provider.
     pub fn get(&self, provider: &str) -> Option<&Executor> {
-        self.providers.get(provider)
+        self.providers.get(provider).map(|p| &p.executor)
     }
 
     /// Every provider's executor, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Executor)> {
-        self.providers.iter().map(|(name, e)| (&**name, e))
+        self.providers
+            .iter()
+            .map(|(name, p)| (&**name, &p.executor))
     }
 }
 
@@ -194,26 +261,22 @@ impl Service<Request<Bytes>> for Executors {
                 }
             };
             let started = Instant::now();
-            let result = executor.execute(req, &llm, &model).await;
+            let result = executor.executor.execute(req, &llm, &model).await;
             let status = match &result {
                 Ok(response) => response.status(),
                 Err(err) => err.status(),
             };
-            let labels = [
-                ("provider", provider.to_string()),
-                ("model", model.to_string()),
-            ];
-            metrics::counter!("llm_tower_upstream_requests_total", &labels).increment(1);
+            let series = executor.metrics.series(&model);
+            series.requests.increment(1);
+            series.seconds.record(started.elapsed().as_secs_f64());
             if !status.is_success() {
                 let labels = [
-                    labels[0].clone(),
-                    labels[1].clone(),
+                    ("provider", provider.to_string()),
+                    ("model", series.label.to_string()),
                     ("status", status.as_str().to_owned()),
                 ];
                 metrics::counter!("llm_tower_upstream_errors_total", &labels).increment(1);
             }
-            metrics::histogram!("llm_tower_upstream_response_seconds", &labels)
-                .record(started.elapsed().as_secs_f64());
             let mut response = result?;
             let headers = response.headers_mut();
             if let Ok(value) = HeaderValue::try_from(&*provider) {
@@ -225,5 +288,29 @@ impl Service<Request<Bytes>> for Executors {
             response.extensions_mut().insert(Target { provider, model });
             Ok(response)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_chosen_model_names_cannot_grow_the_series_without_bound() {
+        let metrics = UpstreamMetrics::new("p");
+        let labels: Vec<Arc<str>> = (0..MAX_MODEL_SERIES + 50)
+            .map(|i| metrics.series(&Arc::from(format!("model-{i}"))).label)
+            .collect();
+        assert_eq!(&*labels[0], "model-0");
+        assert_eq!(
+            &*labels[MAX_MODEL_SERIES - 1],
+            format!("model-{}", MAX_MODEL_SERIES - 1)
+        );
+        assert!(labels[MAX_MODEL_SERIES..].iter().all(|l| &**l == "other"));
+        assert_eq!(
+            &*metrics.series(&Arc::from("model-3")).label,
+            "model-3",
+            "known ones keep theirs"
+        );
     }
 }
