@@ -10,7 +10,7 @@ use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use super::record::Unfinished;
+use super::record::{Unfinished, MAX_CAPTURE};
 use super::usage::is_usage_chunk;
 use super::writer::Meter;
 use crate::body::{Body, BoxError};
@@ -56,6 +56,22 @@ impl MeteringBody {
     }
 }
 
+/// Appends `data` to the copy of the body, within [`MAX_CAPTURE`]: past it, the oldest
+/// half is dropped, so the end (where usage is) is always kept.
+fn capture(body: &mut BytesMut, data: &[u8]) {
+    if body.len() + data.len() > MAX_CAPTURE {
+        let keep = (MAX_CAPTURE / 2).min(body.len());
+        let drop = body.len() - keep;
+        let _ = body.split_to(drop);
+        if data.len() > MAX_CAPTURE / 2 {
+            body.clear();
+            body.extend_from_slice(&data[data.len() - MAX_CAPTURE / 2..]);
+            return;
+        }
+    }
+    body.extend_from_slice(data);
+}
+
 fn finish(mut tap: Tap, outcome: &'static str) {
     let record = &mut tap.unfinished.record;
     record.latency_ms = tap.started.elapsed().as_secs_f64() * 1e3;
@@ -93,7 +109,7 @@ impl http_body::Body for MeteringBody {
                         tap.unfinished.record.ttft_ms =
                             Some(tap.started.elapsed().as_secs_f64() * 1e3);
                     }
-                    tap.unfinished.frames.push(data.clone());
+                    capture(&mut tap.unfinished.body, data);
                     let out = if tap.strip {
                         strip_usage(data.clone(), this.carry, this.ready)
                     } else {
@@ -195,6 +211,22 @@ mod tests {
         }
         out.extend_from_slice(&carry);
         out
+    }
+
+    #[test]
+    fn the_capture_is_bounded_and_keeps_the_end() {
+        let mut body = BytesMut::new();
+        for i in 0..100_000u32 {
+            capture(&mut body, format!("data: {i}\n\n").as_bytes());
+            assert!(body.len() <= MAX_CAPTURE);
+        }
+        capture(
+            &mut body,
+            br#"data: {"choices":[],"usage":{"prompt_tokens":1}}"#,
+        );
+        assert!(body.ends_with(br#""usage":{"prompt_tokens":1}}"#));
+        capture(&mut body, &vec![b'x'; MAX_CAPTURE * 2]);
+        assert_eq!(body.len(), MAX_CAPTURE / 2);
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct UsageRecord {
     pub usage_source: &'static str,
 }
 
+/// The most of a response body metering keeps (a longer one's usage comes from its
+/// end: the JSON usage member or the stream's usage chunk are kept from the tail).
+pub(crate) const MAX_CAPTURE: usize = 256 * 1024;
+
 /// What the writer still has to work out for a record, off the request path: the usage
 /// from the body when the upstream did not report it, the cost.
 #[derive(Debug, Default)]
@@ -58,8 +62,10 @@ pub(crate) struct Unfinished {
     pub(crate) record: UsageRecord,
     /// The request body, for estimating prompt tokens.
     pub(crate) request: Bytes,
-    /// The response body's frames, for usage (JSON) or estimating completion tokens.
-    pub(crate) frames: Vec<Bytes>,
+    /// A copy of the response body (up to [`MAX_CAPTURE`] bytes), for its usage or for
+    /// estimating completion tokens. A copy rather than the frames themselves: an upstream
+    /// frame is a slice of the connection's read buffer, and keeping it would keep that.
+    pub(crate) body: bytes::BytesMut,
     pub(crate) sse: bool,
     /// Usage found in the stream as it passed.
     pub(crate) usage: Option<super::usage::Usage>,

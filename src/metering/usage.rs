@@ -1,7 +1,6 @@
 //! Usage as the OpenAI API reports it, read from a JSON body or a stream's usage chunk,
 //! and estimated with a tokenizer when the upstream reports none.
 
-use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -92,18 +91,6 @@ pub(crate) fn error_type(body: &[u8]) -> Option<String> {
 pub(crate) fn is_usage_chunk(data: &[u8]) -> bool {
     memchr::memmem::find(data, b"\"usage\":{").is_some()
         && memchr::memmem::find(data, b"\"choices\":[]").is_some()
-}
-
-/// All the frames as one buffer (no copy for one frame).
-pub(crate) fn joined(frames: &[Bytes]) -> Bytes {
-    match frames {
-        [one] => one.clone(),
-        _ => {
-            let mut out = BytesMut::with_capacity(frames.iter().map(Bytes::len).sum());
-            frames.iter().for_each(|f| out.extend_from_slice(f));
-            out.freeze()
-        }
-    }
 }
 
 /// The text of a chat request's messages and of an answer, for estimating tokens.

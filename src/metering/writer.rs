@@ -136,7 +136,7 @@ async fn write(
 /// Works out what the request path left open.
 pub(crate) fn finish(u: Unfinished, prices: &PriceTable) -> UsageRecord {
     let mut record = u.record;
-    let body = usage::joined(&u.frames);
+    let body = u.body.freeze();
     let reported = u.usage.or_else(|| {
         if u.sse {
             stream_usage(&body)
