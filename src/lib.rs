@@ -28,6 +28,7 @@ pub mod combo;
 pub mod config;
 mod error;
 pub mod executor;
+mod future;
 mod gateway;
 pub mod idempotency;
 pub mod metering;
@@ -41,6 +42,7 @@ use std::net::SocketAddr;
 pub use body::{Body, BoxError};
 pub use config::{Config, ConfigError};
 pub use error::{ErrorKind, GatewayError};
+pub use future::LayerFuture;
 pub use gateway::{prometheus, Gateway, GatewayFuture, GatewayService, MakeRequestIds};
 pub use request::{Endpoint, LlmRequest};
 

@@ -1,14 +1,11 @@
 //! The combo middleware.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Request, Response};
-use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
@@ -18,6 +15,7 @@ use super::health::{Admission, InFlight, TargetState};
 use super::table::{ComboPlan, Combos};
 use crate::body::Body;
 use crate::error::GatewayError;
+use crate::future::LayerFuture;
 use crate::request::LlmRequest;
 
 /// Layer that applies the [`Combo`] middleware.
@@ -68,37 +66,8 @@ pub struct ComboAttempts {
     pub attempts: u32,
 }
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, GatewayError>> + Send>>;
-
-pin_project! {
-    /// The future of [`Combo`].
-    pub struct ComboFuture<F> {
-        #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Direct { #[pin] future: F },
-        Combo { future: BoxFuture },
-    }
-}
-
-impl<F> Future for ComboFuture<F>
-where
-    F: Future<Output = Result<Response<Body>, GatewayError>>,
-{
-    type Output = Result<Response<Body>, GatewayError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Direct { future } => future.poll(cx),
-            KindProj::Combo { future } => future.as_mut().poll(cx),
-        }
-    }
-}
+/// The future of [`Combo`].
+pub type ComboFuture<F> = LayerFuture<F>;
 
 impl<S> Service<Request<Bytes>> for Combo<S>
 where
@@ -121,20 +90,15 @@ where
             .extensions()
             .get::<LlmRequest>()
             .and_then(|llm| self.combos.get(llm.model()));
-        let kind = match plan {
-            None => Kind::Direct {
-                future: self.inner.call(req),
-            },
+        match plan {
+            None => LayerFuture::direct(self.inner.call(req)),
             Some(plan) => {
                 // The ready service goes into the future; this one gets a fresh clone.
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                Kind::Combo {
-                    future: Box::pin(run(plan.clone(), ready, req)),
-                }
+                LayerFuture::boxed(run(plan.clone(), ready, req))
             }
-        };
-        ComboFuture { kind }
+        }
     }
 }
 

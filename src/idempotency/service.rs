@@ -1,8 +1,6 @@
 //! The idempotency middleware.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -11,7 +9,6 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Body as _;
-use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tower::{Layer, Service};
@@ -26,6 +23,7 @@ use crate::config::{
     Config, ConfigError, FailMode, IdempotencyConfig, IdempotencyStoreKind, InFlightPolicy,
 };
 use crate::error::{ErrorKind, GatewayError};
+use crate::future::LayerFuture;
 
 /// Marks a response that was not executed for this request but replayed (or joined) from
 /// an earlier one with the same `Idempotency-Key`; in the response's extensions.
@@ -136,37 +134,8 @@ pub struct Idempotency<S> {
     shared: Option<Arc<Shared>>,
 }
 
-type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, GatewayError>> + Send>>;
-
-pin_project! {
-    /// The future of [`Idempotency`].
-    pub struct IdempotencyFuture<F> {
-        #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        Direct { #[pin] future: F },
-        Keyed { future: BoxFuture },
-    }
-}
-
-impl<F> Future for IdempotencyFuture<F>
-where
-    F: Future<Output = Result<Response<Body>, GatewayError>>,
-{
-    type Output = Result<Response<Body>, GatewayError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Direct { future } => future.poll(cx),
-            KindProj::Keyed { future } => future.as_mut().poll(cx),
-        }
-    }
-}
+/// The future of [`Idempotency`].
+pub type IdempotencyFuture<F> = LayerFuture<F>;
 
 impl<S> Service<Request<Bytes>> for Idempotency<S>
 where
@@ -189,13 +158,9 @@ where
             None => Ok(None),
             Some(_) => idempotency_key(req.headers()),
         };
-        let kind = match key {
-            Ok(None) => Kind::Direct {
-                future: self.inner.call(req),
-            },
-            Err(err) => Kind::Keyed {
-                future: Box::pin(std::future::ready(Err(err))),
-            },
+        match key {
+            Ok(None) => LayerFuture::direct(self.inner.call(req)),
+            Err(err) => LayerFuture::boxed(std::future::ready(Err(err))),
             Ok(Some(key)) => {
                 let scope = req
                     .extensions()
@@ -206,12 +171,9 @@ where
                 let shared = self.shared.clone().expect("checked above");
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                Kind::Keyed {
-                    future: Box::pin(handle(shared, ready, req, key, fingerprint)),
-                }
+                LayerFuture::boxed(handle(shared, ready, req, key, fingerprint))
             }
-        };
-        IdempotencyFuture { kind }
+        }
     }
 }
 
@@ -421,6 +383,14 @@ where
                 store_failed(&shared, &err)?;
                 break;
             }
+        }
+    }
+    // Another instance may have finished between our look and our lock: look again.
+    if leader.token.as_deref().is_some_and(|t| !t.is_empty()) {
+        match shared.store.get(&leader.key).await {
+            Ok(Some(stored)) => return leader.replay(stored, &fingerprint),
+            Ok(None) => {}
+            Err(err) => store_failed(&shared, &err)?,
         }
     }
     execute(leader, inner, req).await
