@@ -34,6 +34,8 @@ pin_project! {
         // held back until it is complete (copied only when an event spans frames).
         ready: Option<Bytes>,
         carry: BytesMut,
+        // The inner body has ended (what was held back may still be going out).
+        ended: bool,
     }
 
     impl PinnedDrop for MeteringBody {
@@ -52,6 +54,7 @@ impl MeteringBody {
             tap: Some(tap),
             ready: None,
             carry: BytesMut::new(),
+            ended: false,
         }
     }
 }
@@ -95,6 +98,9 @@ impl http_body::Body for MeteringBody {
         if let Some(ready) = this.ready.take() {
             return Poll::Ready(Some(Ok(Frame::data(ready))));
         }
+        if *this.ended {
+            return Poll::Ready(None);
+        }
         loop {
             let polled = std::task::ready!(this.inner.as_mut().poll_frame(cx));
             let Some(tap) = this.tap.as_mut() else {
@@ -128,6 +134,7 @@ impl http_body::Body for MeteringBody {
                     return Poll::Ready(Some(Err(err)));
                 }
                 None => {
+                    *this.ended = true;
                     finish(this.tap.take().expect("present"), "ok");
                     // Whatever was held back (a stream that ended mid-event) goes out as is.
                     if !this.carry.is_empty() {
@@ -140,7 +147,7 @@ impl http_body::Body for MeteringBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ready.is_none() && self.carry.is_empty() && self.inner.is_end_stream()
+        self.ready.is_none() && self.carry.is_empty() && (self.ended || self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
