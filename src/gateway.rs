@@ -21,6 +21,7 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestId, RequestId, SetRe
 use crate::alias::{Alias, AliasLayer, Aliases};
 use crate::auth::{Auth, AuthLayer, Keys};
 use crate::body::{Body, BoxError};
+use crate::cache::{Cache, CacheLayer};
 use crate::combo::{Combo, ComboLayer, Combos};
 use crate::config::{Config, ConfigError};
 use crate::error::GatewayError;
@@ -30,8 +31,9 @@ use crate::metering::report::{aggregate, ReportQuery};
 use crate::metering::{Meter, Metering, MeteringLayer};
 use crate::parse::{Parse, ParseLayer};
 
-/// The LLM routes' stack: auth → parse → metering → alias → idempotency → combo → executors.
-type LlmStack = Auth<Parse<Metering<Alias<Idempotency<Combo<Executors>>>>>>;
+/// The LLM routes' stack: auth → parse → metering → alias → idempotency → cache → combo →
+/// executors.
+type LlmStack = Auth<Parse<Metering<Alias<Idempotency<Cache<Combo<Executors>>>>>>>;
 
 /// The gateway: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`,
 /// `GET /health`, `GET /health/readiness`, `GET /metrics`.
@@ -98,6 +100,7 @@ impl Gateway {
             .layer(metering.clone())
             .layer(AliasLayer::new(aliases))
             .layer(IdempotencyLayer::from_config(config)?)
+            .layer(CacheLayer::from_config(config)?)
             .layer(ComboLayer::new(combos))
             .service(executors.clone());
         let models = serde_json::to_vec(&json!({ "object": "list", "data": models }))

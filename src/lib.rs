@@ -24,6 +24,7 @@
 pub mod alias;
 pub mod auth;
 mod body;
+pub mod cache;
 pub mod combo;
 pub mod config;
 mod error;

@@ -55,6 +55,9 @@ pub struct Config {
     /// `Idempotency-Key` handling.
     #[serde(default)]
     pub idempotency: IdempotencyConfig,
+    /// The response cache: exact and semantic matching (off by default).
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// Usage metering: what every request cost, and where the records go.
     #[serde(default)]
     pub metering: MeteringConfig,
@@ -425,6 +428,191 @@ impl Default for IdempotencyConfig {
     }
 }
 
+/// The response cache: a request is answered from an earlier response when it is safe to
+/// (same scope, same canonical request; or, with `semantic`, the same conversation except
+/// for the wording of the last user message).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// Default false: responses are cached only when this is set.
+    pub enabled: bool,
+    /// `memory` (this process; the default) or `redis` (shared by instances; needs `redis`).
+    pub store: CacheStoreKind,
+    /// `key` (each gateway key sees only its own answers; the default) or `shared`.
+    pub scope: CacheScope,
+    /// `all` requests (the default), or only `deterministic` ones (`temperature: 0` or a
+    /// `seed`).
+    pub cacheable: Cacheable,
+    /// Models (after alias resolution) and combos whose answers are cached; a trailing `*`
+    /// matches any suffix. Empty (the default): every model.
+    pub models: Vec<String>,
+    /// How long an answer is kept. Default 1 h.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Cap on the per-request TTL header (`x-gateway-cache-ttl`). Default 24 h.
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    /// Answers larger than this (as a `chat.completion` JSON) are not stored. Default 1 MiB.
+    pub max_entry_bytes: usize,
+    /// Memory store: total size of the stored answers. Default 128 MiB.
+    pub max_memory_bytes: u64,
+    /// Prefix of the Redis keys.
+    pub key_prefix: String,
+    /// Matching on the meaning of the last user message when the exact key misses.
+    pub semantic: SemanticCacheConfig,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            store: CacheStoreKind::Memory,
+            scope: CacheScope::Key,
+            cacheable: Cacheable::All,
+            models: Vec::new(),
+            ttl: Duration::from_secs(3600),
+            max_ttl: Duration::from_secs(24 * 3600),
+            max_entry_bytes: 1024 * 1024,
+            max_memory_bytes: 128 * 1024 * 1024,
+            key_prefix: "llm-tower:cache:".to_owned(),
+            semantic: SemanticCacheConfig::default(),
+        }
+    }
+}
+
+/// Where cached answers are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheStoreKind {
+    /// In this process (moka).
+    #[default]
+    Memory,
+    /// In the Redis server of `redis.url`, shared by every instance using it.
+    Redis,
+}
+
+/// Who may be answered from whose cached answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheScope {
+    /// Each gateway key has its own entries.
+    #[default]
+    Key,
+    /// Every key shares one set of entries.
+    Shared,
+}
+
+/// Which requests the cache may answer and store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cacheable {
+    /// Every chat completion request.
+    #[default]
+    All,
+    /// Only requests with `temperature: 0` or a `seed`.
+    Deterministic,
+}
+
+/// The semantic cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct SemanticCacheConfig {
+    /// Default false.
+    pub enabled: bool,
+    /// `hash` (built in, weights-free; the default) or `http` (an OpenAI-compatible
+    /// `/v1/embeddings` endpoint).
+    pub embedder: EmbedderKind,
+    /// The built-in hashed n-gram embedder.
+    pub hash: HashEmbedderConfig,
+    /// The HTTP embedder (`embedder: http`).
+    pub http: Option<HttpEmbedderConfig>,
+    /// Conversations with more messages than this are not matched semantically. Default 4.
+    pub max_messages: usize,
+    /// Last user messages longer than this (in characters) are not matched semantically.
+    /// Default 2000.
+    pub max_text_chars: usize,
+    /// Entries per partition kept in the index (the oldest go first). Default 10000.
+    pub max_entries_per_partition: usize,
+    /// Entries in the index over all partitions. Default 100000.
+    pub max_entries: usize,
+}
+
+impl Default for SemanticCacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            embedder: EmbedderKind::Hash,
+            hash: HashEmbedderConfig::default(),
+            http: None,
+            max_messages: 4,
+            max_text_chars: 2000,
+            max_entries_per_partition: 10_000,
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// Which embedder the semantic cache uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedderKind {
+    /// Hashed character n-grams and words: no files, no network.
+    #[default]
+    Hash,
+    /// An OpenAI-compatible `/v1/embeddings` endpoint.
+    Http,
+}
+
+/// The built-in hashed n-gram embedder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct HashEmbedderConfig {
+    /// Dimensions. Default 512.
+    pub dims: usize,
+    /// Cosine from which a candidate (that the guard accepts) is a hit. Default 0.80.
+    pub threshold: f32,
+}
+
+impl Default for HashEmbedderConfig {
+    fn default() -> Self {
+        Self {
+            dims: 512,
+            threshold: 0.80,
+        }
+    }
+}
+
+/// An OpenAI-compatible `/v1/embeddings` endpoint as the semantic cache's embedder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct HttpEmbedderConfig {
+    /// The endpoint, e.g. `http://127.0.0.1:8000/v1/embeddings`.
+    pub url: String,
+    /// The `model` sent with each request.
+    pub model: String,
+    /// Sent as `Authorization: Bearer …`.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Longest wait for an embedding; past it the request is served as a miss. Default 2 s.
+    #[serde(default = "default_embed_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Cosine from which a candidate (that the guard accepts) is a hit. Default 0.95.
+    #[serde(default = "default_http_threshold")]
+    pub threshold: f32,
+}
+
+fn default_embed_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn default_http_threshold() -> f32 {
+    0.95
+}
+
 /// Usage metering: a record per request (tokens, cost, latency), written off the request
 /// path in batches to a ledger.
 #[derive(Debug, Clone, Deserialize)]
@@ -725,6 +913,7 @@ impl Config {
                 "idempotency.store: `redis` needs a `redis: { url: ... }` section",
             ));
         }
+        crate::cache::validate(self)?;
         if self.metering.sink == SinkKind::Postgres && self.metering.postgres_url.is_none() {
             return Err(ConfigError::new(
                 "metering.postgres_url: required with `sink: postgres`",

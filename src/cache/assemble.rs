@@ -1,0 +1,409 @@
+//! Builds a `chat.completion` from the chunks of a stream as they pass, and the body that
+//! feeds it (or keeps a JSON answer) without holding any frame back from the client.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Frame, SizeHint};
+use serde_json::{json, Map, Value};
+
+use crate::body::{Body, BoxError};
+use crate::sse;
+
+/// A streamed answer, assembled chunk by chunk.
+#[derive(Default)]
+pub(crate) struct Assembler {
+    /// Bytes of an event not yet complete.
+    partial: BytesMut,
+    head: Map<String, Value>,
+    choices: BTreeMap<u64, ChoiceParts>,
+    usage: Option<Value>,
+    done: bool,
+    failed: bool,
+}
+
+#[derive(Default)]
+struct ChoiceParts {
+    role: Option<Value>,
+    content: Option<String>,
+    refusal: Option<String>,
+    tool_calls: BTreeMap<u64, ToolCallParts>,
+    logprobs: Option<Vec<Value>>,
+    finish_reason: Option<Value>,
+}
+
+#[derive(Default)]
+struct ToolCallParts {
+    id: Option<Value>,
+    kind: Option<Value>,
+    name: String,
+    arguments: String,
+}
+
+impl Assembler {
+    /// Feeds the next bytes of the stream.
+    pub(crate) fn push(&mut self, data: &[u8]) {
+        if self.failed || self.done {
+            // Anything after `[DONE]` is not part of an answer.
+            self.failed |= self.done && !data.trim_ascii().is_empty();
+            return;
+        }
+        if self.partial.is_empty() {
+            let (events, rest) = sse::complete_events(data);
+            for event in events {
+                self.event(event);
+            }
+            self.partial.extend_from_slice(&data[rest..]);
+            return;
+        }
+        self.partial.extend_from_slice(data);
+        let buf = std::mem::take(&mut self.partial).freeze();
+        let (events, rest) = sse::complete_events(&buf);
+        for event in events {
+            self.event(event);
+        }
+        self.partial.extend_from_slice(&buf[rest..]);
+    }
+
+    fn event(&mut self, event: &[u8]) {
+        let (name, data) = sse::parse_event(event);
+        if data.is_empty() {
+            return; // a comment or keep-alive
+        }
+        if name.is_some_and(|n| n == b"error") || self.done {
+            self.failed = true;
+            return;
+        }
+        let payload = if data.len() == 1 {
+            std::borrow::Cow::Borrowed(data[0])
+        } else {
+            std::borrow::Cow::Owned(data.join(&b'\n'))
+        };
+        if payload.trim_ascii() == b"[DONE]" {
+            self.done = true;
+            return;
+        }
+        let Ok(Value::Object(chunk)) = serde_json::from_slice::<Value>(&payload) else {
+            self.failed = true;
+            return;
+        };
+        if chunk.contains_key("error") {
+            self.failed = true;
+            return;
+        }
+        self.chunk(chunk);
+    }
+
+    fn chunk(&mut self, mut chunk: Map<String, Value>) {
+        for member in [
+            "id",
+            "created",
+            "model",
+            "system_fingerprint",
+            "service_tier",
+        ] {
+            if let Some(v) = chunk.remove(member).filter(|v| !v.is_null()) {
+                self.head.entry(member).or_insert(v);
+            }
+        }
+        if let Some(usage) = chunk.remove("usage").filter(Value::is_object) {
+            self.usage = Some(usage);
+        }
+        let Some(Value::Array(choices)) = chunk.remove("choices") else {
+            return;
+        };
+        for choice in choices {
+            let Value::Object(mut choice) = choice else {
+                continue;
+            };
+            let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+            let parts = self.choices.entry(index).or_default();
+            if let Some(Value::Object(mut delta)) = choice.remove("delta") {
+                if let Some(role) = delta.remove("role").filter(|r| !r.is_null()) {
+                    parts.role.get_or_insert(role);
+                }
+                if let Some(Value::String(text)) = delta.remove("content") {
+                    parts
+                        .content
+                        .get_or_insert_with(String::new)
+                        .push_str(&text);
+                }
+                if let Some(Value::String(text)) = delta.remove("refusal") {
+                    parts
+                        .refusal
+                        .get_or_insert_with(String::new)
+                        .push_str(&text);
+                }
+                if let Some(Value::Array(calls)) = delta.remove("tool_calls") {
+                    for call in calls {
+                        let i = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        let slot = parts.tool_calls.entry(i).or_default();
+                        if let Some(id) = call.get("id").filter(|v| !v.is_null()) {
+                            slot.id.get_or_insert(id.clone());
+                        }
+                        if let Some(kind) = call.get("type").filter(|v| !v.is_null()) {
+                            slot.kind.get_or_insert(kind.clone());
+                        }
+                        if let Some(f) = call.get("function") {
+                            if let Some(name) = f.get("name").and_then(Value::as_str) {
+                                slot.name.push_str(name);
+                            }
+                            if let Some(args) = f.get("arguments").and_then(Value::as_str) {
+                                slot.arguments.push_str(args);
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(content) = choice
+                .get("logprobs")
+                .and_then(|l| l.get("content"))
+                .and_then(Value::as_array)
+            {
+                parts
+                    .logprobs
+                    .get_or_insert_with(Vec::new)
+                    .extend(content.iter().cloned());
+            }
+            if let Some(finish) = choice.remove("finish_reason").filter(|f| !f.is_null()) {
+                parts.finish_reason = Some(finish);
+            }
+        }
+    }
+
+    /// The `chat.completion`, if the stream was whole: `[DONE]` seen, no error, and every
+    /// choice finished.
+    pub(crate) fn finish(self) -> Option<Bytes> {
+        if !self.done
+            || self.failed
+            || self.choices.is_empty()
+            || !self.partial.trim_ascii().is_empty()
+            || self.choices.values().any(|c| c.finish_reason.is_none())
+        {
+            return None;
+        }
+        let mut completion = self.head;
+        completion.insert("object".to_owned(), json!("chat.completion"));
+        let choices: Vec<Value> = self
+            .choices
+            .into_iter()
+            .map(|(index, parts)| {
+                let mut message = Map::new();
+                message.insert(
+                    "role".to_owned(),
+                    parts.role.unwrap_or_else(|| json!("assistant")),
+                );
+                message.insert("content".to_owned(), json!(parts.content));
+                message.insert("refusal".to_owned(), json!(parts.refusal));
+                if !parts.tool_calls.is_empty() {
+                    let calls: Vec<Value> = parts
+                        .tool_calls
+                        .into_values()
+                        .map(|c| {
+                            json!({
+                                "id": c.id,
+                                "type": c.kind.unwrap_or_else(|| json!("function")),
+                                "function": { "name": c.name, "arguments": c.arguments },
+                            })
+                        })
+                        .collect();
+                    message.insert("tool_calls".to_owned(), Value::Array(calls));
+                }
+                json!({
+                    "index": index,
+                    "message": message,
+                    "logprobs": parts.logprobs.map(|c| json!({ "content": c })),
+                    "finish_reason": parts.finish_reason,
+                })
+            })
+            .collect();
+        completion.insert("choices".to_owned(), Value::Array(choices));
+        if let Some(usage) = self.usage {
+            completion.insert("usage".to_owned(), usage);
+        }
+        serde_json::to_vec(&Value::Object(completion))
+            .ok()
+            .map(Bytes::from)
+    }
+}
+
+/// What a tapped answer is being turned into.
+pub(crate) enum Capture {
+    /// A JSON body, kept as it passes.
+    Json(BytesMut),
+    /// A stream, assembled as it passes.
+    Stream(Box<Assembler>),
+}
+
+impl Capture {
+    /// The `chat.completion` once the body has ended whole.
+    fn finish(self) -> Option<Bytes> {
+        match self {
+            Self::Json(body) => {
+                let body = body.freeze();
+                let value: Value = serde_json::from_slice(&body).ok()?;
+                (value.get("object").and_then(Value::as_str) == Some("chat.completion")
+                    && value.get("choices").is_some_and(Value::is_array))
+                .then_some(body)
+            }
+            Self::Stream(assembler) => assembler.finish(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer on its way to the client, every frame forwarded as it comes and copied
+    /// into a [`Capture`]. `on_complete` runs once with the `chat.completion` when the body
+    /// ends whole and within `max_bytes`; never for a failed, truncated or dropped body.
+    pub(crate) struct CaptureBody<F: FnOnce(Bytes)> {
+        #[pin]
+        inner: Body,
+        capture: Option<Capture>,
+        seen: usize,
+        max_bytes: usize,
+        on_complete: Option<F>,
+    }
+}
+
+impl<F: FnOnce(Bytes)> CaptureBody<F> {
+    pub(crate) fn new(inner: Body, capture: Capture, max_bytes: usize, on_complete: F) -> Self {
+        Self {
+            inner,
+            capture: Some(capture),
+            seen: 0,
+            max_bytes,
+            on_complete: Some(on_complete),
+        }
+    }
+}
+
+impl<F: FnOnce(Bytes)> http_body::Body for CaptureBody<F> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        let ended = match &polled {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(capture)) = (frame.data_ref(), this.capture.as_mut()) {
+                    *this.seen += data.len();
+                    if *this.seen > this.max_bytes.saturating_mul(4) {
+                        // Far past anything storable (a stream is ~3x its completion).
+                        *this.capture = None;
+                    } else {
+                        match capture {
+                            Capture::Json(body) => body.extend_from_slice(data),
+                            Capture::Stream(assembler) => assembler.push(data),
+                        }
+                    }
+                }
+                this.inner.is_end_stream()
+            }
+            Poll::Ready(Some(Err(_))) => {
+                *this.capture = None;
+                true
+            }
+            Poll::Ready(None) => true,
+        };
+        if ended {
+            let completion = this.capture.take().and_then(Capture::finish);
+            if let (Some(completion), Some(on_complete)) = (completion, this.on_complete.take()) {
+                if completion.len() <= *this.max_bytes {
+                    on_complete(completion);
+                }
+            }
+            *this.on_complete = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(events: &[&str]) -> Vec<u8> {
+        events
+            .iter()
+            .flat_map(|e| format!("data: {e}\n\n").into_bytes())
+            .collect()
+    }
+
+    const CHUNKS: [&str; 7] = [
+        r#"{"id":"c1","object":"chat.completion.chunk","created":5,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#,
+        r#"{"id":"c1","object":"chat.completion.chunk","created":5,"model":"m","choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}"#,
+        r#"{"id":"c1","object":"chat.completion.chunk","created":5,"model":"m","choices":[{"index":0,"delta":{"content":"lo"},"finish_reason":null}]}"#,
+        r#"{"id":"c1","object":"chat.completion.chunk","created":5,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"t1","type":"function","function":{"name":"get","arguments":"{\"a\""}}]},"finish_reason":null}]}"#,
+        r#"{"id":"c1","object":"chat.completion.chunk","created":5,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":":1}"}}]},"finish_reason":null}]}"#,
+        r#"{"id":"c1","object":"chat.completion.chunk","created":5,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+        r#"{"id":"c1","object":"chat.completion.chunk","created":5,"model":"m","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+    ];
+
+    #[test]
+    fn a_stream_split_anywhere_assembles_into_one_completion() {
+        let mut events: Vec<&str> = CHUNKS.to_vec();
+        events.push("[DONE]");
+        let bytes = stream(&events);
+        for split in [1, 7, 64, bytes.len()] {
+            let mut assembler = Assembler::default();
+            for piece in bytes.chunks(split) {
+                assembler.push(piece);
+            }
+            let completion: Value =
+                serde_json::from_slice(&assembler.finish().expect("whole")).unwrap();
+            assert_eq!(completion["object"], "chat.completion");
+            assert_eq!(completion["id"], "c1");
+            let message = &completion["choices"][0]["message"];
+            assert_eq!(message["content"], "Hello");
+            assert_eq!(
+                message["tool_calls"][0]["function"]["arguments"],
+                "{\"a\":1}"
+            );
+            assert_eq!(message["tool_calls"][0]["id"], "t1");
+            assert_eq!(completion["choices"][0]["finish_reason"], "tool_calls");
+            assert_eq!(completion["usage"]["total_tokens"], 3);
+        }
+    }
+
+    #[test]
+    fn truncated_or_failed_streams_give_nothing() {
+        let whole = |events: &[&str]| {
+            let mut assembler = Assembler::default();
+            assembler.push(&stream(events));
+            assembler.finish()
+        };
+        assert!(whole(&CHUNKS[..3]).is_none(), "no finish, no [DONE]");
+        assert!(whole(&[CHUNKS[0], CHUNKS[5]]).is_none(), "no [DONE]");
+        assert!(
+            whole(&[CHUNKS[0], CHUNKS[1], "[DONE]"]).is_none(),
+            "never finished"
+        );
+        assert!(whole(&[
+            CHUNKS[0],
+            r#"{"error":{"message":"x"}}"#,
+            CHUNKS[5],
+            "[DONE]"
+        ])
+        .is_none());
+        assert!(whole(&[CHUNKS[0], CHUNKS[5], "[DONE]"]).is_some());
+        let mut assembler = Assembler::default();
+        assembler.push(&stream(&[CHUNKS[0], CHUNKS[5]]));
+        assembler.push(b"event: error\ndata: {\"error\":{}}\n\ndata: [DONE]\n\n");
+        assert!(assembler.finish().is_none());
+    }
+}

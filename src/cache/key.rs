@@ -1,0 +1,247 @@
+//! The canonical request: what makes two requests "the same request" for the cache, and
+//! the hard partition a semantic match must stay inside.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Members that cannot change the answer: how it is delivered, and who asked.
+const IGNORED: [&str; 3] = ["stream", "stream_options", "user"];
+
+/// What the cache knows about one chat request.
+#[derive(Debug, Clone)]
+pub(crate) struct Analysis {
+    /// Hex SHA-256 of the scope and the canonical request.
+    pub(crate) key: String,
+    /// `temperature: 0` or a `seed`.
+    pub(crate) deterministic: bool,
+    /// For a semantic match: the partition (the canonical request without the last user
+    /// message's text) and that text.
+    pub(crate) semantic: Option<(String, String)>,
+}
+
+/// Limits on the conversations matched semantically.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SemanticLimits {
+    pub(crate) max_messages: usize,
+    pub(crate) max_text_chars: usize,
+}
+
+/// Reads a chat request body; `None` when it is not a JSON object.
+pub(crate) fn analyze(
+    body: &[u8],
+    model: &str,
+    scope: &str,
+    semantic: Option<SemanticLimits>,
+) -> Option<Analysis> {
+    let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
+        return None;
+    };
+    for member in IGNORED {
+        request.remove(member);
+    }
+    request.insert("model".to_owned(), Value::String(model.to_owned()));
+    let deterministic = request
+        .get("temperature")
+        .and_then(Value::as_f64)
+        .is_some_and(|t| t == 0.0)
+        || request.get("seed").is_some_and(|s| !s.is_null());
+    let mut canonical = Vec::with_capacity(body.len());
+    write_canonical(&Value::Object(request.clone()), &mut canonical);
+    let key = digest(b"exact", scope, &canonical);
+    let semantic = semantic.and_then(|limits| partition(request, scope, limits, canonical));
+    Some(Analysis {
+        key,
+        deterministic,
+        semantic,
+    })
+}
+
+/// The partition and last user text, when the conversation qualifies.
+fn partition(
+    mut request: Map<String, Value>,
+    scope: &str,
+    limits: SemanticLimits,
+    mut canonical: Vec<u8>,
+) -> Option<(String, String)> {
+    let messages = request.get_mut("messages")?.as_array_mut()?;
+    if messages.is_empty() || messages.len() > limits.max_messages {
+        return None;
+    }
+    let last = messages.last_mut()?.as_object_mut()?;
+    if last.get("role").and_then(Value::as_str) != Some("user") {
+        return None;
+    }
+    let text = user_text(last.get("content")?)?;
+    if text.trim().is_empty() || text.chars().count() > limits.max_text_chars {
+        return None;
+    }
+    last.insert("content".to_owned(), Value::Null);
+    canonical.clear();
+    write_canonical(&Value::Object(request), &mut canonical);
+    Some((digest(b"partition", scope, &canonical), text))
+}
+
+/// A message's text: a string, or text parts only (anything else, such as an image, is not
+/// matched semantically).
+fn user_text(content: &Value) -> Option<String> {
+    match content {
+        Value::String(text) => Some(text.clone()),
+        Value::Array(parts) => {
+            let mut text = String::new();
+            for part in parts {
+                if part.get("type").and_then(Value::as_str) != Some("text") {
+                    return None;
+                }
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(part.get("text")?.as_str()?);
+            }
+            Some(text)
+        }
+        _ => None,
+    }
+}
+
+fn digest(kind: &[u8], scope: &str, canonical: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(kind);
+    hash.update([0]);
+    hash.update(scope.as_bytes());
+    hash.update([0]);
+    hash.update(canonical);
+    hex(&hash.finalize())
+}
+
+/// JSON with object members in key order, no whitespace, and numbers that are whole
+/// written as integers (`1.0` and `1` are the same parameter).
+pub(crate) fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                out.extend_from_slice((f as i64).to_string().as_bytes());
+            }
+            _ => out.extend_from_slice(n.to_string().as_bytes()),
+        },
+        Value::String(s) => serde_json::to_writer(&mut *out, s).expect("a str serialises"),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(members) => {
+            let mut keys: Vec<&String> = members.keys().collect();
+            keys.sort_unstable();
+            out.push(b'{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, key).expect("a str serialises");
+                out.push(b':');
+                write_canonical(&members[key], out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: SemanticLimits = SemanticLimits {
+        max_messages: 4,
+        max_text_chars: 2000,
+    };
+
+    fn key(body: &str) -> String {
+        analyze(body.as_bytes(), "m", "team-a", None).unwrap().key
+    }
+
+    #[test]
+    fn key_order_whitespace_and_delivery_do_not_matter() {
+        let a = key(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":1}"#);
+        let b = key(r#"{ "temperature" : 1.0,
+                 "messages" : [ { "content" : "hi", "role" : "user" } ],
+                 "stream": true, "stream_options": {"include_usage": true}, "user": "u-1",
+                 "model": "m" }"#);
+        assert_eq!(a, b);
+        assert_ne!(
+            a,
+            key(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":0.5}"#)
+        );
+        assert_ne!(
+            a,
+            key(r#"{"model":"m","messages":[{"role":"user","content":"Hi"}],"temperature":1}"#)
+        );
+        let other_scope = analyze(
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":1}"#,
+            "m",
+            "team-b",
+            None,
+        )
+        .unwrap()
+        .key;
+        assert_ne!(a, other_scope);
+    }
+
+    #[test]
+    fn the_resolved_model_is_part_of_the_key() {
+        let body = br#"{"model":"alias","messages":[{"role":"user","content":"hi"}]}"#;
+        let one = analyze(body, "p/one", "s", None).unwrap().key;
+        let two = analyze(body, "p/two", "s", None).unwrap().key;
+        assert_ne!(one, two);
+    }
+
+    #[test]
+    fn determinism_is_temperature_zero_or_a_seed() {
+        let det = |b: &str| analyze(b.as_bytes(), "m", "s", None).unwrap().deterministic;
+        assert!(det(r#"{"messages":[],"temperature":0}"#));
+        assert!(det(r#"{"messages":[],"temperature":0.0}"#));
+        assert!(det(r#"{"messages":[],"seed":7}"#));
+        assert!(!det(r#"{"messages":[],"temperature":0.2}"#));
+        assert!(!det(r#"{"messages":[]}"#));
+    }
+
+    #[test]
+    fn partitions_ignore_only_the_last_user_text() {
+        let part = |b: &str| {
+            analyze(b.as_bytes(), "m", "s", Some(LIMITS))
+                .unwrap()
+                .semantic
+        };
+        let a = part(r#"{"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"How do I sort a list?"}]}"#).unwrap();
+        let b = part(r#"{"messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"Sorting a list: how?"}]}]}"#).unwrap();
+        assert_eq!(a.0, b.0);
+        assert_eq!(b.1, "Sorting a list: how?");
+        let c = part(r#"{"messages":[{"role":"system","content":"be verbose"},{"role":"user","content":"How do I sort a list?"}]}"#).unwrap();
+        assert_ne!(a.0, c.0, "another system prompt");
+        let d = part(r#"{"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"How do I sort a list?"}],"temperature":0}"#).unwrap();
+        assert_ne!(a.0, d.0, "another parameter");
+        assert!(part(
+            r#"{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"y"}]}"#
+        )
+        .is_none());
+        assert!(part(r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"u"}}]}]}"#).is_none());
+        let long = r#"{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"},{"role":"assistant","content":"d"},{"role":"user","content":"e"}]}"#;
+        assert!(part(long).is_none(), "longer than max_messages");
+    }
+}

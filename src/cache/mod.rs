@@ -1,0 +1,102 @@
+//! The response cache: a chat request is answered from an earlier answer when it is safe
+//! to, and says so in `x-gateway-cache` (`hit`, `semantic-hit`, `miss`, `bypass`) and `age`.
+//!
+//! - **Exact.** The key is a SHA-256 of the scope and the canonical request: the resolved
+//!   model, messages, tools and every parameter, with object members in key order and no
+//!   whitespace (`1.0` and `1` alike), without `stream`, `stream_options` and `user`. The
+//!   scope is the gateway key ([`KeyId`](crate::auth::KeyId)) unless `scope: shared`.
+//! - **Any form in, any form out.** A JSON answer is kept as it is; a streamed one is
+//!   assembled into a `chat.completion` as its frames pass (none is held back). A hit is
+//!   served as JSON, or as a well-formed SSE stream (role chunk, content, refusal, tool
+//!   calls, finish, usage when asked for, `[DONE]`) — whatever the new request asks for.
+//! - **Never stored:** errors (any status but 200), streams that fail, carry an error event
+//!   or end without `[DONE]`, bodies the client did not read to the end, and answers over
+//!   `max_entry_bytes`.
+//! - **Request controls:** `Cache-Control: no-cache` skips the lookup, `no-store` the
+//!   storing; `x-gateway-cache-ttl: 60` (or `90s`, `10m`) sets this answer's TTL, capped by
+//!   `max_ttl`. `cacheable: deterministic` limits the cache to `temperature: 0` or `seed`
+//!   requests, `models` to some models and combos.
+//! - **Semantic** (`semantic.enabled`). On an exact miss, a request whose conversation
+//!   matches an earlier one except for the wording of the last user message can be
+//!   answered from it. Only entries of the same hard partition are compared — same scope,
+//!   model, system prompt, tools, parameters and earlier turns (a hash of the canonical
+//!   request without the last user text) — and only conversations of at most
+//!   `max_messages`. A normalized exact match (case, whitespace, punctuation, greeting
+//!   wrappers) is always a hit; otherwise the best neighbour at or above the embedder's
+//!   threshold is served only if the [`guard`](semantic::guard) agrees on numbers,
+//!   negations, units, quoted and technical tokens, antonyms and direction. The
+//!   similarity is in `x-gateway-cache-similarity`.
+//! - **Stores.** [`MemoryStore`] (moka, bounded in bytes, per-entry expiry) by default;
+//!   [`RedisStore`] shares answers between instances. If the store fails, the request is
+//!   served without the cache (`bypass`, counted and logged).
+//!
+//! ```
+//! let config = llm_tower::Config::from_yaml(
+//!     "providers: { mock: { kind: mock } }\ncache: { enabled: true, semantic: { enabled: true } }",
+//! )
+//! .unwrap();
+//! let layer = llm_tower::cache::CacheLayer::from_config(&config).unwrap();
+//! # let _ = layer;
+//! ```
+
+mod assemble;
+mod entry;
+mod key;
+mod redis;
+pub mod semantic;
+mod service;
+mod store;
+
+pub use self::entry::CachedResponse;
+pub use self::redis::RedisStore;
+pub use self::service::{
+    Cache, CacheFuture, CacheHit, CacheLayer, CACHE_HEADER, SIMILARITY_HEADER, TTL_HEADER,
+};
+pub use self::store::{CacheStore, MemoryStore, StoreError, StoreFuture};
+
+use crate::config::{CacheStoreKind, Config, ConfigError, EmbedderKind};
+
+/// Checks `config.cache`.
+pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
+    let cache = &config.cache;
+    if cache.store == CacheStoreKind::Redis && config.redis.is_none() {
+        return Err(ConfigError::new(
+            "cache.store: `redis` needs a `redis: { url: ... }` section",
+        ));
+    }
+    if cache.ttl > cache.max_ttl {
+        return Err(ConfigError::new("cache.ttl: must not exceed cache.max_ttl"));
+    }
+    if cache.max_entry_bytes == 0 || cache.max_memory_bytes == 0 {
+        return Err(ConfigError::new(
+            "cache.max_entry_bytes and cache.max_memory_bytes: must be greater than 0",
+        ));
+    }
+    let semantic = &cache.semantic;
+    if semantic.enabled {
+        if semantic.embedder == EmbedderKind::Http && semantic.http.is_none() {
+            return Err(ConfigError::new(
+                "cache.semantic.embedder: `http` needs a `http: { url, model }` section",
+            ));
+        }
+        let thresholds = [
+            Some(semantic.hash.threshold),
+            semantic.http.as_ref().map(|h| h.threshold),
+        ];
+        if thresholds
+            .into_iter()
+            .flatten()
+            .any(|t| !(0.0..=1.0).contains(&t))
+        {
+            return Err(ConfigError::new(
+                "cache.semantic: thresholds are cosines between 0 and 1",
+            ));
+        }
+        if semantic.hash.dims < 16 || semantic.max_messages == 0 {
+            return Err(ConfigError::new(
+                "cache.semantic: hash.dims must be at least 16 and max_messages at least 1",
+            ));
+        }
+    }
+    Ok(())
+}

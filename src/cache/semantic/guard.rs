@@ -1,0 +1,790 @@
+//! The lexical guard: what embeddings blur, compared exactly.
+//!
+//! A semantic candidate above the threshold is served only when the guard agrees:
+//!
+//! 1. the normalized texts are equal (case, whitespace, apostrophes, closing punctuation,
+//!    greeting and thanks wrappers): always a hit, whatever the cosine;
+//! 2. otherwise both must have the same numbers (digits and number words), the same
+//!    negation, the same units, the same technical and proper tokens (capitalized
+//!    mid-sentence, all-caps, or holding digits or `.#+`; one typo allowed in long words),
+//!    and no relation reversed ("X to Y" / "Y to X"), nor an antonym swapped in.
+
+use std::collections::HashSet;
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Why the guard said what it said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The normalized texts are equal.
+    Exact,
+    /// Nothing the guard checks differs.
+    Agree,
+    /// Different numbers.
+    Numbers,
+    /// One is negated, the other not.
+    Negation,
+    /// Different units.
+    Units,
+    /// A technical or proper token of one is missing from the other.
+    Entities,
+    /// A relation is reversed.
+    Reversed,
+    /// One holds a word whose opposite the other holds.
+    Antonym,
+    /// A content word of one was swapped for another word in the other (`cat` / `dog`).
+    Substitution,
+    /// Two terms around a relation changed places (`cat sat on the mat` / `mat sat on the
+    /// cat`).
+    Swapped,
+    /// Different quoted strings, or different code symbols (`&` / `|`).
+    Quoted,
+}
+
+impl Verdict {
+    /// Whether a hit may be served.
+    pub fn allows(self) -> bool {
+        matches!(self, Self::Exact | Self::Agree)
+    }
+}
+
+/// Compares two prompts.
+pub fn guard(a: &str, b: &str) -> Verdict {
+    if normalize(a) == normalize(b) {
+        return Verdict::Exact;
+    }
+    let (ta, tb) = (tokens(a), tokens(b));
+    if quoted(a) != quoted(b) || symbols(a) != symbols(b) {
+        return Verdict::Quoted;
+    }
+    if numbers(a) != numbers(b) {
+        return Verdict::Numbers;
+    }
+    if negated(a, &ta) != negated(b, &tb) {
+        return Verdict::Negation;
+    }
+    if units(a) != units(b) {
+        return Verdict::Units;
+    }
+    let la: HashSet<String> = ta.iter().map(|t| t.to_lowercase()).collect();
+    let lb: HashSet<String> = tb.iter().map(|t| t.to_lowercase()).collect();
+    let covered = |entities: &HashSet<String>, words: &HashSet<String>| {
+        entities.iter().all(|e| words.iter().any(|w| near(e, w)))
+    };
+    if !covered(&entities(a, &ta), &lb) || !covered(&entities(b, &tb), &la) {
+        return Verdict::Entities;
+    }
+    let (ra, rb) = (relations(&ta), relations(&tb));
+    if ra
+        .iter()
+        .any(|(l, w, r)| l != r && rb.contains(&(r.clone(), w.clone(), l.clone())))
+    {
+        return Verdict::Reversed;
+    }
+    if antonym_swap(&la, &lb) {
+        return Verdict::Antonym;
+    }
+    let (ca, cb) = (content(&ta), content(&tb));
+    let missing = |x: &[String], y: &[String]| x.iter().any(|w| !y.iter().any(|v| near(w, v)));
+    if missing(&ca, &cb) && missing(&cb, &ca) {
+        return Verdict::Substitution;
+    }
+    if swapped(&ta, &tb) || swapped(&tb, &ta) {
+        return Verdict::Swapped;
+    }
+    Verdict::Agree
+}
+
+/// The strings in backticks or double quotes, and in single quotes that are not
+/// apostrophes, normalized.
+fn quoted(s: &str) -> Vec<String> {
+    let chars: Vec<char> = nfkc(s).chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let open = chars[i];
+        let (close, opens) = match open {
+            '`' => ('`', true),
+            '"' => ('"', true),
+            '\u{201c}' => ('\u{201d}', true),
+            // A single quote opens a string only after a space or at the start.
+            '\'' => ('\'', i == 0 || !chars[i - 1].is_alphanumeric()),
+            _ => (' ', false),
+        };
+        if opens {
+            if let Some(len) = chars[i + 1..].iter().position(|&c| c == close) {
+                let inner: String = chars[i + 1..i + 1 + len].iter().collect();
+                out.push(normalize(&inner));
+                i += len + 2;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Code symbols (operators, brackets), as a set.
+fn symbols(s: &str) -> Vec<char> {
+    let mut out: Vec<char> = s
+        .chars()
+        .filter(|c| "&|^~*/%=<>@\\{}[]$".contains(*c))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Words that carry no content in a prompt: stop words, wrappers, filler.
+const FILLER: [&str; 30] = [
+    "please", "thanks", "thank", "hi", "hello", "hey", "pls", "cheers", "any", "some", "there",
+    "way", "best", "good", "tell", "give", "show", "explain", "steps", "step", "help", "need",
+    "want", "like", "using", "use", "get", "make", "am", "im",
+];
+
+/// Synonyms common in prompts, mapped to one word.
+fn canonical(w: &str) -> &str {
+    match w {
+        "correct" | "repair" => "fix",
+        "compose" | "create" | "draft" => "write",
+        "turn" | "change" | "transform" => "convert",
+        "quick" | "quickly" | "fast" | "rapidly" => "quick",
+        "frequently" | "often" => "often",
+        "largest" | "biggest" => "largest",
+        "highest" | "tallest" => "highest",
+        "suggest" => "recommend",
+        "quit" | "leave" | "close" => "exit",
+        "shorten" | "shorter" => "short",
+        "modify" | "edit" | "alter" => "edit",
+        "begin" | "commence" => "start",
+        "finish" | "conclude" => "end",
+        "mom" | "mother" => "mother",
+        "dad" | "father" => "father",
+        "dict" => "dictionary",
+        "js" => "javascript",
+        "ts" => "typescript",
+        "py" => "python",
+        "k8s" => "kubernetes",
+        "macos" | "osx" => "mac",
+        "original" => "first",
+        "tyre" => "tire",
+        "reword" | "rephrase" | "rewrite" => "paraphrase",
+        "remotely" | "remote" => "remote",
+        "working" | "work" => "work",
+        other => other,
+    }
+}
+
+/// A crude stem: plural, `-ing`, `-ed`, `-ly` endings dropped from longer words.
+fn stem(w: &str) -> String {
+    for suffix in ["ing", "ed", "ly", "es", "s"] {
+        if let Some(root) = w.strip_suffix(suffix) {
+            if root.chars().count() >= 4 && !w.ends_with("ss") {
+                return root.to_owned();
+            }
+        }
+    }
+    w.to_owned()
+}
+
+/// The content words of a prompt, in order: lowercased, stemmed, synonyms folded, stop
+/// words and filler out.
+fn content(tokens: &[String]) -> Vec<String> {
+    tokens
+        .iter()
+        .map(|t| {
+            t.to_lowercase()
+                .chars()
+                .filter(|&c| c != '\'' && c != '\u{2019}')
+                .collect::<String>()
+        })
+        .filter(|t| !is_stop(t) && !FILLER.contains(&t.as_str()))
+        .map(|t| stem(canonical(&t)))
+        .collect()
+}
+
+/// Words that make the order of the terms around them matter.
+const RELATIONAL: [&str; 11] = [
+    "to", "than", "into", "from", "vs", "versus", "is", "on", "over", "per", "by",
+];
+
+/// `a` = `… x … y …` and `b` = `… y … x …` for terms `x`, `y` of one or two words with a
+/// relational word between them in `a`: the same words, the other way round.
+fn swapped(ta: &[String], tb: &[String]) -> bool {
+    let lower = |ts: &[String]| -> Vec<String> { ts.iter().map(|t| t.to_lowercase()).collect() };
+    let (la, lb) = (lower(ta), lower(tb));
+    let is_content = |w: &str| !is_stop(w) && !FILLER.contains(&w);
+    // Content positions of `a`, and the content sequence of `b`.
+    let ia: Vec<usize> = (0..la.len()).filter(|&i| is_content(&la[i])).collect();
+    let ca: Vec<&str> = ia.iter().map(|&i| la[i].as_str()).collect();
+    let cb: Vec<&str> = lb
+        .iter()
+        .map(String::as_str)
+        .filter(|w| is_content(w))
+        .collect();
+    if ca.len() != cb.len() || ca == cb {
+        return false;
+    }
+    let n = ca.len();
+    for xs in 0..n {
+        for xl in 1..=2 {
+            for ys in xs + xl..n {
+                for yl in 1..=2 {
+                    let ye = ys + yl;
+                    if ye > n {
+                        continue;
+                    }
+                    // b = A y B x C, with A, B, C as in a.
+                    let mut swapped: Vec<&str> = ca[..xs].to_vec();
+                    swapped.extend_from_slice(&ca[ys..ye]);
+                    swapped.extend_from_slice(&ca[xs + xl..ys]);
+                    swapped.extend_from_slice(&ca[xs..xs + xl]);
+                    swapped.extend_from_slice(&ca[ye..]);
+                    if swapped != cb {
+                        continue;
+                    }
+                    let between = &la[ia[xs + xl - 1] + 1..ia[ys]];
+                    if between.iter().any(|w| RELATIONAL.contains(&w.as_str())) {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+    false
+}
+
+fn nfkc(s: &str) -> String {
+    s.nfkc().collect()
+}
+
+/// Case, whitespace, apostrophes, closing punctuation and greeting/thanks wrappers removed.
+pub fn normalize(s: &str) -> String {
+    let mut t = nfkc(s).trim().to_lowercase();
+    for _ in 0..2 {
+        t = strip_prefix_wrapper(&t).trim().to_owned();
+        t = strip_suffix_wrapper(&t).trim().to_owned();
+    }
+    let t: String = t
+        .chars()
+        .filter(|&c| c != '\'' && c != '\u{2019}')
+        .collect();
+    let t = t.trim_end_matches(['?', '.', '!']);
+    t.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn strip_prefix_wrapper(t: &str) -> &str {
+    for greeting in ["hello", "hey", "hi"] {
+        if let Some(rest) = t.strip_prefix(greeting) {
+            let stripped = rest.trim_start_matches(['!', ',', '.', ' ']);
+            if stripped.len() < rest.len() {
+                return stripped;
+            }
+        }
+    }
+    for lead in ["quick question", "question for you"] {
+        if let Some(rest) = t.strip_prefix(lead) {
+            if let Some(rest) = rest.trim_start().strip_prefix([':', '-']) {
+                return rest.trim_start();
+            }
+        }
+    }
+    if let Some(rest) = t.strip_prefix("could you help me with this?") {
+        return rest.trim_start();
+    }
+    if let Some(rest) = t.strip_prefix("please") {
+        let stripped = rest.trim_start_matches([',', ' ']);
+        if stripped.len() < rest.len() {
+            return stripped;
+        }
+    }
+    t
+}
+
+fn strip_suffix_wrapper(t: &str) -> &str {
+    let body = t.trim_end_matches(['!', '.', ' ']);
+    for tail in [
+        "thanks in advance",
+        "thank you so much",
+        "thanks",
+        "thank you",
+        "cheers",
+        "pls",
+        "please",
+        ":)",
+    ] {
+        if let Some(rest) = body.strip_suffix(tail) {
+            if rest.is_empty() || !rest.ends_with(|c: char| c.is_alphanumeric()) {
+                return rest.trim_end();
+            }
+        }
+    }
+    t
+}
+
+/// Words as the guard sees them: ASCII alphanumerics joined by `.#+'-` (`c++`, `node.js`,
+/// `don't`, `utf-8`), possessive `'s` dropped.
+pub(crate) fn tokens(s: &str) -> Vec<String> {
+    let s = nfkc(s);
+    let chars: Vec<char> = s.chars().collect();
+    // Drop a possessive 's (an apostrophe, `s`, then no word character).
+    let mut cleaned = Vec::with_capacity(chars.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if (c == '\'' || c == '\u{2019}')
+            && chars.get(i + 1) == Some(&'s')
+            && !chars.get(i + 2).is_some_and(|&n| is_word(n))
+        {
+            i += 2;
+            continue;
+        }
+        cleaned.push(c);
+        i += 1;
+    }
+    let inner = |c: char| c.is_ascii_alphanumeric() || ".#+'\u{2019}-".contains(c);
+    let last = |c: char| c.is_ascii_alphanumeric() || c == '#' || c == '+';
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < cleaned.len() {
+        if !cleaned[i].is_ascii_alphanumeric() {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        while j < cleaned.len() && inner(cleaned[j]) {
+            j += 1;
+        }
+        while j > i + 1 && !last(cleaned[j - 1]) {
+            j -= 1;
+        }
+        out.push(cleaned[i..j].iter().collect());
+        i = j;
+    }
+    out
+}
+
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Runs of `[a-z]+` in `s` (already lowercase).
+fn alpha_words(s: &str) -> impl Iterator<Item = &str> {
+    s.split(|c: char| !c.is_ascii_lowercase())
+        .filter(|w| !w.is_empty())
+}
+
+fn number_word(w: &str) -> Option<&'static str> {
+    Some(match w {
+        "two" | "second" | "twice" => "2",
+        "three" | "third" | "thrice" => "3",
+        "four" | "fourth" => "4",
+        "five" | "fifth" => "5",
+        "six" | "sixth" => "6",
+        "seven" | "seventh" => "7",
+        "eight" | "eighth" => "8",
+        "nine" | "ninth" => "9",
+        "ten" | "tenth" => "10",
+        "eleven" => "11",
+        "twelve" => "12",
+        "thirteen" => "13",
+        "fourteen" => "14",
+        "fifteen" => "15",
+        "sixteen" => "16",
+        "seventeen" => "17",
+        "eighteen" => "18",
+        "nineteen" => "19",
+        "twenty" => "20",
+        "half" => "0.5",
+        "hundred" => "100",
+        "thousand" => "1000",
+        "million" => "1000000",
+        _ => return None,
+    })
+}
+
+/// Numbers in digits (thousands separators dropped) and number words, sorted.
+fn numbers(s: &str) -> Vec<String> {
+    let t = nfkc(s).to_lowercase();
+    let chars: Vec<char> = t.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        let mut number = String::new();
+        loop {
+            while j < chars.len() && chars[j].is_ascii_digit() {
+                number.push(chars[j]);
+                j += 1;
+            }
+            // `[.,]\d+` continues the number; a comma before three digits is a separator.
+            if j + 1 < chars.len()
+                && (chars[j] == '.' || chars[j] == ',')
+                && chars[j + 1].is_ascii_digit()
+            {
+                let separator = chars[j] == ','
+                    && chars[j + 1..]
+                        .iter()
+                        .take(3)
+                        .filter(|c| c.is_ascii_digit())
+                        .count()
+                        == 3;
+                if !separator {
+                    number.push(chars[j]);
+                }
+                j += 1;
+                continue;
+            }
+            break;
+        }
+        out.push(number);
+        i = j;
+    }
+    out.extend(alpha_words(&t).filter_map(number_word).map(str::to_owned));
+    out.sort_unstable();
+    out
+}
+
+const NEGATIONS: [&str; 20] = [
+    "not", "no", "never", "without", "non", "none", "nothing", "cannot", "neither", "nor", "dont",
+    "doesnt", "isnt", "arent", "wont", "cant", "didnt", "shouldnt", "avoid", "except",
+];
+
+fn negated(s: &str, tokens: &[String]) -> bool {
+    tokens.iter().any(|t| {
+        let t: String = t
+            .to_lowercase()
+            .chars()
+            .filter(|&c| c != '\'' && c != '\u{2019}')
+            .collect();
+        NEGATIONS.contains(&t.as_str())
+    }) || {
+        let lower = s.to_lowercase();
+        lower.contains("non-") || lower.contains("n't") || lower.contains("n\u{2019}t")
+    }
+}
+
+fn unit(w: &str) -> Option<&'static str> {
+    Some(match w {
+        "km" | "kilometers" | "kilometre" | "kilometres" | "kilometer" => "kilometer",
+        "mile" | "miles" | "mi" => "mile",
+        "meter" | "meters" | "metre" | "metres" => "meter",
+        "ft" | "feet" | "foot" => "foot",
+        "inch" | "inches" => "inch",
+        "cm" | "centimeters" | "centimeter" => "centimeter",
+        "mm" | "millimeters" | "millimeter" => "millimeter",
+        "kg" | "kilograms" | "kilogram" | "kilos" => "kilogram",
+        "gram" | "grams" | "g" => "gram",
+        "lb" | "lbs" | "pound" | "pounds" => "pound",
+        "ounce" | "ounces" | "oz" => "ounce",
+        "cup" | "cups" => "cup",
+        "tablespoon" | "tablespoons" | "tbsp" => "tablespoon",
+        "teaspoon" | "teaspoons" | "tsp" => "teaspoon",
+        "liter" | "liters" | "litre" | "litres" => "liter",
+        "ml" | "milliliter" | "milliliters" => "milliliter",
+        "gallon" | "gallons" => "gallon",
+        "celsius" | "centigrade" => "celsius",
+        "fahrenheit" => "fahrenheit",
+        "kelvin" => "kelvin",
+        "kb" => "kb",
+        "mb" => "mb",
+        "gb" => "gb",
+        "tb" => "tb",
+        "kib" => "kib",
+        "mib" => "mib",
+        "gib" => "gib",
+        "seconds" | "secs" => "second",
+        "minute" | "minutes" | "mins" => "minute",
+        "hour" | "hours" | "hrs" => "hour",
+        "day" | "days" => "day",
+        "week" | "weeks" => "week",
+        "month" | "months" => "month",
+        "year" | "years" => "year",
+        "usd" | "dollar" | "dollars" => "dollar",
+        "eur" | "euro" | "euros" => "euro",
+        "gbp" => "pound-sterling",
+        "yen" | "jpy" => "yen",
+        "percent" => "percent",
+        _ => return None,
+    })
+}
+
+fn units(s: &str) -> HashSet<&'static str> {
+    let t = nfkc(s)
+        .to_lowercase()
+        .replace("\u{b0}f", " fahrenheit ")
+        .replace("\u{b0}c", " celsius ");
+    let mut set: HashSet<&'static str> = alpha_words(&t).filter_map(unit).collect();
+    if t.contains('$') {
+        set.insert("dollar");
+    }
+    if t.contains('\u{20ac}') {
+        set.insert("euro");
+    }
+    if t.contains('%') {
+        set.insert("percent");
+    }
+    set
+}
+
+const STOP: [&str; 46] = [
+    "a", "an", "the", "of", "in", "on", "for", "to", "is", "are", "was", "do", "does", "did", "i",
+    "my", "me", "you", "your", "how", "what", "which", "who", "when", "where", "why", "can",
+    "could", "should", "would", "will", "with", "and", "or", "it", "this", "that", "be", "by",
+    "at", "as", "from", "into", "than", "whats", "what's",
+];
+
+fn is_stop(w: &str) -> bool {
+    STOP.contains(&w)
+}
+
+fn is_plain_number(t: &str) -> bool {
+    let bytes = t.as_bytes();
+    if !bytes.first().is_some_and(u8::is_ascii_digit) {
+        return false;
+    }
+    let mut i = 1;
+    while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.' || bytes[i] == b',') {
+        i += 1;
+    }
+    let rest = &t[i..];
+    let rest = ["st", "nd", "rd", "th"]
+        .iter()
+        .find_map(|s| rest.strip_prefix(s))
+        .unwrap_or(rest);
+    rest.split('-')
+        .skip(1)
+        .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphabetic()))
+        && (rest.is_empty() || rest.starts_with('-'))
+}
+
+fn is_upper(t: &str) -> bool {
+    t.chars().any(char::is_alphabetic) && !t.chars().any(char::is_lowercase)
+}
+
+/// Technical and proper tokens: with digits or `.#+`, capitalized mid-sentence, all caps.
+fn entities(s: &str, tokens: &[String]) -> HashSet<String> {
+    let shouting = is_upper(s);
+    let mut out = HashSet::new();
+    for (i, t) in tokens.iter().enumerate() {
+        if is_plain_number(t) {
+            continue;
+        }
+        let lower = t.to_lowercase();
+        if t.chars().any(|c| c.is_ascii_digit()) || t.contains(['.', '#', '+']) {
+            out.insert(lower.trim_end_matches('.').to_owned());
+        } else {
+            let capitalized = i > 0
+                && t.starts_with(|c: char| c.is_uppercase())
+                && !is_stop(&lower)
+                && !is_upper(t);
+            let acronym = is_upper(t) && t.chars().count() > 1 && !shouting;
+            if capitalized || acronym {
+                out.insert(lower);
+            }
+        }
+    }
+    out
+}
+
+/// Equal, or one edit or transposition apart for words of five letters or more.
+fn near(x: &str, y: &str) -> bool {
+    if x == y {
+        return true;
+    }
+    let (x, y): (Vec<char>, Vec<char>) = (x.chars().collect(), y.chars().collect());
+    if x.len().min(y.len()) < 5 || x.len().abs_diff(y.len()) > 1 {
+        return false;
+    }
+    if x.len() == y.len() {
+        let d: Vec<usize> = (0..x.len()).filter(|&i| x[i] != y[i]).collect();
+        return d.len() == 1
+            || (d.len() == 2 && d[1] == d[0] + 1 && x[d[0]] == y[d[1]] && x[d[1]] == y[d[0]]);
+    }
+    let (short, long) = if x.len() < y.len() {
+        (&x, &y)
+    } else {
+        (&y, &x)
+    };
+    (0..long.len()).any(|i| long[..i].iter().chain(&long[i + 1..]).eq(short.iter()))
+}
+
+type Relation = (String, String, String);
+
+/// `(left, word, right)` around `to`/`than`/`into`/`from`/`is`/`vs`, skipping stop words.
+fn relations(tokens: &[String]) -> HashSet<Relation> {
+    let ts: Vec<String> = tokens.iter().map(|t| t.to_lowercase()).collect();
+    let mut out = HashSet::new();
+    for (i, t) in ts.iter().enumerate() {
+        if !matches!(
+            t.as_str(),
+            "to" | "than" | "into" | "from" | "is" | "vs" | "versus"
+        ) {
+            continue;
+        }
+        let left = ts[..i].iter().rev().find(|x| !is_stop(x));
+        let right = ts[i + 1..].iter().find(|x| !is_stop(x));
+        if let (Some(l), Some(r)) = (left, right) {
+            out.insert((l.clone(), t.clone(), r.clone()));
+        }
+    }
+    out
+}
+
+/// Opposites that embeddings place side by side.
+const ANTONYMS: [(&str, &str); 40] = [
+    ("shorter", "longer"),
+    ("short", "long"),
+    ("enable", "disable"),
+    ("enabled", "disabled"),
+    ("increase", "decrease"),
+    ("add", "remove"),
+    ("insert", "delete"),
+    ("encrypt", "decrypt"),
+    ("encode", "decode"),
+    ("compress", "decompress"),
+    ("serialize", "deserialize"),
+    ("upload", "download"),
+    ("import", "export"),
+    ("push", "pull"),
+    ("lock", "unlock"),
+    ("install", "uninstall"),
+    ("start", "stop"),
+    ("open", "close"),
+    ("min", "max"),
+    ("minimum", "maximum"),
+    ("smallest", "largest"),
+    ("lowest", "highest"),
+    ("first", "last"),
+    ("before", "after"),
+    ("ascending", "descending"),
+    ("uppercase", "lowercase"),
+    ("upper", "lower"),
+    ("faster", "slower"),
+    ("fast", "slow"),
+    ("cheaper", "expensive"),
+    ("hot", "cold"),
+    ("warmer", "colder"),
+    ("advantages", "disadvantages"),
+    ("pros", "cons"),
+    ("buy", "sell"),
+    ("win", "lose"),
+    ("left", "right"),
+    ("north", "south"),
+    ("east", "west"),
+    ("better", "worse"),
+];
+
+/// One side holds a word, the other its opposite (and not the word itself).
+fn antonym_swap(la: &HashSet<String>, lb: &HashSet<String>) -> bool {
+    ANTONYMS.iter().any(|(x, y)| {
+        let (ax, ay, bx, by) = (
+            la.contains(*x),
+            la.contains(*y),
+            lb.contains(*x),
+            lb.contains(*y),
+        );
+        (ax && by && !bx && !ay) || (ay && bx && !by && !ax)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalized_equal_texts_are_exact() {
+        for (a, b) in [
+            (
+                "How do I reverse a list in Python?",
+                "how do i reverse a list in python",
+            ),
+            ("Hi! What's a monad?", "whats a monad? Thanks!"),
+            ("  spaced   out  \n", "Spaced out."),
+            ("Quick question: what is CORS?", "what is CORS"),
+        ] {
+            assert_eq!(guard(a, b), Verdict::Exact, "{a:?} {b:?}");
+        }
+    }
+
+    #[test]
+    fn what_embeddings_blur_is_refused() {
+        for (a, b, why) in [
+            (
+                "Convert 5 km to miles",
+                "Convert 6 km to miles",
+                Verdict::Numbers,
+            ),
+            (
+                "Give me three examples",
+                "Give me four examples",
+                Verdict::Numbers,
+            ),
+            (
+                "Is it safe to eat raw eggs?",
+                "Is it not safe to eat raw eggs?",
+                Verdict::Negation,
+            ),
+            (
+                "Convert 5 km to miles",
+                "Convert 5 miles to km",
+                Verdict::Reversed,
+            ),
+            (
+                "How tall is 6 feet in cm?",
+                "How tall is 6 feet in inches?",
+                Verdict::Units,
+            ),
+            (
+                "Reverse a list in Python",
+                "Reverse a list in Rust",
+                Verdict::Entities,
+            ),
+            (
+                "How do I enable SSH?",
+                "How do I disable SSH?",
+                Verdict::Antonym,
+            ),
+            (
+                "convert string to integer",
+                "convert integer to string",
+                Verdict::Reversed,
+            ),
+        ] {
+            assert_eq!(guard(a, b), why, "{a:?} {b:?}");
+            assert!(!why.allows());
+        }
+    }
+
+    #[test]
+    fn paraphrases_pass() {
+        for (a, b) in [
+            (
+                "How do I reverse a list in Python?",
+                "What is the way to reverse a Python list?",
+            ),
+            (
+                "How do I remove duplicates from an array in JavaScript?",
+                "How do I remove duplictaes from an array in JavaScript?",
+            ),
+        ] {
+            assert!(guard(a, b).allows(), "{a:?} {b:?}: {:?}", guard(a, b));
+        }
+    }
+
+    #[test]
+    fn tokens_keep_technical_words() {
+        assert_eq!(
+            tokens("Use C++ and node.js, don't use Bob's utf-8."),
+            ["Use", "C++", "and", "node.js", "don't", "use", "Bob", "utf-8"]
+        );
+        assert_eq!(numbers("1,000 and 2.5 and three"), ["1000", "2.5", "3"]);
+        assert!(near("javascript", "javscript"));
+        assert!(!near("java", "lava"));
+    }
+}

@@ -1,0 +1,98 @@
+//! The semantic cache: an embedder, a guard and an index of the last user messages of
+//! cached answers, per hard partition.
+
+mod embed;
+mod guard;
+mod http;
+mod index;
+mod sync;
+
+use std::sync::Arc;
+
+pub use self::embed::{EmbedError, EmbedFuture, Embedder, HashEmbedder};
+pub use self::guard::{guard, normalize, Verdict};
+pub use self::http::HttpEmbedder;
+pub use self::index::{Candidate, Index};
+pub use self::sync::IndexSync;
+
+use crate::config::{Config, ConfigError, EmbedderKind, SemanticCacheConfig};
+
+/// An embedder with its threshold, and the index it fills.
+pub struct SemanticCache {
+    embedder: Arc<dyn Embedder>,
+    threshold: f32,
+    index: Index,
+}
+
+impl SemanticCache {
+    /// A semantic cache over `embedder`: a candidate is a hit from cosine `threshold` (and
+    /// only if the guard agrees).
+    pub fn new(embedder: Arc<dyn Embedder>, threshold: f32, config: &SemanticCacheConfig) -> Self {
+        Self {
+            embedder,
+            threshold,
+            index: Index::new(config.max_entries_per_partition, config.max_entries),
+        }
+    }
+
+    /// The semantic cache as `config.cache.semantic` describes it; `None` when it is off.
+    pub fn from_config(config: &Config) -> Result<Option<Self>, ConfigError> {
+        let semantic = &config.cache.semantic;
+        if !semantic.enabled {
+            return Ok(None);
+        }
+        let (embedder, threshold): (Arc<dyn Embedder>, f32) = match semantic.embedder {
+            EmbedderKind::Hash => (
+                Arc::new(HashEmbedder::new(semantic.hash.dims)),
+                semantic.hash.threshold,
+            ),
+            EmbedderKind::Http => {
+                let http = semantic.http.as_ref().ok_or_else(|| {
+                    ConfigError::new(
+                        "cache.semantic.embedder: `http` needs a `http: { url, model }` section",
+                    )
+                })?;
+                (
+                    Arc::new(HttpEmbedder::new(http, &config.upstream)?),
+                    http.threshold,
+                )
+            }
+        };
+        Ok(Some(Self::new(embedder, threshold, semantic)))
+    }
+
+    /// The embedder.
+    pub fn embedder(&self) -> &dyn Embedder {
+        &*self.embedder
+    }
+
+    /// The cosine from which a guarded candidate is a hit.
+    pub fn threshold(&self) -> f32 {
+        self.threshold
+    }
+
+    /// The index.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The candidates for `text` in `partition`, best first: a normalized exact match
+    /// (without embedding), else the guarded neighbours at or above the threshold. Also
+    /// returns the embedding when one was made.
+    pub async fn candidates(
+        &self,
+        partition: &str,
+        text: &str,
+    ) -> (Vec<Candidate>, Option<Result<Vec<f32>, EmbedError>>) {
+        if let Some(exact) = self.index.find_normalized(partition, text) {
+            return (vec![exact], None);
+        }
+        match self.embedder.embed(text).await {
+            Ok(vector) => (
+                self.index.search(partition, text, &vector, self.threshold),
+                Some(Ok(vector)),
+            ),
+            Err(err) => (Vec::new(), Some(Err(err))),
+        }
+    }
+}

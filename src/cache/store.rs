@@ -1,0 +1,120 @@
+//! Where cached answers are kept.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::entry::{now_ms, CachedResponse};
+
+/// The future a store returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A store that could not be reached or answered nonsense.
+#[derive(Debug, Clone)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Keeps answers by key until they expire.
+///
+/// Keys arrive already scoped and hashed. Every method must give up within a bounded time:
+/// on an error the cache is bypassed for that request, never waited on.
+pub trait CacheStore: Send + Sync + 'static {
+    /// The answer stored under `key`, if any and not expired.
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<CachedResponse>>;
+    /// Stores `entry` under `key` until it expires.
+    fn put<'a>(&'a self, key: &'a str, entry: CachedResponse) -> StoreFuture<'a, ()>;
+}
+
+/// The default store: this process's memory, bounded in bytes, each entry expiring at its
+/// own TTL.
+#[derive(Clone)]
+pub struct MemoryStore {
+    cache: moka::sync::Cache<String, Arc<CachedResponse>>,
+}
+
+struct EntryExpiry;
+
+impl moka::Expiry<String, Arc<CachedResponse>> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        entry: &Arc<CachedResponse>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(entry.remaining(now_ms()))
+    }
+}
+
+impl MemoryStore {
+    /// A store holding at most `max_bytes` of answers.
+    pub fn new(max_bytes: u64) -> Self {
+        Self {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(max_bytes)
+                .weigher(|_, v: &Arc<CachedResponse>| u32::try_from(v.size()).unwrap_or(u32::MAX))
+                .expire_after(EntryExpiry)
+                .build(),
+        }
+    }
+
+    /// The answer under `key`, now.
+    pub fn get_now(&self, key: &str) -> Option<CachedResponse> {
+        let entry = self.cache.get(key)?;
+        if entry.is_expired(now_ms()) {
+            self.cache.invalidate(key);
+            return None;
+        }
+        Some((*entry).clone())
+    }
+
+    /// Stores `entry` under `key`, now.
+    pub fn put_now(&self, key: &str, entry: CachedResponse) {
+        self.cache.insert(key.to_owned(), Arc::new(entry));
+    }
+}
+
+impl CacheStore for MemoryStore {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<CachedResponse>> {
+        Box::pin(std::future::ready(Ok(self.get_now(key))))
+    }
+
+    fn put<'a>(&'a self, key: &'a str, entry: CachedResponse) -> StoreFuture<'a, ()> {
+        self.put_now(key, entry);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn entries_expire_at_their_own_ttl() {
+        let store = MemoryStore::new(1 << 20);
+        let entry =
+            |ttl| CachedResponse::new(Bytes::from_static(b"{}"), "p".into(), "m".into(), ttl);
+        store
+            .put("short", entry(Duration::from_millis(50)))
+            .await
+            .unwrap();
+        store
+            .put("long", entry(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert!(store.get("short").await.unwrap().is_some());
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(store.get("short").await.unwrap().is_none());
+        assert!(store.get("long").await.unwrap().is_some());
+    }
+}
