@@ -13,7 +13,8 @@
 # gateway (and of the upstream) from /proc/PID/stat, the gateway's RSS, and, under
 # callgrind, the gateway's instructions per JSON request and per stream (CALLGRIND_REQUESTS
 # JSON requests, a quarter as many streams; 0 skips; CALLGRIND_OUT=DIR keeps the profiles
-# for callgrind_annotate). Compare ratios within one run: absolute numbers move with the
+# for callgrind_annotate), per idempotent replay and per exact cache hit (the cache is on for
+# one model name only, `up/echo?usage=true`, so the other workloads pass it by). Compare ratios within one run: absolute numbers move with the
 # machine's noise (wrk, gateway and upstream share the cores).
 set -euo pipefail
 
@@ -127,6 +128,7 @@ listen: 127.0.0.1:0
 providers:
   up: { kind: openai, api_base: "$UPSTREAM/v1", api_key: sk-bench, models: [echo] }
 metering: { sqlite_path: "$WORK/usage.db" }   # the default ledger, kept out of the checkout
+cache: { enabled: true, models: ["up/echo?usage=true"] }
 EOF
 start "$WORK/gateway.log" "$GATEWAY_BIN" --config "$WORK/gateway.yaml"
 GW_PID=$STARTED_PID
@@ -167,7 +169,7 @@ wait "$GW_PID" 2>/dev/null || true
 # --- callgrind: instructions per request in the gateway ----------------------------------
 # For each workload: N requests on one keep-alive connection (like wrk -c1), dumped, then an
 # idle baseline over as long (timers, metrics upkeep), dumped and subtracted.
-declare -A IR=([json]=n/a [stream]=n/a [replay]=n/a)
+declare -A IR=([json]=n/a [stream]=n/a [replay]=n/a [hit]=n/a)
 if [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
     CG_OUT=${CALLGRIND_OUT:-$WORK}
     mkdir -p "$CG_OUT"
@@ -177,8 +179,10 @@ if [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
     CG_URL=http://$STARTED_ADDR/v1/chat/completions
     ir() { grep -h '^summary:\|^totals:' "$1" | head -n1 | awk '{ print $2 }'; }
     dump=0
-    # replay: the JSON request with an Idempotency-Key already answered (served from memory).
-    for w in json stream replay; do
+    # replay: the JSON request with an Idempotency-Key already answered (served from memory);
+    # hit: the JSON request for the cached model, answered from the cache after the warm-up.
+    body "up/echo?usage=true" false >"$WORK/gateway-hit.json"
+    for w in json stream replay hit; do
         n=$CALLGRIND_REQUESTS
         [ "$w" = stream ] && n=$(((n + 3) / 4))
         body=$WORK/gateway-$w.json header="x-bench: 1"
@@ -228,4 +232,4 @@ for w in stream paced; do
     done
 done
 echo "gateway RSS: idle after start $((RSS_IDLE / 1024)) MB ($RSS_IDLE kB), after load $((RSS_LOADED / 1024)) MB ($RSS_LOADED kB)"
-echo "gateway instructions per request (callgrind, idle subtracted): json ${IR[json]}, stream ${IR[stream]} ($STREAM_EVENTS events), idempotent replay ${IR[replay]}"
+echo "gateway instructions per request (callgrind, idle subtracted): json ${IR[json]}, stream ${IR[stream]} ($STREAM_EVENTS events), idempotent replay ${IR[replay]}, cache hit ${IR[hit]}"
