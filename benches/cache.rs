@@ -6,7 +6,7 @@
 //! ```
 //!
 //! - `gateway/proxied_{json,stream}`: the cache off; the answer comes from the mock.
-//! - `gateway/miss_json`: the cache on, a new request each time (canonical key + SHA-256,
+//! - `gateway/miss_json`: the cache on, a new request each time (canonical key + BLAKE3,
 //!   a memory lookup, the answer captured and stored).
 //! - `gateway/hit_{json,stream}`: the same request again, answered from memory (as JSON,
 //!   or replayed as a 53-event SSE stream).

@@ -1,10 +1,12 @@
 //! The response cache: a chat request is answered from an earlier answer when it is safe
 //! to, and says so in `x-gateway-cache` (`hit`, `semantic-hit`, `miss`, `bypass`) and `age`.
 //!
-//! - **Exact.** The key is a SHA-256 of the scope and the canonical request: the resolved
+//! - **Exact.** The key is a BLAKE3 hash of the scope and the canonical request: the resolved
 //!   model, messages, tools and every parameter, with object members in key order and no
 //!   whitespace (`1.0` and `1` alike), without `stream`, `stream_options` and `user`. The
 //!   scope is the gateway key ([`KeyId`](crate::auth::KeyId)) unless `scope: shared`.
+//!   Byte-identical repeats, the common case, skip the canonical form: each instance maps
+//!   a hash of the request as sent to the canonical key it had.
 //! - **Any form in, any form out.** A JSON answer is kept as it is; a streamed one is
 //!   assembled into a `chat.completion` as its frames pass (none is held back). A hit is
 //!   served as JSON, or as a well-formed SSE stream (role chunk, content, refusal, tool

@@ -17,7 +17,7 @@ use tower::{Layer, Service};
 
 use super::assemble::{Capture, CaptureBody};
 use super::entry::{now_ms, to_sse, CachedResponse};
-use super::key::{analyze, SemanticLimits};
+use super::key::{analyze, raw_key, SemanticLimits};
 use super::redis::RedisStore;
 use super::semantic::{IndexSync, SemanticCache};
 use super::store::{CacheStore, MemoryStore, StoreError};
@@ -57,6 +57,8 @@ struct Shared {
     /// With a shared store: keeps the semantic index of every instance in step.
     sync: Option<IndexSync>,
     limits: Option<SemanticLimits>,
+    /// The request as sent (`raw_key`) → its canonical key, for byte-identical repeats.
+    canonical_keys: moka::sync::Cache<[u8; 32], Arc<str>>,
     counters: Counters,
     /// When a store or embedder failure was last logged (ms since the epoch).
     last_warned: AtomicU64,
@@ -105,12 +107,18 @@ impl CacheLayer {
             max_text_chars: config.semantic.max_text_chars,
         });
         let shared = config.enabled.then(|| {
+            // About one key per 4 KB of answers: ~130 bytes each, 4 MB at the default size.
+            let canonical_keys = moka::sync::Cache::builder()
+                .max_capacity((config.max_memory_bytes / 4096).max(1024))
+                .time_to_live(config.max_ttl)
+                .build();
             Arc::new(Shared {
                 config,
                 store,
                 semantic,
                 sync,
                 limits,
+                canonical_keys,
                 counters: Counters::new(),
                 last_warned: AtomicU64::new(0),
             })
@@ -218,7 +226,11 @@ where
 
 /// What the cache does for one request.
 struct Plan {
-    key: String,
+    /// The hash of the request as sent.
+    raw: [u8; 32],
+    key: Arc<str>,
+    /// Whether the request was read (`analyze`): not when its bytes were seen before.
+    analyzed: bool,
     semantic: Option<(String, String)>,
     lookup: bool,
     store: bool,
@@ -251,26 +263,41 @@ impl Shared {
         if !(lookup || store) || !model_matches(&config.models, llm.model()) {
             return None;
         }
-        let scope = match config.scope {
-            CacheScope::Shared => "shared",
-            CacheScope::Key => req
-                .extensions()
-                .get::<KeyId>()
-                .map_or("anonymous", |k| &k.0),
+        let scope = self.scope(req);
+        let raw = raw_key(scope, llm.model(), req.body());
+        let (key, analyzed, semantic) = match self.canonical_keys.get(&raw) {
+            // Seen before, so cacheable (the same bytes, the same verdict).
+            Some(key) => (key, false, None),
+            None => {
+                let analysis = analyze(req.body(), llm.model(), scope, self.limits)?;
+                if config.cacheable == Cacheable::Deterministic && !analysis.deterministic {
+                    return None;
+                }
+                (analysis.key.into(), true, analysis.semantic)
+            }
         };
-        let analysis = analyze(req.body(), llm.model(), scope, self.limits)?;
-        if config.cacheable == Cacheable::Deterministic && !analysis.deterministic {
-            return None;
-        }
         Some(Plan {
-            key: analysis.key,
-            semantic: analysis.semantic,
+            raw,
+            key,
+            analyzed,
+            semantic,
             lookup,
             store,
             ttl,
             stream: llm.stream(),
             include_usage: llm.include_usage(),
         })
+    }
+
+    /// Whose answers `req` may be given.
+    fn scope<'r>(&self, req: &'r Request<Bytes>) -> &'r str {
+        match self.config.scope {
+            CacheScope::Shared => "shared",
+            CacheScope::Key => req
+                .extensions()
+                .get::<KeyId>()
+                .map_or("anonymous", |k| &k.0),
+        }
     }
 
     fn count(&self, verdict: &str) {
@@ -369,7 +396,7 @@ async fn handle<S>(
     shared: Arc<Shared>,
     mut inner: S,
     req: Request<Bytes>,
-    plan: Plan,
+    mut plan: Plan,
 ) -> Result<Response<Body>, GatewayError>
 where
     S: Service<Request<Bytes>, Response = Response<Body>, Error = GatewayError> + Send + 'static,
@@ -382,7 +409,18 @@ where
         match shared.store.get(&plan.key).await {
             Ok(Some(entry)) => {
                 if let Some(response) = serve(&shared, &entry, &plan, None) {
+                    if plan.analyzed {
+                        shared.canonical_keys.insert(plan.raw, plan.key.clone());
+                    }
                     return Ok(response);
+                }
+            }
+            Ok(None) if !plan.analyzed && shared.semantic.is_some() => {
+                // Known bytes whose answer expired: read the request for the semantic match.
+                if let Some(llm) = req.extensions().get::<LlmRequest>() {
+                    let scope = shared.scope(&req);
+                    plan.semantic = analyze(req.body(), llm.model(), scope, shared.limits)
+                        .and_then(|analysis| analysis.semantic);
                 }
             }
             Ok(None) => {}
@@ -442,10 +480,15 @@ where
     };
     let (provider, model) = answered_by(&parts.headers);
     let Plan {
-        key, semantic, ttl, ..
+        raw,
+        key,
+        semantic,
+        ttl,
+        ..
     } = plan;
     let body = CaptureBody::new(body, capture, max, move |completion: Bytes| {
         let entry = CachedResponse::new(completion, provider, model, ttl);
+        shared.canonical_keys.insert(raw, key.clone());
         keep(shared, key, entry, semantic, vector);
     });
     Ok(Response::from_parts(parts, Body::new(body)))
@@ -466,7 +509,7 @@ fn answered_by(headers: &HeaderMap) -> (String, String) {
 /// and embedder answer synchronously (memory, hash), otherwise in the background.
 fn keep(
     shared: Arc<Shared>,
-    key: String,
+    key: Arc<str>,
     entry: CachedResponse,
     semantic: Option<(String, String)>,
     vector: Option<Vec<f32>>,
