@@ -242,11 +242,16 @@ impl Capture {
     fn finish(self) -> Option<Bytes> {
         match self {
             Self::Json(body) => {
+                // Checked without building a `Value` of it: no allocation but the list.
+                #[derive(serde::Deserialize)]
+                struct Completion<'a> {
+                    object: &'a str,
+                    #[serde(rename = "choices")] // read to check that it is a list
+                    _choices: Vec<serde::de::IgnoredAny>,
+                }
                 let body = body.freeze();
-                let value: Value = serde_json::from_slice(&body).ok()?;
-                (value.get("object").and_then(Value::as_str) == Some("chat.completion")
-                    && value.get("choices").is_some_and(Value::is_array))
-                .then_some(body)
+                let completion: Completion<'_> = serde_json::from_slice(&body).ok()?;
+                (completion.object == "chat.completion").then_some(body)
             }
             Self::Stream(assembler) => assembler.finish(),
         }

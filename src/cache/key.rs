@@ -1,9 +1,9 @@
 //! The canonical request: what makes two requests "the same request" for the cache, and
 //! the hard partition a semantic match must stay inside.
 
-use std::io::Write as _;
+use std::borrow::Cow;
 
-use serde_json::{Map, Value};
+use super::canonical::Json;
 
 /// Members that cannot change the answer: how it is delivered, and who asked.
 const IGNORED: [&str; 3] = ["stream", "stream_options", "user"];
@@ -34,20 +34,19 @@ pub(crate) fn analyze(
     scope: &str,
     semantic: Option<SemanticLimits>,
 ) -> Option<Analysis> {
-    let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(body) else {
+    let mut request = Json::parse(body)?;
+    let Json::Object(members) = &mut request else {
         return None;
     };
-    for member in IGNORED {
-        request.remove(member);
-    }
-    request.insert("model".to_owned(), Value::String(model.to_owned()));
+    members.retain(|(name, _)| !IGNORED.contains(&name.as_ref()) && name != "model");
+    members.push((Cow::Borrowed("model"), Json::Str(Cow::Borrowed(model))));
     let deterministic = request
         .get("temperature")
-        .and_then(Value::as_f64)
+        .and_then(Json::as_f64)
         .is_some_and(|t| t == 0.0)
-        || request.get("seed").is_some_and(|s| !s.is_null());
+        || request.get("seed").is_some_and(|s| *s != Json::Null);
     let mut canonical = Vec::with_capacity(body.len());
-    write_members(&request, &mut canonical);
+    request.write(&mut canonical);
     let key = digest(b"exact", scope, &canonical);
     let semantic = semantic.and_then(|limits| partition(request, scope, limits, canonical));
     Some(Analysis {
@@ -59,38 +58,41 @@ pub(crate) fn analyze(
 
 /// The partition and last user text, when the conversation qualifies.
 fn partition(
-    mut request: Map<String, Value>,
+    mut request: Json<'_>,
     scope: &str,
     limits: SemanticLimits,
     mut canonical: Vec<u8>,
 ) -> Option<(String, String)> {
-    let messages = request.get_mut("messages")?.as_array_mut()?;
+    let Some(Json::Array(messages)) = request.get_mut("messages") else {
+        return None;
+    };
     if messages.is_empty() || messages.len() > limits.max_messages {
         return None;
     }
-    let last = messages.last_mut()?.as_object_mut()?;
-    if last.get("role").and_then(Value::as_str) != Some("user") {
+    let last = messages.last_mut()?;
+    if last.get("role").and_then(Json::as_str) != Some("user") {
         return None;
     }
-    let text = user_text(last.get("content")?)?;
+    let content = last.get_mut("content")?;
+    let text = user_text(content)?;
     if text.trim().is_empty() || text.chars().count() > limits.max_text_chars {
         return None;
     }
-    last.insert("content".to_owned(), Value::Null);
+    *content = Json::Null;
     canonical.clear();
-    write_members(&request, &mut canonical);
+    request.write(&mut canonical);
     Some((digest(b"partition", scope, &canonical), text))
 }
 
 /// A message's text: a string, or text parts only (anything else, such as an image, is not
 /// matched semantically).
-fn user_text(content: &Value) -> Option<String> {
+fn user_text(content: &Json<'_>) -> Option<String> {
     match content {
-        Value::String(text) => Some(text.clone()),
-        Value::Array(parts) => {
+        Json::Str(text) => Some(text.to_string()),
+        Json::Array(parts) => {
             let mut text = String::new();
             for part in parts {
-                if part.get("type").and_then(Value::as_str) != Some("text") {
+                if part.get("type").and_then(Json::as_str) != Some("text") {
                     return None;
                 }
                 if !text.is_empty() {
@@ -127,50 +129,6 @@ pub(crate) fn raw_key(scope: &str, model: &str, body: &[u8]) -> [u8; 32] {
     hash.update(&[0]);
     hash.update(body);
     *hash.finalize().as_bytes()
-}
-
-/// JSON with object members in key order, no whitespace, and numbers that are whole
-/// written as integers (`1.0` and `1` are the same parameter).
-pub(crate) fn write_canonical(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 9.0e15 => {
-                write!(out, "{}", f as i64).expect("a Vec takes it");
-            }
-            _ => write!(out, "{n}").expect("a Vec takes it"),
-        },
-        Value::String(s) => serde_json::to_writer(&mut *out, s).expect("a str serialises"),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(b']');
-        }
-        Value::Object(members) => write_members(members, out),
-    }
-}
-
-/// An object's members in key order. (serde_json's map is sorted already unless some crate
-/// in the build turns on its `preserve_order`; sorting sorted keys is one pass.)
-fn write_members(members: &Map<String, Value>, out: &mut Vec<u8>) {
-    let mut keys: Vec<&String> = members.keys().collect();
-    keys.sort_unstable();
-    out.push(b'{');
-    for (i, key) in keys.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        serde_json::to_writer(&mut *out, key).expect("a str serialises");
-        out.push(b':');
-        write_canonical(&members[key], out);
-    }
-    out.push(b'}');
 }
 
 #[cfg(test)]

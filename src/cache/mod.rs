@@ -42,6 +42,7 @@
 //! ```
 
 mod assemble;
+mod canonical;
 mod entry;
 mod key;
 mod redis;

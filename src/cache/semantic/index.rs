@@ -13,6 +13,9 @@ use super::embed::normalize;
 use super::guard::{guard, normalize as normalize_text};
 use crate::cache::entry::now_ms;
 
+/// How many of the nearest entries above the threshold the guard examines per lookup.
+const MAX_GUARDED: usize = 4;
+
 /// A candidate answer for a request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
@@ -206,7 +209,8 @@ impl Index {
     }
 
     /// Entries of `partition` at cosine ≥ `threshold` from `vector` that the guard accepts
-    /// for `text`, best first.
+    /// for `text`, best first; of the `MAX_GUARDED` best only (a miss, never a wrong hit,
+    /// when more look alike).
     pub fn search(
         &self,
         partition: &str,
@@ -231,7 +235,14 @@ impl Index {
                 scored.push((i, s));
             }
         }
-        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        // The guard only for the best few: templated prompts ("ticket 1", "ticket 2", …)
+        // put thousands of entries above the threshold, every one of which it would reject.
+        let best_first = |a: &(usize, f32), b: &(usize, f32)| b.1.total_cmp(&a.1);
+        if scored.len() > MAX_GUARDED {
+            scored.select_nth_unstable_by(MAX_GUARDED - 1, best_first);
+            scored.truncate(MAX_GUARDED);
+        }
+        scored.sort_by(best_first);
         scored
             .into_iter()
             .filter_map(|(i, similarity)| {
@@ -245,7 +256,7 @@ impl Index {
     }
 }
 
-/// Dot product in four independent lanes (the compiler vectorizes it).
+/// Dot product in eight independent lanes (the compiler vectorizes it).
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -293,6 +304,22 @@ mod tests {
         index.remove("p1", "k1");
         assert!(index.search("p1", q, &e.embed_now(q), 0.5).is_empty());
         assert_eq!(index.len(), 2);
+    }
+
+    #[test]
+    fn templated_prompts_find_their_own_entry_among_thousands_that_look_alike() {
+        let index = Index::new(10_000, 10_000);
+        let e = super::super::embed::HashEmbedder::new(512);
+        for i in 0..3000 {
+            let text = format!("Summarize support ticket number {i} for the weekly report");
+            assert!(index.insert("p", &format!("k{i}"), &text, e.embed_now(&text), later()));
+        }
+        let q = "summarize the support ticket number 1234 for the weekly report";
+        let found = index.search("p", q, &e.embed_now(q), 0.8);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(&*found[0].key, "k1234");
+        let q = "summarize support ticket number 5000 for the weekly report";
+        assert!(index.search("p", q, &e.embed_now(q), 0.8).is_empty());
     }
 
     #[test]
