@@ -127,6 +127,35 @@ async fn a_repeated_request_is_a_hit_json_and_stream() {
 }
 
 #[tokio::test]
+async fn embeddings_are_cached_too_and_never_answer_a_chat() {
+    let s = Setup::new("cache: { enabled: true }").await;
+    let url = format!("{}/v1/embeddings", s.gw.url());
+    let auth = [("authorization", "Bearer sk-a")];
+    let input = unique("embed me");
+    let body = json!({ "model": "up/embed", "input": [input, "and me"] }).to_string();
+    let first = post(&url, &body, &auth).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(verdict(&first), "miss");
+    let calls = s.mock.requests();
+    let reordered = json!({ "input": [input, "and me"], "model": "up/embed" }).to_string();
+    let second = post(&url, &reordered, &auth).await;
+    assert_eq!(verdict(&second), "hit");
+    assert_eq!(second.body, first.body);
+    assert_eq!(second.headers["content-type"], "application/json");
+    assert_eq!(s.mock.requests(), calls, "the hit made no upstream call");
+    let other = json!({ "model": "up/embed", "input": [input] }).to_string();
+    assert_eq!(verdict(&post(&url, &other, &auth).await), "miss");
+    // The same bytes as a chat request: both fields present, two different answers.
+    let both = json!({ "model": "up/echo", "input": input, "messages": user(&input) }).to_string();
+    let embedded = post(&url, &both, &auth).await;
+    let chatted = s.send(&both, &[]).await;
+    assert_eq!((verdict(&embedded), verdict(&chatted)), ("miss", "miss"));
+    assert_eq!(verdict(&s.send(&both, &[]).await), "hit");
+    let again: Value = serde_json::from_slice(&post(&url, &both, &auth).await.body).unwrap();
+    assert_eq!(again["object"], "list");
+}
+
+#[tokio::test]
 async fn key_order_and_whitespace_hit_other_parameters_miss() {
     let s = Setup::new("cache: { enabled: true }").await;
     let q = unique("order");

@@ -231,8 +231,9 @@ impl Assembler {
 
 /// What a tapped answer is being turned into.
 pub(crate) enum Capture {
-    /// A JSON body, kept as it passes.
-    Json(BytesMut),
+    /// A JSON body whose `object` must be the one given (`chat.completion`, or `list` for
+    /// embeddings), kept as it passes.
+    Json(BytesMut, &'static str),
     /// A stream, assembled as it passes.
     Stream(Box<Assembler>),
 }
@@ -241,17 +242,18 @@ impl Capture {
     /// The `chat.completion` once the body has ended whole.
     fn finish(self) -> Option<Bytes> {
         match self {
-            Self::Json(body) => {
+            Self::Json(body, object) => {
                 // Checked without building a `Value` of it: no allocation but the list.
                 #[derive(serde::Deserialize)]
                 struct Completion<'a> {
                     object: &'a str,
-                    #[serde(rename = "choices")] // read to check that it is a list
-                    _choices: Vec<serde::de::IgnoredAny>,
+                    // Read to check that it is a list: `choices`, or `data` of embeddings.
+                    #[serde(alias = "choices", alias = "data")]
+                    _items: Vec<serde::de::IgnoredAny>,
                 }
                 let body = body.freeze();
                 let completion: Completion<'_> = serde_json::from_slice(&body).ok()?;
-                (completion.object == "chat.completion").then_some(body)
+                (completion.object == object).then_some(body)
             }
             Self::Stream(assembler) => assembler.finish(),
         }
@@ -304,7 +306,7 @@ impl<F: FnOnce(Bytes)> http_body::Body for CaptureBody<F> {
                         *this.capture = None;
                     } else {
                         match capture {
-                            Capture::Json(body) => body.extend_from_slice(data),
+                            Capture::Json(body, _) => body.extend_from_slice(data),
                             Capture::Stream(assembler) => assembler.push(data),
                         }
                     }

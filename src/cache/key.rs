@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use super::canonical::Json;
+use crate::request::Endpoint;
 
 /// Members that cannot change the answer: how it is delivered, and who asked.
 const IGNORED: [&str; 3] = ["stream", "stream_options", "user"];
@@ -13,7 +14,7 @@ const IGNORED: [&str; 3] = ["stream", "stream_options", "user"];
 pub(crate) struct Analysis {
     /// Hex BLAKE3 of the scope and the canonical request.
     pub(crate) key: String,
-    /// `temperature: 0` or a `seed`.
+    /// `temperature: 0` or a `seed` (embeddings always are).
     pub(crate) deterministic: bool,
     /// For a semantic match: the partition (the canonical request without the last user
     /// message's text) and that text.
@@ -27,9 +28,10 @@ pub(crate) struct SemanticLimits {
     pub(crate) max_text_chars: usize,
 }
 
-/// Reads a chat request body; `None` when it is not a JSON object.
+/// Reads a chat or embeddings request body; `None` when it is not a JSON object.
 pub(crate) fn analyze(
     body: &[u8],
+    endpoint: Endpoint,
     model: &str,
     scope: &str,
     semantic: Option<SemanticLimits>,
@@ -40,13 +42,20 @@ pub(crate) fn analyze(
     };
     members.retain(|(name, _)| !IGNORED.contains(&name.as_ref()) && name != "model");
     members.push((Cow::Borrowed("model"), Json::Str(Cow::Borrowed(model))));
+    let mut canonical = Vec::with_capacity(body.len());
+    request.write(&mut canonical);
+    if endpoint == Endpoint::Embeddings {
+        return Some(Analysis {
+            key: digest(b"embeddings", scope, &canonical),
+            deterministic: true,
+            semantic: None,
+        });
+    }
     let deterministic = request
         .get("temperature")
         .and_then(Json::as_f64)
         .is_some_and(|t| t == 0.0)
         || request.get("seed").is_some_and(|s| *s != Json::Null);
-    let mut canonical = Vec::with_capacity(body.len());
-    request.write(&mut canonical);
     let key = digest(b"exact", scope, &canonical);
     let semantic = semantic.and_then(|limits| partition(request, scope, limits, canonical));
     Some(Analysis {
@@ -120,9 +129,10 @@ fn digest(kind: &[u8], scope: &str, canonical: &[u8]) -> String {
 }
 
 /// The hash of a request's bytes as sent, for the fast path of exact repeats: the same
-/// scope, model and body bytes always have the same canonical key.
-pub(crate) fn raw_key(scope: &str, model: &str, body: &[u8]) -> [u8; 32] {
+/// endpoint, scope, model and body bytes always have the same canonical key.
+pub(crate) fn raw_key(endpoint: Endpoint, scope: &str, model: &str, body: &[u8]) -> [u8; 32] {
     let mut hash = blake3::Hasher::new();
+    hash.update(&[endpoint as u8]);
     hash.update(scope.as_bytes());
     hash.update(&[0]);
     hash.update(model.as_bytes());
@@ -135,13 +145,17 @@ pub(crate) fn raw_key(scope: &str, model: &str, body: &[u8]) -> [u8; 32] {
 mod tests {
     use super::*;
 
+    const CHAT: Endpoint = Endpoint::ChatCompletions;
+
     const LIMITS: SemanticLimits = SemanticLimits {
         max_messages: 4,
         max_text_chars: 2000,
     };
 
     fn key(body: &str) -> String {
-        analyze(body.as_bytes(), "m", "team-a", None).unwrap().key
+        analyze(body.as_bytes(), CHAT, "m", "team-a", None)
+            .unwrap()
+            .key
     }
 
     #[test]
@@ -162,6 +176,7 @@ mod tests {
         );
         let other_scope = analyze(
             br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":1}"#,
+            CHAT,
             "m",
             "team-b",
             None,
@@ -174,14 +189,18 @@ mod tests {
     #[test]
     fn the_resolved_model_is_part_of_the_key() {
         let body = br#"{"model":"alias","messages":[{"role":"user","content":"hi"}]}"#;
-        let one = analyze(body, "p/one", "s", None).unwrap().key;
-        let two = analyze(body, "p/two", "s", None).unwrap().key;
+        let one = analyze(body, CHAT, "p/one", "s", None).unwrap().key;
+        let two = analyze(body, CHAT, "p/two", "s", None).unwrap().key;
         assert_ne!(one, two);
     }
 
     #[test]
     fn determinism_is_temperature_zero_or_a_seed() {
-        let det = |b: &str| analyze(b.as_bytes(), "m", "s", None).unwrap().deterministic;
+        let det = |b: &str| {
+            analyze(b.as_bytes(), CHAT, "m", "s", None)
+                .unwrap()
+                .deterministic
+        };
         assert!(det(r#"{"messages":[],"temperature":0}"#));
         assert!(det(r#"{"messages":[],"temperature":0.0}"#));
         assert!(det(r#"{"messages":[],"seed":7}"#));
@@ -192,7 +211,7 @@ mod tests {
     #[test]
     fn partitions_ignore_only_the_last_user_text() {
         let part = |b: &str| {
-            analyze(b.as_bytes(), "m", "s", Some(LIMITS))
+            analyze(b.as_bytes(), CHAT, "m", "s", Some(LIMITS))
                 .unwrap()
                 .semantic
         };

@@ -1,5 +1,6 @@
 //! The response cache: a chat request is answered from an earlier answer when it is safe
 //! to, and says so in `x-gateway-cache` (`hit`, `semantic-hit`, `miss`, `bypass`) and `age`.
+//! Embeddings requests are cached too (exact matches only: an embedding is deterministic).
 //!
 //! - **Exact.** The key is a BLAKE3 hash of the scope and the canonical request: the resolved
 //!   model, messages, tools and every parameter, with object members in key order and no

@@ -237,6 +237,7 @@ struct Plan {
     ttl: Duration,
     stream: bool,
     include_usage: bool,
+    embeddings: bool,
 }
 
 impl Shared {
@@ -264,12 +265,13 @@ impl Shared {
             return None;
         }
         let scope = self.scope(req);
-        let raw = raw_key(scope, llm.model(), req.body());
+        let raw = raw_key(llm.endpoint(), scope, llm.model(), req.body());
         let (key, analyzed, semantic) = match self.canonical_keys.get(&raw) {
             // Seen before, so cacheable (the same bytes, the same verdict).
             Some(key) => (key, false, None),
             None => {
-                let analysis = analyze(req.body(), llm.model(), scope, self.limits)?;
+                let analysis =
+                    analyze(req.body(), llm.endpoint(), llm.model(), scope, self.limits)?;
                 if config.cacheable == Cacheable::Deterministic && !analysis.deterministic {
                     return None;
                 }
@@ -286,6 +288,7 @@ impl Shared {
             ttl,
             stream: llm.stream(),
             include_usage: llm.include_usage(),
+            embeddings: llm.endpoint() == Endpoint::Embeddings,
         })
     }
 
@@ -364,7 +367,12 @@ where
 
     fn call(&mut self, req: Request<Bytes>) -> Self::Future {
         let plan = match (&self.shared, req.extensions().get::<LlmRequest>()) {
-            (Some(shared), Some(llm)) if llm.endpoint() == Endpoint::ChatCompletions => {
+            (Some(shared), Some(llm))
+                if matches!(
+                    llm.endpoint(),
+                    Endpoint::ChatCompletions | Endpoint::Embeddings
+                ) =>
+            {
                 Some(shared.plan(&req, llm))
             }
             _ => None,
@@ -419,8 +427,14 @@ where
                 // Known bytes whose answer expired: read the request for the semantic match.
                 if let Some(llm) = req.extensions().get::<LlmRequest>() {
                     let scope = shared.scope(&req);
-                    plan.semantic = analyze(req.body(), llm.model(), scope, shared.limits)
-                        .and_then(|analysis| analysis.semantic);
+                    plan.semantic = analyze(
+                        req.body(),
+                        llm.endpoint(),
+                        llm.model(),
+                        scope,
+                        shared.limits,
+                    )
+                    .and_then(|analysis| analysis.semantic);
                 }
             }
             Ok(None) => {}
@@ -476,7 +490,12 @@ where
     let capture = if sse::is_event_stream(&parts.headers) {
         Capture::Stream(Box::default())
     } else {
-        Capture::Json(BytesMut::new())
+        let object = if plan.embeddings {
+            "list"
+        } else {
+            "chat.completion"
+        };
+        Capture::Json(BytesMut::new(), object)
     };
     let (provider, model) = answered_by(&parts.headers);
     let Plan {
