@@ -30,7 +30,7 @@ async fn rows(path: &std::path::Path, key: &str, count: usize) -> Vec<Value> {
             let mut select = conn
                 .prepare(
                     "SELECT request_id, requested_model, route, provider, upstream_model, status, outcome, stream, \
-                     prompt_tokens, completion_tokens, cost_usd, ttft_ms, attempts, replay, error_type, usage_source, latency_ms \
+                     prompt_tokens, completion_tokens, cost_usd, ttft_ms, attempts, replay, error_type, usage_source, latency_ms, cache \
                      FROM llm_usage WHERE key_name = ?1 ORDER BY id",
                 )
                 .unwrap();
@@ -54,6 +54,7 @@ async fn rows(path: &std::path::Path, key: &str, count: usize) -> Vec<Value> {
                         "error_type": r.get::<_, Option<String>>(14)?,
                         "usage_source": r.get::<_, String>(15)?,
                         "latency_ms": r.get::<_, f64>(16)?,
+                        "cache": r.get::<_, Option<String>>(17)?,
                     }))
                 })
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
@@ -271,6 +272,50 @@ async fn usage_is_estimated_with_the_tokenizer_when_the_upstream_reports_none() 
             "{row}"
         );
     }
+}
+
+#[tokio::test]
+async fn cache_hits_are_metered_with_their_tokens_at_no_cost() {
+    let s = Setup::new(
+        "aliases: { gpt-4o-mini: up/gpt-4o-mini }\ncache: { enabled: true, semantic: { enabled: true } }",
+    )
+    .await;
+    let text = unique("cache me");
+    let first = s.chat(&chat_body("gpt-4o-mini", &text, false)).await;
+    assert_eq!(first.headers["x-gateway-cache"], "miss");
+    let hit = s.chat(&chat_body("gpt-4o-mini", &text, false)).await;
+    assert_eq!(hit.headers["x-gateway-cache"], "hit");
+    let streamed = s.chat(&chat_body("gpt-4o-mini", &text, true)).await;
+    assert_eq!(streamed.headers["x-gateway-cache"], "hit");
+    assert!(
+        !streamed.text().contains("\"usage\""),
+        "no usage chunk the client did not ask for: {}",
+        streamed.text()
+    );
+    let reworded = s
+        .chat(&chat_body("gpt-4o-mini", &text.to_uppercase(), false))
+        .await;
+    assert_eq!(reworded.headers["x-gateway-cache"], "semantic-hit");
+    let rows = s.rows(4).await;
+    let tokens = |r: &Value| (r["prompt_tokens"].as_i64(), r["completion_tokens"].as_i64());
+    assert!(rows[0]["cost_usd"].as_f64().unwrap() > 0.0, "{}", rows[0]);
+    assert_eq!(rows[0]["cache"], "miss");
+    for (row, verdict) in rows[1..].iter().zip(["hit", "hit", "semantic-hit"]) {
+        assert_eq!(row["cache"], verdict, "{row}");
+        assert_eq!(
+            tokens(row),
+            tokens(&rows[0]),
+            "the cached answer's usage: {row}"
+        );
+        assert_eq!(
+            (row["cost_usd"].as_f64(), row["attempts"].as_i64()),
+            (Some(0.0), Some(0)),
+            "{row}"
+        );
+        assert_eq!(row["usage_source"], "upstream");
+        assert_eq!(row["provider"], "up");
+    }
+    assert_eq!(rows[2]["stream"], true);
 }
 
 #[tokio::test]
