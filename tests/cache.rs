@@ -529,62 +529,6 @@ fn redis_url() -> Option<String> {
     }
 }
 
-/// The example gateway binary beside the test binaries, brought up to date first (a no-op
-/// after `cargo test`, which builds examples; needed after `cargo test --test …`).
-fn gateway_binary() -> std::path::PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", "gateway"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build --example gateway");
-    });
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("gateway")
-}
-
-/// A gateway process (killed on drop) and its URL.
-struct Process(#[allow(dead_code)] tokio::process::Child, String);
-
-async fn spawn_gateway(yaml: &str) -> Process {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let path = std::env::temp_dir().join(unique("llm-tower-cache-gw") + ".yaml");
-    std::fs::write(&path, format!("{yaml}\nmetering: {{ sink: none }}")).unwrap();
-    let child = tokio::process::Command::new(gateway_binary())
-        .args([
-            "--config",
-            path.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Process(child, url);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("gateway process did not start");
-}
-
 /// Sends until the verdict is `want` (an answer stored through another instance reaches
 /// Redis in the background), at most for 3 s; `no-store`, so that a miss stores nothing.
 async fn eventually(url: &str, body: &str, want: &str) -> Answer {
@@ -612,9 +556,9 @@ async fn two_gateway_processes_share_exact_and_semantic_entries_through_redis() 
             "redis: {{ url: '{url}' }}\ncache: {{ enabled: true, store: redis, key_prefix: '{prefix}', semantic: {{ enabled: true }} }}"
         ),
     );
-    let a = spawn_gateway(&yaml).await;
-    let b = spawn_gateway(&yaml).await;
-    let chat_url = |p: &Process| format!("{}/v1/chat/completions", p.1);
+    let a = GatewayProcess::spawn(&yaml).await;
+    let b = GatewayProcess::spawn(&yaml).await;
+    let chat_url = |p: &GatewayProcess| format!("{}/v1/chat/completions", p.url());
 
     // Exact: stored through A, a hit on B, as JSON and as a stream.
     let body = chat("up/echo", user(&unique("shared")), false);
@@ -659,7 +603,7 @@ async fn two_gateway_processes_share_exact_and_semantic_entries_through_redis() 
     let upstream_calls = mock.requests();
 
     // Entries written before an instance starts are in its index too.
-    let c = spawn_gateway(&yaml).await;
+    let c = GatewayProcess::spawn(&yaml).await;
     let hit = eventually(
         &chat_url(&c),
         &chat(

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -405,78 +404,15 @@ async fn redis_replays_coalesces_across_instances_and_expires() {
     ));
 }
 
-/// The example gateway binary beside the test binaries, brought up to date first (a no-op
-/// after `cargo test`, which builds examples; needed after `cargo test --test …`).
-fn gateway_binary() -> std::path::PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let mut cargo = std::process::Command::new(env!("CARGO"));
-        // Without the variables cargo sets for a test run: build scripts (ring's) would see
-        // a changed environment and rebuild, here and in the next `cargo test`.
-        for (name, _) in std::env::vars() {
-            if name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR" {
-                cargo.env_remove(name);
-            }
-        }
-        let status = cargo
-            .args(["build", "--example", "gateway"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build --example gateway");
-    });
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("gateway")
-}
-
-struct Process(tokio::process::Child, String);
-
-async fn spawn_gateway(yaml: &str) -> Process {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let path = std::env::temp_dir().join(unique("llm-tower-gw") + ".yaml");
-    std::fs::write(&path, format!("{yaml}\nmetering: {{ sink: none }}")).unwrap();
-    let child = tokio::process::Command::new(gateway_binary())
-        .args([
-            "--config",
-            path.to_str().unwrap(),
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Process(child, url);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("gateway process did not start");
-}
-
 #[tokio::test]
 async fn two_gateway_processes_share_redis_and_survive_the_owner_dying() {
     let Some(url) = redis_url() else { return };
     let prefix = unique("llm-tower-test") + ":";
     let (upstream, mock) = mock_upstream().await;
     let yaml = config_for(&upstream, &redis_config(&url, &prefix, ""));
-    let mut a = spawn_gateway(&yaml).await;
-    let b = spawn_gateway(&yaml).await;
-    let chat = |p: &Process| format!("{}/v1/chat/completions", p.1);
+    let mut a = GatewayProcess::spawn(&yaml).await;
+    let b = GatewayProcess::spawn(&yaml).await;
+    let chat = |p: &GatewayProcess| format!("{}/v1/chat/completions", p.url());
 
     // Concurrent duplicates sent to both processes: one upstream call.
     let key = unique("p-burst");
@@ -518,7 +454,7 @@ async fn two_gateway_processes_share_redis_and_survive_the_owner_dying() {
         2,
         "the owner's request reached the upstream"
     );
-    a.0.kill().await.unwrap();
+    a.kill().await;
     assert!(
         doomed.await.unwrap().is_err(),
         "the owner's client saw it die"

@@ -245,7 +245,7 @@ async fn a_combo_falls_back_between_native_and_litellm_targets() {
 /// Metering prefers the cost LiteLLM reports over the gateway's own price table.
 #[tokio::test]
 async fn metering_records_the_cost_litellm_reports() {
-    let ledger = std::env::temp_dir().join(format!("llm-tower-litellm-{}.db", std::process::id()));
+    let ledger = TempPath::new("llm-tower-litellm", "db");
     let Some(gw) = litellm_gateway_with(&format!(
         "metering: {{ sqlite_path: '{}' }}",
         ledger.display()

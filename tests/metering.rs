@@ -18,8 +18,8 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), fastrand::u64(..))
 }
 
-fn ledger_path() -> std::path::PathBuf {
-    std::env::temp_dir().join(unique("llm-tower-usage") + ".db")
+fn ledger_path() -> TempPath {
+    TempPath::new("llm-tower-usage", "db")
 }
 
 /// The SQLite ledger's rows for `key`, once `count` of them have been written.
@@ -74,7 +74,7 @@ async fn rows(path: &std::path::Path, key: &str, count: usize) -> Vec<Value> {
 struct Setup {
     gw: Running,
     upstream: Running,
-    ledger: std::path::PathBuf,
+    ledger: TempPath,
     key: String,
     secret: String,
 }

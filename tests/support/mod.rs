@@ -267,3 +267,126 @@ pub fn config_for(upstream: &Running, extra: &str) -> String {
         upstream.url()
     )
 }
+
+/// A gateway in a process of its own (the `gateway` example), for tests of many instances:
+/// killed, and its config file removed, on drop.
+pub struct GatewayProcess {
+    child: tokio::process::Child,
+    url: String,
+    _config: TempPath,
+}
+
+impl GatewayProcess {
+    /// Starts one on a free port with `yaml` (metering off), once it accepts connections.
+    pub async fn spawn(yaml: &str) -> Self {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let config = TempPath::new("llm-tower-gw", "yaml");
+        std::fs::write(&config, format!("{yaml}\nmetering: {{ sink: none }}")).unwrap();
+        let child = tokio::process::Command::new(gateway_binary())
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let process = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _config: config,
+        };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return process;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway process did not start");
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Kills it now (SIGKILL: no graceful shutdown).
+    pub async fn kill(&mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+/// A unique path in the temp directory, removed on drop (with SQLite's `-wal` and `-shm`
+/// files beside it).
+pub struct TempPath(std::path::PathBuf);
+
+impl TempPath {
+    pub fn new(prefix: &str, extension: &str) -> Self {
+        let name = format!(
+            "{prefix}-{}-{}.{extension}",
+            std::process::id(),
+            fastrand::u64(..)
+        );
+        Self(std::env::temp_dir().join(name))
+    }
+}
+
+impl std::ops::Deref for TempPath {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempPath {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The example gateway binary beside the test binaries, brought up to date first (a no-op
+/// after `cargo test`, which builds examples; needed after `cargo test --test …`).
+fn gateway_binary() -> std::path::PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        // Without the variables cargo sets for a test run: build scripts (ring's) would see
+        // a changed environment and rebuild, here and in the next `cargo test`.
+        for (name, _) in std::env::vars() {
+            if name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR" {
+                cargo.env_remove(name);
+            }
+        }
+        let status = cargo
+            .args(["build", "--example", "gateway"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cargo build --example gateway");
+    });
+    let exe = std::env::current_exe().unwrap();
+    exe.parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("gateway")
+}
