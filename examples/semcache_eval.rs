@@ -9,7 +9,8 @@
 //! ```
 //!
 //! `--embedder http --url URL --model NAME` uses an OpenAI-compatible `/v1/embeddings`
-//! endpoint instead of the built-in hash embedder; `--threshold T` overrides the default.
+//! endpoint instead of the built-in hash embedder, `--embedder minilm --path DIR`
+//! all-MiniLM-L6-v2 (built with `--features minilm`); `--threshold T` overrides the default.
 
 use std::io::{BufRead, Write};
 
@@ -45,6 +46,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 (
                     Box::new(HttpEmbedder::new(&config, &UpstreamConfig::default())?),
                     threshold,
+                )
+            }
+            #[cfg(feature = "minilm")]
+            "minilm" => {
+                let config: llm_tower::config::MiniLmEmbedderConfig = serde_json::from_value(
+                    json!({ "path": arg(&args, "--path").ok_or("--path")? }),
+                )?;
+                (
+                    Box::new(llm_tower::cache::semantic::MiniLmEmbedder::load(
+                        &config.path,
+                    )?),
+                    config.threshold,
                 )
             }
             _ => {

