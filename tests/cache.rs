@@ -8,41 +8,13 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use http::StatusCode;
-use llm_tower::executor::MockUpstream;
 use serde_json::{json, Value};
 use support::*;
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), fastrand::u64(..))
-}
-
-struct Setup {
-    gw: Running,
-    mock: MockUpstream,
-    _upstream: Running,
-}
+/// Two tenants, `sk-a` and `sk-b`, in front of the mock.
+type Setup = TwoTenants;
 
 impl Setup {
-    async fn new(extra: &str) -> Self {
-        let (upstream, mock) = mock_upstream().await;
-        let gw = gateway(&config_for(
-            &upstream,
-            &format!(
-                "keys: [{{ name: team-a, key: sk-a }}, {{ name: team-b, key: sk-b }}]\n{extra}"
-            ),
-        ))
-        .await;
-        Self {
-            gw,
-            mock,
-            _upstream: upstream,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("{}/v1/chat/completions", self.gw.url())
-    }
-
     async fn send(&self, body: &str, headers: &[(&str, &str)]) -> Answer {
         let mut all = vec![("authorization", "Bearer sk-a")];
         all.extend_from_slice(headers);

@@ -9,40 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::BodyExt;
-use llm_tower::executor::MockUpstream;
 use support::*;
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), fastrand::u64(..))
-}
-
-struct Setup {
-    gw: Running,
-    mock: MockUpstream,
-    _upstream: Running,
-}
+/// Two tenants, `sk-a` and `sk-b`, in front of the mock.
+type Setup = TwoTenants;
 
 impl Setup {
-    async fn new(extra: &str) -> Self {
-        let (upstream, mock) = mock_upstream().await;
-        let gw = gateway(&config_for(
-            &upstream,
-            &format!(
-                "keys: [{{ name: team-a, key: sk-a }}, {{ name: team-b, key: sk-b }}]\n{extra}"
-            ),
-        ))
-        .await;
-        Self {
-            gw,
-            mock,
-            _upstream: upstream,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("{}/v1/chat/completions", self.gw.url())
-    }
-
     async fn send(&self, body: &str, key: &str, tenant: &str) -> Answer {
         post(
             &self.url(),

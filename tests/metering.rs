@@ -14,10 +14,6 @@ use support::*;
 
 const MASTER: &str = "sk-metering-master";
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}-{}", std::process::id(), fastrand::u64(..))
-}
-
 fn ledger_path() -> TempPath {
     TempPath::new("llm-tower-usage", "db")
 }

@@ -390,3 +390,38 @@ fn gateway_binary() -> std::path::PathBuf {
         .join("examples")
         .join("gateway")
 }
+
+/// A name no other test (or test process) uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}-{}", std::process::id(), fastrand::u64(..))
+}
+
+/// A gateway in front of the mock upstream (`up`) with two tenants: keys `sk-a` (team-a)
+/// and `sk-b` (team-b).
+pub struct TwoTenants {
+    pub gw: Running,
+    pub mock: MockUpstream,
+    _upstream: Running,
+}
+
+impl TwoTenants {
+    pub async fn new(extra: &str) -> Self {
+        let (upstream, mock) = mock_upstream().await;
+        let gw = gateway(&config_for(
+            &upstream,
+            &format!(
+                "keys: [{{ name: team-a, key: sk-a }}, {{ name: team-b, key: sk-b }}]\n{extra}"
+            ),
+        ))
+        .await;
+        Self {
+            gw,
+            mock,
+            _upstream: upstream,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/v1/chat/completions", self.gw.url())
+    }
+}
