@@ -456,37 +456,15 @@ async fn an_unreachable_redis_bypasses_the_cache_without_hanging() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_sdk_parses_replays_as_json_and_as_streams() {
-    let Ok(python) = std::env::var("LLM_TOWER_PYTHON") else {
-        eprintln!("openai SDK suite not enabled: set LLM_TOWER_PYTHON (as .ci/run does)");
-        return;
-    };
     let s = Setup::new("cache: { enabled: true, semantic: { enabled: true } }").await;
-    let output = tokio::process::Command::new(&python)
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/sdk/test_cache.py",
-        ])
-        .env("CACHE_GATEWAY_URL", format!("{}/v1", s.gw.url()))
-        .env("CACHE_GATEWAY_KEY", "sk-a")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}\n{stderr}");
-    assert!(
-        output.status.success(),
-        "pytest failed:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("passed") && !stdout.contains("skipped"),
-        "{stdout}"
-    );
+    pytest(
+        &["tests/sdk/test_cache.py"],
+        &[
+            ("CACHE_GATEWAY_URL", format!("{}/v1", s.gw.url())),
+            ("CACHE_GATEWAY_KEY", "sk-a".to_owned()),
+        ],
+    )
+    .await;
 }
 
 // ---- Redis: many gateway instances ----

@@ -425,3 +425,32 @@ impl TwoTenants {
         format!("{}/v1/chat/completions", self.gw.url())
     }
 }
+
+/// Runs pytest on `args` with the Python of `LLM_TOWER_PYTHON` and `env`, and fails unless
+/// every test ran and passed; `false` (the suite not enabled) without that variable.
+pub async fn pytest(args: &[&str], env: &[(&str, String)]) -> bool {
+    let Ok(python) = std::env::var("LLM_TOWER_PYTHON") else {
+        eprintln!("openai SDK suite not enabled: set LLM_TOWER_PYTHON (as .ci/run does)");
+        return false;
+    };
+    let output = tokio::process::Command::new(&python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "pytest failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("passed") && !stdout.contains("skipped"),
+        "{stdout}"
+    );
+    true
+}
