@@ -11,7 +11,7 @@ use llm_tower::executor::translate::{self, Native, StreamTranslation};
 use native_replay::*;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use support::{gateway, post, serve};
+use support::{gateway, post, pytest, serve};
 
 const A: Native = Native::Anthropic;
 
@@ -706,10 +706,6 @@ async fn e2e_errors_keep_their_status_as_openai_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e2e_the_openai_python_sdk_cannot_tell() {
-    let Ok(python) = std::env::var("LLM_TOWER_PYTHON") else {
-        eprintln!("openai SDK suite not enabled: set LLM_TOWER_PYTHON (as .ci/run does)");
-        return;
-    };
     let (gw, _up, replay) = setup().await;
     let gemini_replay = Replay::default();
     let gemini_up = serve(
@@ -762,31 +758,14 @@ async fn e2e_the_openai_python_sdk_cannot_tell() {
         429,
         fixture("gemini/error-429-resource-exhausted.json"),
     ));
-    let output = tokio::process::Command::new(&python)
-        .args([
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/sdk/test_translated.py",
-        ])
-        .env("TRANSLATED_GATEWAY_URL", format!("{}/v1", gw.url()))
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}\n{stderr}");
-    assert!(
-        output.status.success(),
-        "pytest failed:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("passed") && !stdout.contains("skipped"),
-        "{stdout}"
-    );
+    let ran = pytest(
+        &["tests/sdk/test_translated.py"],
+        &[("TRANSLATED_GATEWAY_URL", format!("{}/v1", gw.url()))],
+    )
+    .await;
+    if !ran {
+        return;
+    }
     // The tool round trip reached Anthropic with the tool result after the tool_use.
     let sent = &replay.seen()[3].body;
     assert_eq!(

@@ -12,8 +12,12 @@ async fn the_openai_python_sdk_works_against_the_gateway() {
     let (upstream, mock) = mock_upstream().await;
     let gw = gateway(&config_for(&upstream, "master_key: sk-sdk-test-key")).await;
     let ran = pytest(
-        // test_cache.py needs a gateway with the cache on: tests/cache.rs runs it.
-        &["tests/sdk", "--ignore=tests/sdk/test_cache.py"],
+        // These two need gateways of their own: tests/cache.rs and tests/anthropic.rs run them.
+        &[
+            "tests/sdk",
+            "--ignore=tests/sdk/test_cache.py",
+            "--ignore=tests/sdk/test_translated.py",
+        ],
         &[
             ("GATEWAY_URL", format!("{}/v1", gw.url())),
             ("GATEWAY_KEY", "sk-sdk-test-key".to_owned()),
