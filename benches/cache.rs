@@ -22,7 +22,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use llm_tower::cache::semantic::{HashEmbedder, Index};
-use llm_tower::{Body, Config, Gateway};
+use llm_tower::{Config, Gateway};
 use tower::{Service, ServiceExt};
 
 fn chat_body(question: &str, stream: bool) -> Bytes {
@@ -47,7 +47,11 @@ fn chat_request(body: &Bytes) -> Request<Full<Bytes>> {
         .expect("request")
 }
 
-async fn collect(response: Response<Body>) -> usize {
+async fn collect<B>(response: Response<B>) -> usize
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: std::fmt::Debug,
+{
     assert!(response.status().is_success(), "{}", response.status());
     response
         .into_body()

@@ -3,8 +3,9 @@
 #
 #   bash benches/e2e.sh            # DURATION=5 CONNS="1 32" CALLGRIND_REQUESTS=2000 by default
 #
-# Starts the project's mock OpenAI server (`examples/mock_upstream`) and the gateway
-# (`examples/gateway`, provider `kind: openai` pointing at the mock's /v1), both --release,
+# Starts the project's mock OpenAI server (`mock-upstream`) and the gateway (`llm-tower`,
+# provider `kind: openai` pointing at the mock's /v1), both built with `--profile profiling`
+# (release with line tables, for callgrind_annotate),
 # on free ports; drives them with wrk at each connection count for three workloads:
 #   json    a ~1 KB chat completion, JSON answer
 #   stream  the same with "stream": true, model `echo?words=50` (53 SSE events, unpaced)
@@ -37,10 +38,10 @@ need curl curl
 need bc bc
 [ "${CALLGRIND_REQUESTS}" -gt 0 ] && need valgrind valgrind
 
-echo "building examples (release) ..." >&2
-(cd "$ROOT" && cargo build --release --quiet --example mock_upstream --example gateway)
-MOCK_BIN=$TARGET/release/examples/mock_upstream
-GATEWAY_BIN=$TARGET/release/examples/gateway
+echo "building the binaries (--profile profiling) ..." >&2
+(cd "$ROOT" && cargo build --profile profiling --quiet --features test-util --bins)
+MOCK_BIN=$TARGET/profiling/mock-upstream
+GATEWAY_BIN=$TARGET/profiling/llm-tower
 
 WORK=$(mktemp -d)
 PIDS=()

@@ -66,7 +66,11 @@ fn chat_request(body: &Bytes) -> Request<Full<Bytes>> {
         .expect("request")
 }
 
-async fn collect(response: Response<Body>) -> usize {
+async fn collect<B>(response: Response<B>) -> usize
+where
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: std::fmt::Debug,
+{
     assert!(response.status().is_success(), "{}", response.status());
     response
         .into_body()

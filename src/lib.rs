@@ -9,7 +9,9 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), llm_tower::BoxError> {
 //! let config = llm_tower::Config::from_file("examples/gateway.yaml")?;
-//! llm_tower::run(config).await?;
+//! let gateway = llm_tower::Gateway::from_config(&config)?
+//!     .with_prometheus(llm_tower::install_prometheus());
+//! llm_tower::run(&config, gateway).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -30,7 +32,7 @@ pub mod config;
 mod error;
 pub mod executor;
 mod future;
-mod gateway;
+pub mod gateway;
 pub mod idempotency;
 pub mod metering;
 pub mod parse;
@@ -44,17 +46,19 @@ pub use body::{Body, BoxError};
 pub use config::{Config, ConfigError};
 pub use error::{ErrorKind, GatewayError};
 pub use future::LayerFuture;
-pub use gateway::{prometheus, Gateway, GatewayFuture, GatewayService, MakeRequestIds};
+pub use gateway::{
+    install_prometheus, prometheus_upkeep, Gateway, GatewayFuture, GatewayService, MakeRequestIds,
+};
 pub use request::{Endpoint, LlmRequest};
 
-/// Runs the gateway described by `config` until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> Result<(), BoxError> {
-    let gateway = Gateway::from_config(&config)?;
+/// Serves `gateway` as `config` says (`listen`, `server`) until SIGINT or SIGTERM, then
+/// lets in-flight requests finish and writes the usage of every request served.
+pub async fn run(config: &Config, gateway: Gateway) -> Result<(), BoxError> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    warn_if_open(&config, addr);
+    warn_if_open(config, addr);
     tracing::info!(%addr, providers = config.providers.len(), "llm-tower listening");
     server::serve(
         listener,
@@ -63,7 +67,6 @@ pub async fn run(config: Config) -> Result<(), BoxError> {
         server::shutdown_signal(),
     )
     .await?;
-    // Write the usage of every request served before exiting.
     gateway.flush_usage().await;
     Ok(())
 }

@@ -705,6 +705,7 @@ async fn e2e_errors_keep_their_status_as_openai_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the openai SDK venv at LLM_TOWER_PYTHON: .ci/run installs it"]
 async fn e2e_the_openai_python_sdk_cannot_tell() {
     let (gw, _up, replay) = setup().await;
     let gemini_replay = Replay::default();
@@ -758,14 +759,11 @@ async fn e2e_the_openai_python_sdk_cannot_tell() {
         429,
         fixture("gemini/error-429-resource-exhausted.json"),
     ));
-    let ran = pytest(
+    pytest(
         &["tests/sdk/test_translated.py"],
         &[("TRANSLATED_GATEWAY_URL", format!("{}/v1", gw.url()))],
     )
     .await;
-    if !ran {
-        return;
-    }
     // The tool round trip reached Anthropic with the tool result after the tool_use.
     let sent = &replay.seen()[3].body;
     assert_eq!(

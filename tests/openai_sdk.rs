@@ -8,10 +8,11 @@ mod support;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the openai SDK venv at LLM_TOWER_PYTHON: .ci/run installs it"]
 async fn the_openai_python_sdk_works_against_the_gateway() {
     let (upstream, mock) = mock_upstream().await;
     let gw = gateway(&config_for(&upstream, "master_key: sk-sdk-test-key")).await;
-    let ran = pytest(
+    pytest(
         // These two need gateways of their own: tests/cache.rs and tests/anthropic.rs run them.
         &[
             "tests/sdk",
@@ -24,7 +25,5 @@ async fn the_openai_python_sdk_works_against_the_gateway() {
         ],
     )
     .await;
-    if ran {
-        assert!(mock.requests() > 0, "the HTTP upstream was used");
-    }
+    assert!(mock.requests() > 0, "the HTTP upstream was used");
 }

@@ -16,6 +16,7 @@
 //! assert_eq!(config.listen.port(), 8080);
 //! ```
 
+mod describe;
 mod env;
 
 use std::collections::BTreeMap;

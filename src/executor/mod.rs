@@ -38,7 +38,9 @@ pub use self::anthropic::AnthropicExecutor;
 pub use self::client::UpstreamClient;
 pub use self::gemini::GeminiExecutor;
 pub use self::litellm::ResponseCost;
-pub use self::mock::{MockBody, MockExecutor, MockUpstream};
+#[cfg(feature = "test-util")]
+pub use self::mock::MockUpstream;
+pub use self::mock::{MockBody, MockExecutor};
 use self::openai::Flavor;
 pub use self::openai::OpenAiExecutor;
 pub use self::stream::UpstreamBody;

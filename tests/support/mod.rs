@@ -52,13 +52,15 @@ impl Drop for Running {
     }
 }
 
-pub async fn serve<S>(service: S, config: ServerConfig) -> Running
+pub async fn serve<S, B>(service: S, config: ServerConfig) -> Running
 where
-    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
+    S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<llm_tower::BoxError>,
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -91,8 +93,13 @@ pub async fn gateway(yaml: &str) -> Running {
         config.metering.sqlite_path = ":memory:".into();
     }
     let server = config.server.clone();
+    // Before the gateway is built: it registers its series as it is built.
+    let prometheus = llm_tower::install_prometheus();
     serve(
-        Gateway::from_config(&config).unwrap().into_service(),
+        Gateway::from_config(&config)
+            .unwrap()
+            .with_prometheus(prometheus)
+            .into_service(),
         server,
     )
     .await
@@ -365,30 +372,8 @@ impl Drop for TempPath {
 /// The example gateway binary beside the test binaries, brought up to date first (a no-op
 /// after `cargo test`, which builds examples; needed after `cargo test --test …`).
 fn gateway_binary() -> std::path::PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let mut cargo = std::process::Command::new(env!("CARGO"));
-        // Without the variables cargo sets for a test run: build scripts (ring's) would see
-        // a changed environment and rebuild, here and in the next `cargo test`.
-        for (name, _) in std::env::vars() {
-            if name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR" {
-                cargo.env_remove(name);
-            }
-        }
-        let status = cargo
-            .args(["build", "--example", "gateway"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "cargo build --example gateway");
-    });
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("gateway")
+    // Cargo builds the binary before the integration tests that can name it.
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_llm-tower"))
 }
 
 /// A name no other test (or test process) uses.
@@ -426,13 +411,21 @@ impl TwoTenants {
     }
 }
 
+/// An outside part's address from the environment. The tests that need one are
+/// `#[ignore]`d with the reason, so a plain `cargo test` lists them as ignored; run with
+/// `--include-ignored` (as `.ci/run` does), a missing variable fails the test.
+pub fn needs(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!(
+            "{var} is not set: this test needs the outside part it names (.ci/run starts them all)"
+        )
+    })
+}
+
 /// Runs pytest on `args` with the Python of `LLM_TOWER_PYTHON` and `env`, and fails unless
-/// every test ran and passed; `false` (the suite not enabled) without that variable.
-pub async fn pytest(args: &[&str], env: &[(&str, String)]) -> bool {
-    let Ok(python) = std::env::var("LLM_TOWER_PYTHON") else {
-        eprintln!("openai SDK suite not enabled: set LLM_TOWER_PYTHON (as .ci/run does)");
-        return false;
-    };
+/// every test ran and passed.
+pub async fn pytest(args: &[&str], env: &[(&str, String)]) {
+    let python = needs("LLM_TOWER_PYTHON");
     let output = tokio::process::Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
         .args(args)
@@ -452,5 +445,4 @@ pub async fn pytest(args: &[&str], env: &[(&str, String)]) -> bool {
         stdout.contains("passed") && !stdout.contains("skipped"),
         "{stdout}"
     );
-    true
 }

@@ -3,7 +3,7 @@
 //! in `llm_tower::executor::MockUpstream`.
 //!
 //! ```text
-//! cargo run --release --example mock_upstream -- [--listen 127.0.0.1:9100]
+//! cargo run --release --features test-util --bin mock-upstream -- [--listen 127.0.0.1:9100]
 //! ```
 
 use llm_tower::config::ServerConfig;
@@ -16,7 +16,7 @@ async fn main() -> std::io::Result<()> {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = args.next().expect("--listen ADDR"),
-            other => panic!("unknown argument `{other}`; usage: mock_upstream [--listen ADDR]"),
+            other => panic!("unknown argument `{other}`; usage: mock-upstream [--listen ADDR]"),
         }
     }
     let listener = tokio::net::TcpListener::bind(&listen).await?;

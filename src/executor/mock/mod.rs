@@ -20,31 +20,34 @@
 //! | `context=N` | a context window of `N` prompt tokens: longer prompts get OpenAI's 400 `context_length_exceeded` |
 //!
 //! The same logic runs in process ([`MockExecutor`], `kind: mock`) and as an HTTP server
-//! ([`MockUpstream`], `cargo run --example mock_upstream`) for tests, benches and LiteLLM.
+//! (`MockUpstream`, with the `test-util` feature; `cargo run --features test-util --bin
+//! mock-upstream`) for tests, benches and LiteLLM.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body::{Frame, SizeHint};
-use http_body_util::{BodyExt, Limited};
 use serde_json::{json, Value};
 use tokio::time::Sleep;
-use tower::Service;
 
 use crate::body::{Body, BoxError};
 use crate::error::{ErrorKind, GatewayError};
 use crate::request::{Endpoint, LlmRequest};
 use crate::sse;
+
+#[cfg(feature = "test-util")]
+mod upstream;
+#[cfg(feature = "test-util")]
+pub use self::upstream::MockUpstream;
 
 /// What the model name asks of the mock.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -117,6 +120,7 @@ enum Cut {
     /// In process: like any upstream failure seen by the gateway, an SSE error event.
     ErrorEvent,
     /// Over HTTP: the body fails, so the server drops the connection.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     Abort,
 }
 
@@ -513,105 +517,10 @@ fn json_response(value: &Value) -> Response<Body> {
     response
 }
 
-/// The mock as an OpenAI-compatible HTTP server: serve it with
-/// [`serve`](crate::server::serve) on any listener. Model names are taken as sent
-/// (`echo?status=500`). Counts requests and keeps the last one's headers and body, so tests
-/// can check what reached the upstream.
-#[derive(Debug, Clone, Default)]
-pub struct MockUpstream {
-    state: Arc<MockState>,
-}
-
-#[derive(Debug, Default)]
-struct MockState {
-    ids: Counter,
-    requests: AtomicU64,
-    last: Mutex<Option<(HeaderMap, Bytes)>>,
-}
-
-impl MockUpstream {
-    /// A new mock server state.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// How many chat and embeddings requests it has received.
-    pub fn requests(&self) -> u64 {
-        self.state.requests.load(Ordering::SeqCst)
-    }
-
-    /// Headers and body of the last chat or embeddings request.
-    pub fn last_request(&self) -> Option<(HeaderMap, Bytes)> {
-        self.state.last.lock().expect("mock state").clone()
-    }
-
-    async fn handle<B>(self, req: Request<B>) -> Response<Body>
-    where
-        B: http_body::Body<Data = Bytes>,
-        B::Error: Into<BoxError>,
-    {
-        let path = req.uri().path();
-        let Some(endpoint) = Endpoint::from_path(path) else {
-            return match (req.method(), path) {
-                (&Method::GET, "/v1/models" | "/models") => json_response(&json!({
-                    "object": "list",
-                    "data": [{ "id": "echo", "object": "model", "created": 0, "owned_by": "llm-tower-mock" }],
-                })),
-                (&Method::GET, "/health" | "/health/liveliness" | "/health/readiness") => {
-                    json_response(&json!({ "status": "ok" }))
-                }
-                _ => GatewayError::route_not_found(req.method(), path).into_response(),
-            };
-        };
-        let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, 64 * 1024 * 1024).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) => {
-                return GatewayError::bad_request(format!("unreadable body: {err}")).into_response()
-            }
-        };
-        self.state.requests.fetch_add(1, Ordering::SeqCst);
-        *self.state.last.lock().expect("mock state") = Some((parts.headers, body.clone()));
-        let result = async {
-            let llm = LlmRequest::parse(endpoint, &body)?;
-            let options = MockOptions::parse(llm.model())?;
-            if let Some(delay) = options.delay {
-                tokio::time::sleep(delay).await;
-            }
-            answer(
-                &llm,
-                &body,
-                llm.model(),
-                &options,
-                self.state.ids.next(),
-                Cut::Abort,
-            )
-        };
-        result.await.unwrap_or_else(GatewayError::into_response)
-    }
-}
-
-impl<B> Service<Request<B>> for MockUpstream
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { Ok(this.handle(req).await) })
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use http_body_util::BodyExt;
+
     use super::*;
 
     fn llm(body: &str) -> LlmRequest {

@@ -1,0 +1,123 @@
+//! What a config serves, in words: the `--check` output of the binary.
+
+use std::fmt::Write;
+
+use super::{CacheStoreKind, Config, IdempotencyStoreKind, ProviderConfig, SinkKind};
+
+impl Config {
+    /// A plain-text summary of what this config serves: the listen address, who may call,
+    /// every provider (kind, upstream, listed models), aliases, combos and the features on.
+    /// Secrets are never shown.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "listen       {}", self.listen);
+        let auth = match (&self.master_key, self.keys.len()) {
+            (None, 0) => "none: every client that can reach the gateway may call it".to_owned(),
+            (Some(_), 0) => "master key".to_owned(),
+            (master, n) => format!(
+                "{}{n} named key{}",
+                if master.is_some() {
+                    "master key + "
+                } else {
+                    ""
+                },
+                if n == 1 { "" } else { "s" }
+            ),
+        };
+        let _ = writeln!(out, "auth         {auth}");
+        let _ = writeln!(out, "providers");
+        for (name, provider) in &self.providers {
+            let (kind, upstream) = match provider {
+                ProviderConfig::Openai(c) => ("openai", c.api_base.as_str()),
+                ProviderConfig::Litellm(c) => ("litellm", c.api_base.as_str()),
+                ProviderConfig::Anthropic(c) => ("anthropic", c.api_base.as_str()),
+                ProviderConfig::Gemini(c) => ("gemini", c.api_base.as_str()),
+                ProviderConfig::Mock(_) => ("mock", "built in"),
+            };
+            let models = provider.models();
+            let models = if models.is_empty() {
+                String::new()
+            } else {
+                format!("  models: {}", models.join(", "))
+            };
+            let _ = writeln!(out, "  {name:<12} {kind:<10} {upstream}{models}");
+        }
+        if !self.aliases.is_empty() {
+            let _ = writeln!(out, "aliases");
+            for (name, target) in &self.aliases {
+                let _ = writeln!(out, "  {name} -> {target}");
+            }
+        }
+        if !self.combos.is_empty() {
+            let _ = writeln!(out, "combos");
+            for (name, combo) in &self.combos {
+                let targets: Vec<_> = combo.targets.iter().map(|t| t.name()).collect();
+                let _ = writeln!(
+                    out,
+                    "  {name} ({:?}): {}",
+                    combo.strategy,
+                    targets.join(", ")
+                );
+            }
+        }
+        let cache = if !self.cache.enabled {
+            "off".to_owned()
+        } else {
+            let store = match self.cache.store {
+                CacheStoreKind::Memory => "memory",
+                CacheStoreKind::Redis => "redis",
+            };
+            let semantic = if self.cache.semantic.enabled {
+                format!(" + semantic ({:?} embedder)", self.cache.semantic.embedder)
+            } else {
+                String::new()
+            };
+            format!("exact{semantic}, {store}")
+        };
+        let _ = writeln!(out, "cache        {cache}");
+        let idempotency = match (self.idempotency.enabled, self.idempotency.store) {
+            (false, _) => "off",
+            (true, IdempotencyStoreKind::Memory) => "memory",
+            (true, IdempotencyStoreKind::Redis) => "redis",
+        };
+        let _ = writeln!(out, "idempotency  {idempotency}");
+        let metering = match (self.metering.enabled, self.metering.sink) {
+            (false, _) => "off".to_owned(),
+            (true, SinkKind::Sqlite) => format!("sqlite {}", self.metering.sqlite_path.display()),
+            (true, SinkKind::Postgres) => "postgres".to_owned(),
+            (true, SinkKind::None) => "prometheus only".to_owned(),
+        };
+        let _ = writeln!(out, "metering     {metering}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_providers_aliases_combos_and_features_without_secrets() {
+        let config = Config::from_yaml(
+            "master_key: sk-very-secret\nproviders:\n  mock: { kind: mock, models: [echo] }\n  up: { kind: openai, api_base: 'http://127.0.0.1:9/v1', api_key: sk-upstream-secret }\naliases: { fast: mock/echo }\ncombos: { smart: { targets: [up/x, mock/echo] } }\ncache: { enabled: true }\n",
+        )
+        .unwrap();
+        let text = config.describe();
+        assert!(text.contains("auth         master key\n"), "{text}");
+        assert!(
+            text.contains("  mock         mock       built in  models: echo\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  up           openai     http://127.0.0.1:9/v1\n"),
+            "{text}"
+        );
+        assert!(text.contains("  fast -> mock/echo\n"), "{text}");
+        assert!(
+            text.contains("  smart (Priority): up/x, mock/echo\n"),
+            "{text}"
+        );
+        assert!(text.contains("cache        exact, memory\n"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+}

@@ -1,0 +1,116 @@
+//! The mock as an HTTP server (the `test-util` feature).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response};
+use http_body_util::{BodyExt, Limited};
+use serde_json::json;
+use tower::Service;
+
+use super::{answer, json_response, Counter, Cut, MockOptions};
+use crate::body::{Body, BoxError};
+use crate::error::GatewayError;
+use crate::request::{Endpoint, LlmRequest};
+
+/// The mock as an OpenAI-compatible HTTP server: serve it with
+/// [`serve`](crate::server::serve) on any listener. Model names are taken as sent
+/// (`echo?status=500`). Counts requests and keeps the last one's headers and body, so tests
+/// can check what reached the upstream.
+#[derive(Debug, Clone, Default)]
+pub struct MockUpstream {
+    state: Arc<MockState>,
+}
+
+#[derive(Debug, Default)]
+struct MockState {
+    ids: Counter,
+    requests: AtomicU64,
+    last: Mutex<Option<(HeaderMap, Bytes)>>,
+}
+
+impl MockUpstream {
+    /// A new mock server state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many chat and embeddings requests it has received.
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Headers and body of the last chat or embeddings request.
+    pub fn last_request(&self) -> Option<(HeaderMap, Bytes)> {
+        self.state.last.lock().expect("mock state").clone()
+    }
+
+    async fn handle<B>(self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let path = req.uri().path();
+        let Some(endpoint) = Endpoint::from_path(path) else {
+            return match (req.method(), path) {
+                (&Method::GET, "/v1/models" | "/models") => json_response(&json!({
+                    "object": "list",
+                    "data": [{ "id": "echo", "object": "model", "created": 0, "owned_by": "llm-tower-mock" }],
+                })),
+                (&Method::GET, "/health" | "/health/liveliness" | "/health/readiness") => {
+                    json_response(&json!({ "status": "ok" }))
+                }
+                _ => GatewayError::route_not_found(req.method(), path).into_response(),
+            };
+        };
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, 64 * 1024 * 1024).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) => {
+                return GatewayError::bad_request(format!("unreadable body: {err}")).into_response()
+            }
+        };
+        self.state.requests.fetch_add(1, Ordering::SeqCst);
+        *self.state.last.lock().expect("mock state") = Some((parts.headers, body.clone()));
+        let result = async {
+            let llm = LlmRequest::parse(endpoint, &body)?;
+            let options = MockOptions::parse(llm.model())?;
+            if let Some(delay) = options.delay {
+                tokio::time::sleep(delay).await;
+            }
+            answer(
+                &llm,
+                &body,
+                llm.model(),
+                &options,
+                self.state.ids.next(),
+                Cut::Abort,
+            )
+        };
+        result.await.unwrap_or_else(GatewayError::into_response)
+    }
+}
+
+impl<B> Service<Request<B>> for MockUpstream
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}

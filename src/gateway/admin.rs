@@ -1,0 +1,166 @@
+//! The endpoints beside the LLM stack: models, usage, health, metrics; and the answer to a
+//! panic.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{HeaderMap, Request, Response, StatusCode};
+use serde_json::json;
+use tower_http::catch_panic::ResponseForPanic;
+
+use super::build::Shared;
+use crate::body::Body;
+use crate::error::{ErrorKind, GatewayError};
+use crate::metering::report::{aggregate, ReportQuery};
+use crate::metering::Meter;
+
+/// `GET /health`: the process is up.
+pub(super) fn health() -> Response<Body> {
+    json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"))
+}
+
+/// `GET /v1/models`: every provider's `models`, the aliases and the combos.
+pub(super) fn models(shared: &Shared, req: &Request<impl Sized>) -> Response<Body> {
+    match shared.keys.check(req.headers()) {
+        Ok(_) => json_response(StatusCode::OK, shared.models.clone()),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// `GET /metrics`: the Prometheus text of the exporter the gateway was given.
+pub(super) fn metrics(shared: &Shared) -> Response<Body> {
+    match &shared.prometheus {
+        Some(handle) => {
+            let mut response = Response::new(Body::from(handle.render()));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        None => GatewayError::new(
+            ErrorKind::InvalidRequest,
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "This gateway was built without a Prometheus exporter; metrics go to the application's own `metrics` recorder.",
+        )
+        .into_response(),
+    }
+}
+
+/// `GET /v1/usage`: the master key only.
+pub(super) async fn usage(
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    query: Option<String>,
+) -> Response<Body> {
+    let result = async {
+        if !shared.master_key {
+            return Err(GatewayError::new(
+                ErrorKind::Unauthorized,
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "GET /v1/usage needs a master_key in the gateway's config.",
+            ));
+        }
+        let key = shared.keys.check(&headers)?;
+        if &*key.0 != "master" {
+            return Err(GatewayError::new(
+                ErrorKind::Unauthorized,
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                "GET /v1/usage is for the master key only.",
+            ));
+        }
+        let query = ReportQuery::parse(query.as_deref())?;
+        let sink = shared.meter.as_ref().and_then(Meter::sink).ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::InvalidRequest,
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "Usage metering has no ledger here (metering.sink: none, or metering disabled).",
+            )
+        })?;
+        let records = sink
+            .query(query.from_ms, query.to_ms, query.limit())
+            .await
+            .map_err(|e| {
+                GatewayError::internal(format!("The usage ledger could not be read: {e}"))
+            })?;
+        Ok(aggregate(&query, &records))
+    }
+    .await;
+    match result {
+        Ok(report) => json_response(
+            StatusCode::OK,
+            serde_json::to_vec(&report).expect("json").into(),
+        ),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// `GET /health/readiness`: every provider's upstream answers its readiness check within 5 s.
+pub(super) async fn readiness(shared: Arc<Shared>) -> Response<Body> {
+    let checks = shared.executors.iter().map(|(name, executor)| async move {
+        let result = tokio::time::timeout(Duration::from_secs(5), executor.ready()).await;
+        let status = match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(err.message().to_owned()),
+            Err(_) => Err("no answer within 5s".to_owned()),
+        };
+        (name.to_owned(), status)
+    });
+    let results = futures_util::future::join_all(checks).await;
+    let ready = results.iter().all(|(_, r)| r.is_ok());
+    let providers: serde_json::Map<_, _> = results
+        .into_iter()
+        .map(|(name, r)| {
+            (
+                name,
+                r.map_or_else(
+                    |e| json!({ "status": "unavailable", "error": e }),
+                    |()| json!({ "status": "ok" }),
+                ),
+            )
+        })
+        .collect();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body =
+        json!({ "status": if ready { "ready" } else { "unavailable" }, "providers": providers });
+    json_response(status, serde_json::to_vec(&body).expect("json").into())
+}
+
+pub(super) fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(Body::full(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A panic while handling a request (in `call`, or while its response future is polled)
+/// answers 500 in OpenAI's error shape, and is logged; the connection stays up.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PanicResponse;
+
+impl ResponseForPanic for PanicResponse {
+    type ResponseBody = Body;
+
+    fn response_for_panic(&mut self, panic: Box<dyn Any + Send + 'static>) -> Response<Body> {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(panic = %what, "request handler panicked");
+        GatewayError::internal("The gateway failed while handling this request.").into_response()
+    }
+}

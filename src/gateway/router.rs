@@ -1,0 +1,201 @@
+//! Which route a request takes, and the HTTP metrics of every request.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::Service;
+
+use super::admin;
+use super::build::{Gateway, LlmStack};
+use super::metrics::status_label;
+use crate::body::{Body, BoxError};
+use crate::error::GatewayError;
+
+/// Which route a request took, for metrics.
+#[derive(Clone, Copy)]
+enum Route {
+    Chat,
+    Embeddings,
+    Models,
+    Usage,
+    Health,
+    Metrics,
+    Other,
+}
+
+impl Route {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Chat => "/v1/chat/completions",
+            Self::Embeddings => "/v1/embeddings",
+            Self::Models => "/v1/models",
+            Self::Usage => "/v1/usage",
+            Self::Health => "/health",
+            Self::Metrics => "/metrics",
+            Self::Other => "other",
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`Gateway`].
+    pub struct GatewayFuture<F> {
+        #[pin]
+        inner: Inner<F>,
+        route: Route,
+        started: Instant,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    enum Inner<F> {
+        Ready { response: Option<Response<Body>> },
+        Llm { #[pin] future: F },
+        Boxed { future: Pin<Box<dyn Future<Output = Response<Body>> + Send>> },
+    }
+}
+
+impl<F> Future for GatewayFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = match this.inner.project() {
+            InnerProj::Ready { response } => response.take().expect("polled after completion"),
+            InnerProj::Llm { future } => match future.poll(cx) {
+                Poll::Ready(Ok(response)) => response,
+                Poll::Pending => return Poll::Pending,
+            },
+            InnerProj::Boxed { future } => match future.as_mut().poll(cx) {
+                Poll::Ready(response) => response,
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        let labels = [
+            ("route", this.route.label()),
+            ("status", status_label(response.status())),
+        ];
+        metrics::counter!("llm_tower_http_requests_total", &labels).increment(1);
+        metrics::histogram!("llm_tower_http_response_seconds", "route" => this.route.label())
+            .record(this.started.elapsed().as_secs_f64());
+        Poll::Ready(Ok(response))
+    }
+}
+
+impl<B> Service<Request<B>> for Gateway
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = GatewayFuture<<LlmStack as Service<Request<B>>>::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        <LlmStack as Service<Request<B>>>::poll_ready(&mut self.llm, cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let started = Instant::now();
+        let path = req.uri().path();
+        let ready = |route, response| {
+            (
+                route,
+                Inner::Ready {
+                    response: Some(response),
+                },
+            )
+        };
+        let (route, inner) = match (req.method(), path) {
+            (_, "/v1/chat/completions" | "/chat/completions") => (
+                Route::Chat,
+                Inner::Llm {
+                    future: self.llm.call(req),
+                },
+            ),
+            (_, "/v1/embeddings" | "/embeddings") => (
+                Route::Embeddings,
+                Inner::Llm {
+                    future: self.llm.call(req),
+                },
+            ),
+            (&Method::GET, "/v1/models" | "/models") => {
+                ready(Route::Models, admin::models(&self.shared, &req))
+            }
+            (&Method::GET, "/health") => ready(Route::Health, admin::health()),
+            (&Method::GET, "/v1/usage" | "/usage") => (
+                Route::Usage,
+                Inner::Boxed {
+                    future: Box::pin(admin::usage(
+                        self.shared.clone(),
+                        req.headers().clone(),
+                        req.uri().query().map(str::to_owned),
+                    )),
+                },
+            ),
+            (&Method::GET, "/health/readiness") => (
+                Route::Health,
+                Inner::Boxed {
+                    future: Box::pin(admin::readiness(self.shared.clone())),
+                },
+            ),
+            (&Method::GET, "/metrics") => ready(Route::Metrics, admin::metrics(&self.shared)),
+            (
+                method,
+                "/v1/models" | "/models" | "/v1/usage" | "/health" | "/health/readiness"
+                | "/metrics",
+            ) => ready(
+                Route::Other,
+                GatewayError::method_not_allowed(method, path).into_response(),
+            ),
+            (method, _) => ready(
+                Route::Other,
+                GatewayError::route_not_found(method, path).into_response(),
+            ),
+        };
+        GatewayFuture {
+            inner,
+            route,
+            started,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::StatusCode;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::super::admin::PanicResponse;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500() {
+        let service = tower::ServiceBuilder::new()
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+                PanicResponse,
+            ))
+            .service_fn(|_: http::Request<()>| async {
+                if true {
+                    panic!("boom");
+                }
+                Ok::<_, std::convert::Infallible>(http::Response::new(crate::Body::empty()))
+            });
+        let response = service.oneshot(http::Request::new(())).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert!(std::str::from_utf8(&body)
+            .unwrap()
+            .contains("internal_error"));
+    }
+}

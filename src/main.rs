@@ -1,0 +1,125 @@
+//! The `llm-tower` binary: arguments and logging, config → gateway → serve.
+//!
+//! ```text
+//! llm-tower --config FILE [--listen ADDR] [--log-format text|json]
+//! llm-tower --check FILE
+//! ```
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use llm_tower::{Config, Gateway};
+
+const USAGE: &str = "usage: llm-tower --config FILE [--listen ADDR] [--log-format text|json]
+       llm-tower --check FILE     validate FILE, print what it would serve, exit";
+
+#[derive(Clone, Copy, PartialEq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let mut config_path = None;
+    let mut check = false;
+    let mut listen = None;
+    let mut log_format = LogFormat::Text;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        let parsed = match arg.as_str() {
+            "--config" => value("--config").map(|v| config_path = Some(v)),
+            "--check" => value("--check").map(|v| {
+                config_path = Some(v);
+                check = true;
+            }),
+            "--listen" => value("--listen").map(|v| listen = Some(v)),
+            "--log-format" => value("--log-format").and_then(|v| {
+                log_format = match v.as_str() {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    other => {
+                        return Err(format!("--log-format: `{other}` is not `text` or `json`"))
+                    }
+                };
+                Ok(())
+            }),
+            "-V" | "--version" => {
+                println!("llm-tower {}", env!("CARGO_PKG_VERSION"));
+                return ExitCode::SUCCESS;
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => Err(format!("unknown argument `{other}`\n{USAGE}")),
+        };
+        if let Err(message) = parsed {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    }
+    let Some(config_path) = config_path else {
+        eprintln!("missing --config FILE\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let mut config = match Config::from_file(&config_path) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("config error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(listen) = listen {
+        match listen.parse() {
+            Ok(addr) => config.listen = addr,
+            Err(err) => {
+                eprintln!("--listen {listen}: {err}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if check {
+        print!("{config_path}: ok\n{}", config.describe());
+        return ExitCode::SUCCESS;
+    }
+
+    init_logging(log_format);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let served = runtime.block_on(async {
+        let prometheus = llm_tower::install_prometheus();
+        if let Some(handle) = prometheus.clone() {
+            tokio::spawn(llm_tower::prometheus_upkeep(handle));
+        }
+        let gateway = Gateway::from_config(&config)?.with_prometheus(prometheus);
+        llm_tower::run(&config, gateway).await
+    });
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stdout, filtered by `RUST_LOG` (default `info`): text with colours only on a
+/// terminal (and without `NO_COLOR`), or one JSON object per line.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+    }
+}
