@@ -28,18 +28,16 @@ chown 10001:10001 "$WORK/data"
 chmod 555 "$WORK/readonly"
 # The image's environment: its ENV lines, nothing else (PATH as Debian's default).
 mapfile -t IMAGE_ENV < <(sed -n 's/^ENV //p' "$ROOT/docker/Dockerfile")
-as_image_user() { # DIR CMD...: run CMD as uid 10001 in DIR with the image's environment
-  local dir=$1; shift
-  (cd "$dir" && setpriv --reuid=10001 --regid=10001 --clear-groups \
-    env -i PATH=/usr/local/bin:/usr/bin:/bin "${IMAGE_ENV[@]}" "$@")
-}
-if as_image_user "$WORK/readonly" touch probe 2>/dev/null; then
+# Run as uid 10001 with the image's environment (exec'd, so `$!` is the program itself).
+IMAGE_USER=(setpriv --reuid=10001 --regid=10001 --clear-groups
+  env -i PATH=/usr/local/bin:/usr/bin:/bin "${IMAGE_ENV[@]}")
+if (cd "$WORK/readonly" && exec "${IMAGE_USER[@]}" touch probe) 2>/dev/null; then
   echo "the working directory is writable by uid 10001: this check would prove nothing"; exit 1
 fi
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-as_image_user "$WORK/readonly" "$WORK/bin/llm-tower" --config "$WORK/etc/gateway.yaml" \
-  --listen "127.0.0.1:$PORT" >"$WORK/log" 2>&1 &
+(cd "$WORK/readonly" && exec "${IMAGE_USER[@]}" "$WORK/bin/llm-tower" \
+  --config "$WORK/etc/gateway.yaml" --listen "127.0.0.1:$PORT") >"$WORK/log" 2>&1 &
 PID=$!
 for _ in $(seq 50); do
   curl -fsS -o /dev/null "http://127.0.0.1:$PORT/health" 2>/dev/null && break
@@ -61,8 +59,8 @@ echo "ok: served as uid 10001 from a read-only directory, 1 usage record in $WOR
 
 # The old failure: a relative ledger path in an unwritable working directory.
 printf 'providers: { mock: { kind: mock } }\n' >"$WORK/etc/relative.yaml"
-if as_image_user "$WORK/readonly" "$WORK/bin/llm-tower" --config "$WORK/etc/relative.yaml" \
-  --listen 127.0.0.1:0 >"$WORK/log" 2>&1; then
+if (cd "$WORK/readonly" && exec "${IMAGE_USER[@]}" "$WORK/bin/llm-tower" \
+  --config "$WORK/etc/relative.yaml" --listen 127.0.0.1:0) >"$WORK/log" 2>&1; then
   echo "a ledger the user cannot create did not stop the start"; exit 1
 fi
 grep -q 'metering.sqlite_path' "$WORK/log" || { echo "unclear start-up error:"; cat "$WORK/log"; exit 1; }
