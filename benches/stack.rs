@@ -29,7 +29,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use llm_tower::executor::{Executors, MockExecutor};
+use llm_tower::executor::MockExecutor;
 use llm_tower::{Body, Config, Endpoint, Gateway, LlmRequest};
 use tower::{Service, ServiceExt};
 
@@ -103,13 +103,15 @@ fn parse(c: &mut Criterion) {
 
 fn stack(c: &mut Criterion) {
     let rt = runtime();
-    // Built inside the runtime so the Prometheus recorder's upkeep task runs, as in the binary.
+    // As the binary does: a Prometheus recorder installed before the gateway is built.
     let _guard = rt.enter();
+    let prometheus = llm_tower::install_prometheus();
     let config = Config::from_yaml(CONFIG).expect("config");
     let service = Gateway::from_config(&config)
         .expect("gateway")
+        .with_prometheus(prometheus)
         .into_service();
-    let executors = Executors::from_config(&config).expect("executors");
+    let executors = config.executors().expect("executors");
     let mock = MockExecutor::new();
 
     for (name, model, stream) in [
@@ -195,8 +197,8 @@ fn stack(c: &mut Criterion) {
 
 /// The feature layers, one by one and together, over the executors.
 fn layers(c: &mut Criterion) {
-    use llm_tower::alias::{AliasLayer, Aliases};
-    use llm_tower::combo::{ComboLayer, Combos};
+    use llm_tower::alias::AliasLayer;
+    use llm_tower::combo::ComboLayer;
     use llm_tower::idempotency::IdempotencyLayer;
     use llm_tower::metering::MeteringLayer;
     use tower::util::BoxCloneService;
@@ -207,19 +209,15 @@ fn layers(c: &mut Criterion) {
     let rt = runtime();
     let _guard = rt.enter();
     let config = Config::from_yaml(CONFIG).expect("config");
-    let executors = Executors::from_config(&config).expect("executors");
-    let aliases = Aliases::compile(&config).expect("aliases");
-    let combos = Combos::compile(&config, &aliases).expect("combos");
+    let executors = config.executors().expect("executors");
+    let aliases = config.aliases().expect("aliases");
     let routing = || {
         ServiceBuilder::new()
             .layer(AliasLayer::new(aliases.clone()))
-            .layer(IdempotencyLayer::from_config(&config).expect("idempotency"))
-            .layer(ComboLayer::new(
-                Combos::compile(&config, &aliases).expect("combos"),
-            ))
+            .layer(IdempotencyLayer::from_settings(&config.idempotency, None).expect("idempotency"))
+            .layer(ComboLayer::new(config.combos(&aliases).expect("combos")))
     };
-    let metering = MeteringLayer::from_config(&config).expect("metering");
-    let _ = &combos;
+    let metering = MeteringLayer::from_settings(&config.metering).expect("metering");
     let stacks: Vec<(&str, &str, Option<&str>, Stack)> = vec![
         (
             "none",

@@ -2,7 +2,7 @@
 //! the recorded fixtures (`tests/fixtures`, or small built-in samples without them).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use llm_tower::executor::translate::{self, Native, StreamTranslation};
+use llm_tower::translate::{self, Native, StreamTranslation};
 
 fn fixture(path: &str, fallback: &str) -> Vec<u8> {
     std::fs::read(format!("tests/fixtures/{path}")).unwrap_or_else(|_| fallback.into())

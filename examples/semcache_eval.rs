@@ -15,7 +15,8 @@
 use std::io::{BufRead, Write};
 
 use llm_tower::cache::semantic::{guard, Embedder, HashEmbedder, HttpEmbedder, Verdict};
-use llm_tower::config::{HashEmbedderConfig, HttpEmbedderConfig, UpstreamConfig};
+use llm_tower::cache::{HashEmbedderSettings, HttpEmbedderSettings};
+use llm_tower::upstream::ClientSettings;
 use serde_json::{json, Value};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -37,20 +38,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (embedder, threshold): (Box<dyn Embedder>, f32) =
         match arg(&args, "--embedder").as_deref().unwrap_or("hash") {
             "http" => {
-                let config: HttpEmbedderConfig = serde_json::from_value(json!({
+                let config: HttpEmbedderSettings = serde_json::from_value(json!({
                     "url": arg(&args, "--url").ok_or("--url")?,
                     "model": arg(&args, "--model").unwrap_or_else(|| "default".into()),
                     "timeout": "60s",
                 }))?;
                 let threshold = config.threshold;
                 (
-                    Box::new(HttpEmbedder::new(&config, &UpstreamConfig::default())?),
+                    Box::new(HttpEmbedder::new(&config, &ClientSettings::default())?),
                     threshold,
                 )
             }
             #[cfg(feature = "minilm")]
             "minilm" => {
-                let config: llm_tower::config::MiniLmEmbedderConfig = serde_json::from_value(
+                let config: llm_tower::cache::MiniLmEmbedderSettings = serde_json::from_value(
                     json!({ "path": arg(&args, "--path").ok_or("--path")? }),
                 )?;
                 (
@@ -61,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )
             }
             _ => {
-                let default = HashEmbedderConfig::default();
+                let default = HashEmbedderSettings::default();
                 let dims = arg(&args, "--dims").map_or(Ok(default.dims), |d| d.parse())?;
                 (Box::new(HashEmbedder::new(dims)), default.threshold)
             }

@@ -1,8 +1,9 @@
 //! The response body every service in the stack returns.
 //!
-//! An enum rather than a boxed trait object, so the common cases (a buffered JSON answer,
-//! an upstream's frames passed through) cost no allocation. Anything else fits in
-//! [`Body::new`].
+//! Buffered bytes without an allocation of their own (the common answer: a JSON body);
+//! anything else, such as an upstream's frames passed through, boxed in [`Body::new`] (one
+//! allocation per response; every response is boxed once more by the panic guard around
+//! the gateway anyway). This module knows no other: bodies are defined where they are made.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -12,9 +13,6 @@ use http_body::{Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
-
-use crate::executor::mock::MockBody;
-use crate::executor::stream::UpstreamBody;
 
 /// A boxed error, as bodies report them.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -31,8 +29,6 @@ pin_project! {
     #[project = KindProj]
     enum Kind {
         Full { data: Option<Bytes> },
-        Upstream { #[pin] body: UpstreamBody },
-        Mock { #[pin] body: MockBody },
         Boxed { body: UnsyncBoxBody<Bytes, BoxError> },
     }
 }
@@ -66,18 +62,6 @@ impl Body {
             },
         }
     }
-
-    pub(crate) fn upstream(body: UpstreamBody) -> Self {
-        Self {
-            kind: Kind::Upstream { body },
-        }
-    }
-
-    pub(crate) fn mock(body: MockBody) -> Self {
-        Self {
-            kind: Kind::Mock { body },
-        }
-    }
 }
 
 impl Default for Body {
@@ -90,8 +74,6 @@ impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.kind {
             Kind::Full { .. } => "full",
-            Kind::Upstream { .. } => "upstream",
-            Kind::Mock { .. } => "mock",
             Kind::Boxed { .. } => "boxed",
         };
         f.debug_tuple("Body").field(&kind).finish()
@@ -108,8 +90,6 @@ impl http_body::Body for Body {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            KindProj::Upstream { body } => body.poll_frame(cx),
-            KindProj::Mock { body } => body.poll_frame(cx),
             KindProj::Boxed { body } => Pin::new(body).poll_frame(cx),
         }
     }
@@ -117,8 +97,6 @@ impl http_body::Body for Body {
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full { data } => data.is_none(),
-            Kind::Upstream { body } => body.is_end_stream(),
-            Kind::Mock { body } => body.is_end_stream(),
             Kind::Boxed { body } => body.is_end_stream(),
         }
     }
@@ -128,8 +106,6 @@ impl http_body::Body for Body {
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            Kind::Upstream { body } => body.size_hint(),
-            Kind::Mock { body } => body.size_hint(),
             Kind::Boxed { body } => body.size_hint(),
         }
     }

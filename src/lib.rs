@@ -38,7 +38,11 @@ pub mod metering;
 pub mod parse;
 mod request;
 pub mod server;
+mod settings;
 pub mod sse;
+pub mod store;
+pub mod translate;
+pub mod upstream;
 
 use std::net::SocketAddr;
 
@@ -50,6 +54,7 @@ pub use gateway::{
     install_prometheus, prometheus_upkeep, Gateway, GatewayFuture, GatewayService, MakeRequestIds,
 };
 pub use request::{Endpoint, LlmRequest};
+pub use settings::SettingsError;
 
 /// Serves `gateway` as `config` says (`listen`, `server`) until SIGINT or SIGTERM, then
 /// lets in-flight requests finish and writes the usage of every request served.

@@ -16,7 +16,56 @@ use tokio::net::TcpListener;
 use tower::Service;
 
 use crate::body::BoxError;
-use crate::config::ServerConfig;
+use serde::Deserialize;
+
+use crate::settings::{setters, SettingsError};
+
+/// Limits and timeouts towards clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ServerSettings {
+    /// Largest request body accepted (413 beyond). Default 4 MiB.
+    pub max_body_bytes: usize,
+    /// Time a client has to send its request headers (slowloris guard). Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// On SIGINT/SIGTERM, how long in-flight requests and streams may take to finish. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace_period: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_grace_period: Duration::from_secs(30),
+        }
+    }
+}
+
+setters!(ServerSettings {
+    /// Largest request body accepted (413 beyond).
+    max_body_bytes: usize,
+    /// Time a client has to send its request headers.
+    header_read_timeout: Duration,
+    /// How long in-flight requests may take to finish on shutdown.
+    shutdown_grace_period: Duration,
+});
+
+impl ServerSettings {
+    /// Checks the limits.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.max_body_bytes == 0 {
+            return Err(SettingsError::new(
+                "max_body_bytes",
+                "must be greater than 0",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Serves `service` on `listener` until `shutdown` resolves, then stops accepting and lets
 /// in-flight requests (streams included) finish for up to `config.shutdown_grace_period`.
@@ -26,7 +75,7 @@ use crate::config::ServerConfig;
 pub async fn serve<S, B>(
     listener: TcpListener,
     service: S,
-    config: &ServerConfig,
+    config: &ServerSettings,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()>
 where

@@ -1,5 +1,12 @@
-//! Server-sent events as the OpenAI API frames them: `data: {json}\n\n`, ending with
-//! `data: [DONE]\n\n`.
+//! Server-sent events: writing them as the OpenAI API frames them (`data: {json}\n\n`,
+//! ending with `data: [DONE]\n\n`), and the one incremental decoder every reader uses.
+//!
+//! [`Decoder`] cuts events out of each frame in place (memchr over the frame's bytes); only
+//! an event that a frame leaves unfinished is copied, into a carry buffer that the next
+//! frame completes. Lines may end in `\n` or `\r\n` (Gemini frames with CRLF), and the last
+//! event counts even without its terminating blank line ([`Decoder::finish`]).
+
+use std::borrow::Cow;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -33,6 +40,106 @@ pub fn error_event(error: &GatewayError) -> Bytes {
     out.put_slice(&json);
     out.put_slice(b"\n\n");
     out.freeze()
+}
+
+/// One decoded event: its `event:` name and its `data:` (lines joined by `\n`).
+#[derive(Debug, PartialEq)]
+pub struct Event<'a> {
+    /// The `event:` field, if any.
+    pub name: Option<&'a [u8]>,
+    /// The `data:` lines, joined by `\n`.
+    pub data: Cow<'a, [u8]>,
+}
+
+/// Splits a byte stream into SSE events.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    carry: BytesMut,
+}
+
+/// Whether the caller wants more events.
+pub type More = bool;
+
+impl Decoder {
+    /// Feeds one frame, calling `on_event` for every event it completes, in order. Stops
+    /// early (dropping the rest) when `on_event` returns `false`; returns whether it did not.
+    pub fn feed(&mut self, mut frame: &[u8], on_event: &mut dyn FnMut(Event<'_>) -> More) -> More {
+        // Finish the event a previous frame left open, one line at a time.
+        while !self.carry.is_empty() {
+            let Some(nl) = memchr::memchr(b'\n', frame) else {
+                self.carry.extend_from_slice(frame);
+                return true;
+            };
+            self.carry.extend_from_slice(&frame[..=nl]);
+            frame = &frame[nl + 1..];
+            if ends_with_blank_line(&self.carry) {
+                let event = std::mem::take(&mut self.carry);
+                let more = dispatch(&event, on_event);
+                self.carry = event;
+                self.carry.clear();
+                if !more {
+                    return false;
+                }
+            }
+        }
+        // Whole events straight out of the frame.
+        let mut start = 0;
+        let mut pos = 0;
+        while let Some(i) = memchr::memchr(b'\n', &frame[pos..]) {
+            let nl = pos + i;
+            let line = &frame[pos..nl];
+            if line.is_empty() || line == b"\r" {
+                if !dispatch(&frame[start..pos], on_event) {
+                    return false;
+                }
+                start = nl + 1;
+            }
+            pos = nl + 1;
+        }
+        self.carry.extend_from_slice(&frame[start..]);
+        true
+    }
+
+    /// At the end of the stream: the last event if it was not terminated by a blank line.
+    pub fn finish(&mut self, on_event: &mut dyn FnMut(Event<'_>) -> More) -> More {
+        let rest = std::mem::take(&mut self.carry);
+        dispatch(&rest, on_event)
+    }
+}
+
+/// Whether `buf` (ending in `\n`) ends with an empty line.
+fn ends_with_blank_line(buf: &[u8]) -> bool {
+    let body = &buf[..buf.len() - 1];
+    let body = body.strip_suffix(b"\r").unwrap_or(body);
+    body.is_empty() || body.ends_with(b"\n")
+}
+
+/// Parses the lines of one event and hands it over; empty and comment-only events are
+/// skipped.
+fn dispatch(event: &[u8], on_event: &mut dyn FnMut(Event<'_>) -> More) -> More {
+    let mut name = None;
+    let mut data: Option<Cow<'_, [u8]>> = None;
+    for line in event.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if let Some(value) = line.strip_prefix(b"data:") {
+            let value = value.strip_prefix(b" ").unwrap_or(value);
+            data = Some(match data {
+                None => Cow::Borrowed(value),
+                Some(prev) => {
+                    let mut joined = prev.into_owned();
+                    joined.push(b'\n');
+                    joined.extend_from_slice(value);
+                    Cow::Owned(joined)
+                }
+            });
+        } else if let Some(value) = line.strip_prefix(b"event:") {
+            name = Some(value.trim_ascii());
+        }
+    }
+    match data {
+        Some(data) => on_event(Event { name, data }),
+        None => true,
+    }
 }
 
 /// The complete events at the start of `buf` (each without its blank-line terminator),
@@ -90,5 +197,56 @@ mod tests {
         let text = std::str::from_utf8(&event).unwrap();
         assert!(text.starts_with("event: error\ndata: {\"error\":{\"message\":\"boom\""));
         assert!(text.ends_with("}\n\n"));
+    }
+}
+
+#[cfg(test)]
+mod decoder_tests {
+    use super::*;
+
+    fn run(frames: &[&[u8]]) -> Vec<(Option<String>, String)> {
+        let mut out = Vec::new();
+        let mut decoder = Decoder::default();
+        let mut push = |e: Event<'_>| {
+            out.push((
+                e.name.map(|n| String::from_utf8_lossy(n).into_owned()),
+                String::from_utf8_lossy(&e.data).into_owned(),
+            ));
+            true
+        };
+        for frame in frames {
+            decoder.feed(frame, &mut push);
+        }
+        decoder.finish(&mut push);
+        out
+    }
+
+    #[test]
+    fn events_are_the_same_however_the_bytes_are_split() {
+        let stream: &[u8] = b": comment\n\nevent: a\ndata: {\"x\":1}\n\ndata: {}\r\n\r\ndata: l1\ndata: l2\n\nevent: b\r\ndata: [9]\r\n\r\ndata: tail";
+        let whole = run(&[stream]);
+        assert_eq!(
+            whole,
+            [
+                (Some("a".into()), "{\"x\":1}".into()),
+                (None, "{}".into()),
+                (None, "l1\nl2".into()),
+                (Some("b".into()), "[9]".into()),
+                (None, "tail".into()),
+            ]
+        );
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(run(&bytes), whole);
+        for seed in 0..200 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let mut frames = Vec::new();
+            let mut rest = stream;
+            while !rest.is_empty() {
+                let n = rng.usize(1..=rest.len().min(12));
+                frames.push(&rest[..n]);
+                rest = &rest[n..];
+            }
+            assert_eq!(run(&frames), whole, "seed {seed}");
+        }
     }
 }

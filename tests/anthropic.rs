@@ -7,7 +7,7 @@ mod native_replay;
 mod support;
 
 use http::{HeaderMap, StatusCode};
-use llm_tower::executor::translate::{self, Native, StreamTranslation};
+use llm_tower::translate::{self, Native, StreamTranslation};
 use native_replay::*;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -542,7 +542,7 @@ fn errors_keep_status_message_and_request_id_with_the_mapping() {
 
 async fn setup() -> (support::Running, support::Running, Replay) {
     let replay = Replay::default();
-    let upstream = serve(replay.clone(), llm_tower::config::ServerConfig::default()).await;
+    let upstream = serve(replay.clone(), llm_tower::server::ServerSettings::default()).await;
     let yaml = format!(
         "providers:\n  claude: {{ kind: anthropic, api_base: '{}/v1', api_key: sk-ant-test, max_tokens: 333, models: [claude-sonnet-4-5] }}\nmetering: {{ sink: none }}\n",
         upstream.url()
@@ -711,7 +711,7 @@ async fn e2e_the_openai_python_sdk_cannot_tell() {
     let gemini_replay = Replay::default();
     let gemini_up = serve(
         gemini_replay.clone(),
-        llm_tower::config::ServerConfig::default(),
+        llm_tower::server::ServerSettings::default(),
     )
     .await;
     let yaml = format!(

@@ -6,7 +6,7 @@ mod native_replay;
 mod support;
 
 use http::{HeaderMap, StatusCode};
-use llm_tower::executor::translate::{self, Native, StreamTranslation};
+use llm_tower::translate::{self, Native, StreamTranslation};
 use native_replay::*;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -456,7 +456,7 @@ fn errors_keep_status_and_map_key_and_retry_info() {
 
 async fn setup() -> (support::Running, support::Running, Replay) {
     let replay = Replay::default();
-    let upstream = serve(replay.clone(), llm_tower::config::ServerConfig::default()).await;
+    let upstream = serve(replay.clone(), llm_tower::server::ServerSettings::default()).await;
     let yaml = format!(
         "providers:\n  gemini: {{ kind: gemini, api_base: '{}/v1beta', api_key: AIza-test }}\nmetering: {{ sink: none }}\n",
         upstream.url()

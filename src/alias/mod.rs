@@ -14,17 +14,35 @@
 //! and its response carry a [`ResolvedModel`] so that other layers (metering) see both names.
 //!
 //! ```
-//! use llm_tower::alias::Aliases;
-//! let config = llm_tower::Config::from_yaml(
-//!     "providers: { openai: { kind: mock } }\naliases: { 'gpt-*': 'openai/gpt-*', gpt: gpt-4o }",
-//! ).unwrap();
-//! let aliases = Aliases::compile(&config).unwrap();
+//! use std::collections::BTreeMap;
+//! use llm_tower::alias::{Aliases, Names};
+//!
+//! let aliases = BTreeMap::from([
+//!     ("gpt-*".to_owned(), "openai/gpt-*".to_owned()),
+//!     ("gpt".to_owned(), "gpt-4o".to_owned()),
+//! ]);
+//! let names = Names { provider: &|p| p == "openai", combo: &|_| false };
+//! let aliases = Aliases::new(&aliases, &names).unwrap();
 //! assert_eq!(aliases.resolve("gpt").as_deref(), Some("openai/gpt-4o"));
 //! assert_eq!(aliases.resolve("openai/gpt-4o"), None);
+//! ```
+//!
+//! Around your own service, with [`AliasLayer`]:
+//!
+//! ```
+//! # use std::collections::BTreeMap;
+//! # use llm_tower::alias::{AliasLayer, Aliases, Names};
+//! let names = Names { provider: &|p| p == "mine", combo: &|_| false };
+//! let aliases = Aliases::new(&BTreeMap::from([("fast".into(), "mine/small".into())]), &names).unwrap();
+//! let service = tower::ServiceBuilder::new()
+//!     .layer(llm_tower::parse::ParseLayer::new(1 << 20))
+//!     .layer(AliasLayer::new(aliases))
+//!     .service(llm_tower::executor::MockExecutor::new());
+//! # let _ = service;
 //! ```
 
 mod service;
 mod table;
 
 pub use self::service::{Alias, AliasFuture, AliasLayer};
-pub use self::table::{Aliases, ResolvedModel};
+pub use self::table::{Aliases, Names, ResolvedModel};

@@ -4,7 +4,9 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError};
+use std::collections::BTreeMap;
+
+use crate::settings::SettingsError;
 
 /// What an alias did to a request, kept in its extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +15,25 @@ pub struct ResolvedModel {
     pub requested: Arc<str>,
     /// What it resolved to: `provider/model` or a combo name.
     pub resolved: Arc<str>,
+}
+
+/// The names an alias (or a combo target) may end at: a combo, or `provider/model` with a
+/// registered provider.
+pub struct Names<'a> {
+    /// Whether a provider of this name is registered.
+    pub provider: &'a dyn Fn(&str) -> bool,
+    /// Whether a combo of this name exists.
+    pub combo: &'a dyn Fn(&str) -> bool,
+}
+
+impl Names<'_> {
+    /// Whether `name` is a combo or `provider/model` with a registered provider.
+    pub fn is_destination(&self, name: &str) -> bool {
+        (self.combo)(name)
+            || name
+                .split_once('/')
+                .is_some_and(|(p, m)| !m.is_empty() && (self.provider)(p))
+    }
 }
 
 /// Every alias, resolved to its final target where that is known at load time.
@@ -42,28 +63,30 @@ impl Wildcard {
 }
 
 impl Aliases {
-    /// Compiles `config.aliases`, checking every chain: each must end at a combo or at
-    /// `provider/model` with a configured provider, and must not loop.
-    pub fn compile(config: &Config) -> Result<Self, ConfigError> {
+    /// Compiles `aliases` (name → target), checking every chain: each must end at a name
+    /// `names` knows (a combo, or `provider/model` with a registered provider) and must
+    /// not loop. Errors name the alias.
+    pub fn new(
+        aliases: &BTreeMap<String, String>,
+        names: &Names<'_>,
+    ) -> Result<Self, SettingsError> {
         let mut table = Self::default();
         let mut raw_exact = HashMap::new();
-        for (name, target) in &config.aliases {
-            let field = || format!("aliases.{name}");
+        for (name, target) in aliases {
+            let err = |message: String| SettingsError::new(name.as_str(), message);
             if name.is_empty() || target.is_empty() {
-                return Err(ConfigError::new(format!("{}: must not be empty", field())));
+                return Err(err("must not be empty".to_owned()));
             }
-            if config.combos.contains_key(name) {
-                return Err(ConfigError::new(format!(
-                    "{}: `{name}` is also a combo; a name can be one or the other",
-                    field()
+            if (names.combo)(name) {
+                return Err(err(format!(
+                    "`{name}` is also a combo; a name can be one or the other"
                 )));
             }
             match name.matches('*').count() {
                 0 if target.contains('*') => {
-                    return Err(ConfigError::new(format!(
-                        "{}: the target has a `*` but the name has none to fill it",
-                        field()
-                    )))
+                    return Err(err(
+                        "the target has a `*` but the name has none to fill it".to_owned()
+                    ))
                 }
                 0 => {
                     raw_exact.insert(name.as_str(), target.as_str());
@@ -77,10 +100,10 @@ impl Aliases {
                     });
                 }
                 _ => {
-                    return Err(ConfigError::new(format!(
-                    "{}: a wildcard alias has one `*` in its name and at most one in its target",
-                    field()
-                )))
+                    return Err(err(
+                        "a wildcard alias has one `*` in its name and at most one in its target"
+                            .to_owned(),
+                    ))
                 }
             }
         }
@@ -96,8 +119,8 @@ impl Aliases {
                 .collect(),
             wildcards: table.wildcards.clone(),
         };
-        for name in config.aliases.keys() {
-            let end = raw.follow(name, config)?;
+        for name in aliases.keys() {
+            let end = raw.follow(name, names)?;
             if !name.contains('*') {
                 table.exact.insert(name.as_str().into(), end.into());
             }
@@ -106,30 +129,29 @@ impl Aliases {
     }
 
     /// Follows `name` through the raw table to the end of its chain, checking that end.
-    fn follow(&self, name: &str, config: &Config) -> Result<String, ConfigError> {
+    fn follow(&self, name: &str, names: &Names<'_>) -> Result<String, SettingsError> {
         let mut chain = vec![name.to_owned()];
         let mut current = name.to_owned();
         while let Some(next) = self.step(&current) {
             let next = next.into_owned();
             if chain.contains(&next) {
                 chain.push(next);
-                return Err(ConfigError::new(format!(
-                    "aliases.{name}: the chain loops: {}",
-                    chain.join(" → ")
-                )));
+                return Err(SettingsError::new(
+                    name,
+                    format!("the chain loops: {}", chain.join(" → ")),
+                ));
             }
             chain.push(next.clone());
             current = next;
         }
-        let known = config.combos.contains_key(&current)
-            || current
-                .split_once('/')
-                .is_some_and(|(p, m)| !m.is_empty() && config.providers.contains_key(p));
-        if !known {
-            return Err(ConfigError::new(format!(
-                "aliases.{name}: `{current}` is not a combo or `provider/model` with a configured provider (chain: {})",
-                chain.join(" → ")
-            )));
+        if !names.is_destination(&current) {
+            return Err(SettingsError::new(
+                name,
+                format!(
+                    "`{current}` is not a combo or `provider/model` with a configured provider (chain: {})",
+                    chain.join(" → ")
+                ),
+            ));
         }
         Ok(current)
     }
@@ -178,14 +200,14 @@ impl Aliases {
 mod tests {
     use super::*;
 
-    fn compile(aliases: &str) -> Result<Aliases, ConfigError> {
-        let yaml = format!(
-            "providers: {{ openai: {{ kind: mock }}, claude: {{ kind: mock }} }}\n\
-             combos: {{ smart: {{ targets: [openai/gpt-4o] }} }}\n\
-             aliases: {aliases}"
-        );
-        let config: Config = serde_yaml_ng::from_str(&yaml).unwrap();
-        Aliases::compile(&config)
+    /// Providers `openai` and `claude`, combo `smart`.
+    fn compile(aliases: &str) -> Result<Aliases, SettingsError> {
+        let aliases: BTreeMap<String, String> = serde_yaml_ng::from_str(aliases).unwrap();
+        let names = Names {
+            provider: &|p| p == "openai" || p == "claude",
+            combo: &|c| c == "smart",
+        };
+        Aliases::new(&aliases, &names).map_err(|e| e.within("aliases"))
     }
 
     #[test]

@@ -50,6 +50,11 @@ impl Keys {
         }
     }
 
+    /// Whether a master key is configured.
+    pub fn has_master(&self) -> bool {
+        self.keys.iter().any(|(id, _)| &*id.0 == "master")
+    }
+
     /// Whether any key is configured (otherwise the gateway is open).
     pub fn is_enabled(&self) -> bool {
         !self.keys.is_empty()

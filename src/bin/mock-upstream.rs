@@ -6,8 +6,8 @@
 //! cargo run --release --features test-util --bin mock-upstream -- [--listen 127.0.0.1:9100]
 //! ```
 
-use llm_tower::config::ServerConfig;
 use llm_tower::executor::MockUpstream;
+use llm_tower::server::ServerSettings;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -27,7 +27,7 @@ async fn main() -> std::io::Result<()> {
     llm_tower::server::serve(
         listener,
         MockUpstream::new(),
-        &ServerConfig::default(),
+        &ServerSettings::default(),
         llm_tower::server::shutdown_signal(),
     )
     .await

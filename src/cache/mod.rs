@@ -34,12 +34,19 @@
 //!   served without the cache (`bypass`, counted and logged).
 //!
 //! ```
-//! let config = llm_tower::Config::from_yaml(
-//!     "providers: { mock: { kind: mock } }\ncache: { enabled: true, semantic: { enabled: true } }",
-//! )
-//! .unwrap();
-//! let layer = llm_tower::cache::CacheLayer::from_config(&config).unwrap();
-//! # let _ = layer;
+//! use llm_tower::cache::{CacheLayer, CacheSettings, SemanticSettings};
+//! use llm_tower::upstream::ClientSettings;
+//!
+//! let settings = CacheSettings::default()
+//!     .enabled(true)
+//!     .semantic(SemanticSettings::default().enabled(true));
+//! let cache = CacheLayer::from_settings(&settings, None, &ClientSettings::default()).unwrap();
+//! // parse → cache → your executor
+//! let service = tower::ServiceBuilder::new()
+//!     .layer(llm_tower::parse::ParseLayer::new(1 << 20))
+//!     .layer(cache)
+//!     .service(llm_tower::executor::MockExecutor::new());
+//! # let _ = service;
 //! ```
 
 mod assemble;
@@ -49,6 +56,7 @@ mod key;
 mod redis;
 pub mod semantic;
 mod service;
+mod settings;
 mod store;
 
 pub use self::entry::CachedResponse;
@@ -56,57 +64,8 @@ pub use self::redis::RedisStore;
 pub use self::service::{
     Cache, CacheFuture, CacheHit, CacheLayer, CACHE_HEADER, SIMILARITY_HEADER, TTL_HEADER,
 };
+pub use self::settings::{
+    CacheScope, CacheSettings, CacheStoreKind, Cacheable, EmbedderKind, HashEmbedderSettings,
+    HttpEmbedderSettings, MiniLmEmbedderSettings, SemanticSettings,
+};
 pub use self::store::{CacheStore, MemoryStore, StoreError, StoreFuture};
-
-use crate::config::{CacheStoreKind, Config, ConfigError, EmbedderKind};
-
-/// Checks `config.cache`.
-pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
-    let cache = &config.cache;
-    if cache.store == CacheStoreKind::Redis && config.redis.is_none() {
-        return Err(ConfigError::new(
-            "cache.store: `redis` needs a `redis: { url: ... }` section",
-        ));
-    }
-    if cache.ttl > cache.max_ttl {
-        return Err(ConfigError::new("cache.ttl: must not exceed cache.max_ttl"));
-    }
-    if cache.max_entry_bytes == 0 || cache.max_memory_bytes == 0 {
-        return Err(ConfigError::new(
-            "cache.max_entry_bytes and cache.max_memory_bytes: must be greater than 0",
-        ));
-    }
-    let semantic = &cache.semantic;
-    if semantic.enabled {
-        if semantic.embedder == EmbedderKind::Http && semantic.http.is_none() {
-            return Err(ConfigError::new(
-                "cache.semantic.embedder: `http` needs a `http: { url, model }` section",
-            ));
-        }
-        if semantic.embedder == EmbedderKind::Minilm && semantic.minilm.is_none() {
-            return Err(ConfigError::new(
-                "cache.semantic.embedder: `minilm` needs a `minilm: { path }` section",
-            ));
-        }
-        let thresholds = [
-            Some(semantic.hash.threshold),
-            semantic.http.as_ref().map(|h| h.threshold),
-            semantic.minilm.as_ref().map(|m| m.threshold),
-        ];
-        if thresholds
-            .into_iter()
-            .flatten()
-            .any(|t| !(0.0..=1.0).contains(&t))
-        {
-            return Err(ConfigError::new(
-                "cache.semantic: thresholds are cosines between 0 and 1",
-            ));
-        }
-        if semantic.hash.dims < 16 || semantic.max_messages == 0 {
-            return Err(ConfigError::new(
-                "cache.semantic: hash.dims must be at least 16 and max_messages at least 1",
-            ));
-        }
-    }
-    Ok(())
-}

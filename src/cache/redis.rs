@@ -6,7 +6,7 @@ use redis::aio::ConnectionManager;
 
 use super::entry::{now_ms, CachedResponse};
 use super::store::{CacheStore, StoreError, StoreFuture};
-use crate::config::RedisConfig;
+use crate::store::RedisSettings;
 
 /// Redis as a [`CacheStore`].
 #[derive(Clone)]
@@ -18,7 +18,7 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects lazily (the first command connects; a Redis that is down makes commands
     /// fail within `config.timeout`, never hang).
-    pub fn new(config: &RedisConfig, prefix: &str) -> Result<Self, StoreError> {
+    pub fn new(config: &RedisSettings, prefix: &str) -> Result<Self, StoreError> {
         Ok(Self {
             conn: connect(config)?,
             prefix: prefix.to_owned(),
@@ -34,7 +34,7 @@ impl RedisStore {
     }
 }
 
-pub(crate) fn connect(config: &RedisConfig) -> Result<ConnectionManager, StoreError> {
+pub(crate) fn connect(config: &RedisSettings) -> Result<ConnectionManager, StoreError> {
     let client = redis::Client::open(config.url.as_str()).map_err(err)?;
     let manager = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(config.timeout))

@@ -20,14 +20,17 @@ use super::entry::{now_ms, to_sse, CachedResponse};
 use super::key::{analyze, raw_key, SemanticLimits};
 use super::redis::RedisStore;
 use super::semantic::{IndexSync, SemanticCache};
+use super::settings::{CacheScope, CacheSettings, CacheStoreKind, Cacheable};
 use super::store::{CacheStore, MemoryStore, StoreError};
 use crate::auth::KeyId;
 use crate::body::Body;
-use crate::config::{CacheConfig, CacheScope, CacheStoreKind, Cacheable, Config, ConfigError};
 use crate::error::GatewayError;
 use crate::executor::Target;
 use crate::request::{Endpoint, LlmRequest};
+use crate::settings::SettingsError;
 use crate::sse;
+use crate::store::RedisSettings;
+use crate::upstream::ClientSettings;
 
 /// The response header with the cache's verdict: `hit`, `semantic-hit`, `miss`, `bypass`.
 pub const CACHE_HEADER: &str = "x-gateway-cache";
@@ -51,7 +54,7 @@ pub struct CacheLayer {
 }
 
 struct Shared {
-    config: CacheConfig,
+    config: CacheSettings,
     store: Arc<dyn CacheStore>,
     semantic: Option<Arc<SemanticCache>>,
     /// With a shared store: keeps the semantic index of every instance in step.
@@ -96,7 +99,7 @@ impl CacheLayer {
     /// The layer with `store` and, optionally, a semantic cache (whose index `sync` keeps
     /// in step with other instances', when given).
     pub fn new(
-        config: CacheConfig,
+        config: CacheSettings,
         store: Arc<dyn CacheStore>,
         semantic: Option<SemanticCache>,
         sync: Option<IndexSync>,
@@ -136,21 +139,33 @@ impl CacheLayer {
         Self { shared }
     }
 
-    /// The layer as `config.cache` describes it (a no-op when `cache.enabled` is false).
-    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        let cache = &config.cache;
+    /// A layer that caches nothing (and adds nothing to a request).
+    pub fn disabled() -> Self {
+        Self { shared: None }
+    }
+
+    /// The layer `cache` describes (a no-op when `enabled` is false): its store in memory
+    /// or in the Redis server of `redis` (which `store: redis` needs); an HTTP embedder's
+    /// client set up by `upstream`. Errors name the field (`store`, `semantic.http.url`, …).
+    pub fn from_settings(
+        cache: &CacheSettings,
+        redis: Option<&RedisSettings>,
+        upstream: &ClientSettings,
+    ) -> Result<Self, SettingsError> {
+        cache.validate()?;
         if !cache.enabled {
             return Ok(Self { shared: None });
         }
-        let semantic = SemanticCache::from_config(config)?;
+        let semantic = SemanticCache::from_settings(&cache.semantic, upstream)
+            .map_err(|e| e.within("semantic"))?;
         let (store, sync): (Arc<dyn CacheStore>, _) = match cache.store {
             CacheStoreKind::Memory => (Arc::new(MemoryStore::new(cache.max_memory_bytes)), None),
             CacheStoreKind::Redis => {
-                let redis = config.redis.as_ref().ok_or_else(|| {
-                    ConfigError::new("cache.store: `redis` needs a `redis: { url: ... }` section")
+                let redis = redis.ok_or_else(|| {
+                    SettingsError::new("store", "`redis` needs a `redis: { url: ... }` section")
                 })?;
                 let store = RedisStore::new(redis, &cache.key_prefix)
-                    .map_err(|e| ConfigError::new(format!("redis: {e}")))?;
+                    .map_err(|e| SettingsError::new("store", e.to_string()))?;
                 let sync = semantic.as_ref().map(|_| {
                     IndexSync::new(
                         store.connection(),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::config::FallbackOn;
+use super::settings::FallbackOn;
 use crate::error::{ErrorKind, GatewayError};
 
 /// Which failures move a combo on, from its `fallback_on`.
@@ -118,7 +118,7 @@ mod tests {
     use http::StatusCode;
 
     use super::*;
-    use crate::executor::openai::upstream_error;
+    use crate::upstream::upstream_error;
 
     fn status(code: u16) -> GatewayError {
         GatewayError::new(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::CircuitBreakerConfig;
+use super::settings::CircuitBreakerSettings;
 use crate::executor::Target;
 
 /// How fast old latency is forgotten: a sample's weight halves about every 7 s.
@@ -49,7 +49,7 @@ impl TargetMetrics {
 }
 
 impl TargetState {
-    pub(crate) fn new(target: Target, config: &CircuitBreakerConfig) -> Self {
+    pub(crate) fn new(target: Target, config: &CircuitBreakerSettings) -> Self {
         let label: Arc<str> = format!("{}/{}", target.provider, target.model).into();
         Self {
             metrics: TargetMetrics::new(&label),
@@ -170,12 +170,12 @@ enum State {
 
 #[derive(Debug)]
 struct Breaker {
-    config: CircuitBreakerConfig,
+    config: CircuitBreakerSettings,
     state: State,
 }
 
 impl Breaker {
-    fn new(config: CircuitBreakerConfig) -> Self {
+    fn new(config: CircuitBreakerSettings) -> Self {
         Self {
             config,
             state: State::Closed {
@@ -251,7 +251,7 @@ mod tests {
     use super::*;
 
     fn breaker() -> Breaker {
-        Breaker::new(CircuitBreakerConfig {
+        Breaker::new(CircuitBreakerSettings {
             failures: 2,
             window: Duration::from_secs(10),
             cooldown: Duration::from_secs(5),

@@ -28,19 +28,42 @@
 //! that cools down soonest is still tried.
 //!
 //! ```
-//! let config = llm_tower::Config::from_yaml(
-//!     "providers: { a: { kind: mock }, b: { kind: mock } }\ncombos: { ab: { targets: [a/echo, b/echo] } }",
-//! ).unwrap();
-//! let aliases = llm_tower::alias::Aliases::compile(&config).unwrap();
-//! let combos = llm_tower::combo::Combos::compile(&config, &aliases).unwrap();
+//! use std::collections::BTreeMap;
+//! use llm_tower::alias::Aliases;
+//! use llm_tower::combo::{CircuitBreakerSettings, ComboLayer, ComboSettings, Combos};
+//! use llm_tower::executor::{Executors, MockExecutor};
+//!
+//! let executors = Executors::builder()
+//!     .service("a", MockExecutor::new())
+//!     .service("b", MockExecutor::new())
+//!     .build()
+//!     .unwrap();
+//! let settings = BTreeMap::from([("ab".to_owned(), ComboSettings::new(["a/echo", "b/echo"]))]);
+//! let combos = Combos::new(
+//!     &settings,
+//!     &Aliases::default(),
+//!     &|p| executors.contains(p),
+//!     &CircuitBreakerSettings::default(),
+//! )
+//! .unwrap();
 //! assert_eq!(combos.names().collect::<Vec<_>>(), ["ab"]);
+//! // parse → combo → your executors
+//! let service = tower::ServiceBuilder::new()
+//!     .layer(llm_tower::parse::ParseLayer::new(1 << 20))
+//!     .layer(ComboLayer::new(combos))
+//!     .service(executors);
+//! # let _ = service;
 //! ```
 
 mod body;
 mod failure;
 mod health;
 mod service;
+mod settings;
 mod table;
 
 pub use self::service::{Combo, ComboAttempts, ComboFuture, ComboLayer};
+pub use self::settings::{
+    CircuitBreakerSettings, ComboSettings, ComboStrategy, ComboTarget, FallbackOn,
+};
 pub use self::table::Combos;

@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use super::failure::FallbackPolicy;
 use super::health::TargetState;
+use std::collections::BTreeMap;
+
+use super::settings::{CircuitBreakerSettings, ComboSettings, ComboStrategy};
 use crate::alias::Aliases;
-use crate::config::{ComboStrategy, Config, ConfigError};
 use crate::executor::Target;
+use crate::settings::SettingsError;
 
 /// How deep combos may nest (a combo whose target is a combo is depth 2).
 const MAX_NESTING: usize = 4;
@@ -52,16 +55,26 @@ enum Node {
 }
 
 impl Combos {
-    /// Compiles `config.combos`, resolving each target through `aliases`. Unknown targets,
-    /// cycles and nesting deeper than 4 are errors naming the combo and the chain.
-    pub fn compile(config: &Config, aliases: &Aliases) -> Result<Self, ConfigError> {
+    /// Compiles `combos`, resolving each target through `aliases` to another combo or to
+    /// `provider/model` with a provider that `provider` says is registered; every target
+    /// shares one circuit breaker state set up by `breaker`. Unknown targets, cycles and
+    /// nesting deeper than 4 are errors naming the combo (`NAME.targets.I`) and the chain.
+    pub fn new(
+        combos: &BTreeMap<String, ComboSettings>,
+        aliases: &Aliases,
+        provider: &dyn Fn(&str) -> bool,
+        breaker: &CircuitBreakerSettings,
+    ) -> Result<Self, SettingsError> {
+        breaker.validate()?;
         let mut compiler = Compiler {
-            config,
+            combos,
+            provider,
+            breaker,
             aliases,
             targets: HashMap::new(),
             done: HashMap::new(),
         };
-        for name in config.combos.keys() {
+        for name in combos.keys() {
             compiler.combo(name, &mut Vec::new())?;
         }
         Ok(Self {
@@ -89,7 +102,9 @@ impl Combos {
 }
 
 struct Compiler<'a> {
-    config: &'a Config,
+    combos: &'a BTreeMap<String, ComboSettings>,
+    provider: &'a dyn Fn(&str) -> bool,
+    breaker: &'a CircuitBreakerSettings,
     aliases: &'a Aliases,
     targets: HashMap<String, Arc<TargetState>>,
     done: HashMap<String, Arc<ComboPlan>>,
@@ -100,48 +115,51 @@ impl Compiler<'_> {
         &mut self,
         name: &str,
         chain: &mut Vec<String>,
-    ) -> Result<Arc<ComboPlan>, ConfigError> {
+    ) -> Result<Arc<ComboPlan>, SettingsError> {
         if let Some(done) = self.done.get(name) {
             return Ok(done.clone());
         }
         if chain.iter().any(|c| c == name) {
             chain.push(name.to_owned());
-            return Err(ConfigError::new(format!(
-                "combos.{}: combos contain each other: {}",
-                chain[0],
-                chain.join(" → ")
-            )));
+            return Err(SettingsError::new(
+                chain[0].as_str(),
+                format!("combos contain each other: {}", chain.join(" → ")),
+            ));
         }
         chain.push(name.to_owned());
         if chain.len() > MAX_NESTING {
-            return Err(ConfigError::new(format!(
-                "combos.{}: combos nest deeper than {MAX_NESTING}: {}",
-                chain[0],
-                chain.join(" → ")
-            )));
+            return Err(SettingsError::new(
+                chain[0].as_str(),
+                format!(
+                    "combos nest deeper than {MAX_NESTING}: {}",
+                    chain.join(" → ")
+                ),
+            ));
         }
-        let config = &self.config.combos[name];
+        let config = &self.combos[name];
         if config.targets.is_empty() {
-            return Err(ConfigError::new(format!(
-                "combos.{name}.targets: at least one target is required"
-            )));
+            return Err(SettingsError::new(
+                format!("{name}.targets"),
+                "at least one target is required",
+            ));
         }
         let mut members = Vec::with_capacity(config.targets.len());
         for (i, target) in config.targets.iter().enumerate() {
-            let field = format!("combos.{name}.targets.{i}");
+            let field = format!("{name}.targets.{i}");
             members.push(Member {
                 node: self.node(target.name(), &field, chain)?,
                 weight: target.weight(),
             });
         }
         if config.strategy == ComboStrategy::Weighted && members.iter().all(|m| m.weight == 0) {
-            return Err(ConfigError::new(format!(
-                "combos.{name}.targets: every weight is 0"
-            )));
+            return Err(SettingsError::new(
+                format!("{name}.targets"),
+                "every weight is 0",
+            ));
         }
         let mut context_window_fallbacks = Vec::new();
         for (i, target) in config.context_window_fallbacks.iter().enumerate() {
-            let field = format!("combos.{name}.context_window_fallbacks.{i}");
+            let field = format!("{name}.context_window_fallbacks.{i}");
             self.node(target, &field, chain)?
                 .leaves(&mut context_window_fallbacks);
         }
@@ -154,9 +172,10 @@ impl Compiler<'_> {
         };
         let max_attempts = match config.max_attempts {
             Some(0) => {
-                return Err(ConfigError::new(format!(
-                    "combos.{name}.max_attempts: must be at least 1"
-                )))
+                return Err(SettingsError::new(
+                    format!("{name}.max_attempts"),
+                    "must be at least 1",
+                ))
             }
             Some(n) => n,
             None => (leaves + context_window_fallbacks.len()).min(DEFAULT_MAX_ATTEMPTS),
@@ -183,25 +202,26 @@ impl Compiler<'_> {
         name: &str,
         field: &str,
         chain: &mut Vec<String>,
-    ) -> Result<Node, ConfigError> {
+    ) -> Result<Node, SettingsError> {
         let resolved = self.aliases.resolve(name);
         let name = resolved.as_deref().unwrap_or(name);
-        if self.config.combos.contains_key(name) {
+        if self.combos.contains_key(name) {
             return Ok(Node::Combo(self.combo(name, chain)?));
         }
         match name.split_once('/') {
-            Some((provider, model)) if !model.is_empty() && self.config.providers.contains_key(provider) => {
+            Some((provider, model)) if !model.is_empty() && (self.provider)(provider) => {
                 let state = self.targets.entry(name.to_owned()).or_insert_with(|| {
                     Arc::new(TargetState::new(
                         Target { provider: provider.into(), model: model.into() },
-                        &self.config.circuit_breaker,
+                        self.breaker,
                     ))
                 });
                 Ok(Node::Target(state.clone()))
             }
-            _ => Err(ConfigError::new(format!(
-                "{field}: `{name}` is not `provider/model` with a configured provider, an alias or a combo"
-            ))),
+            _ => Err(SettingsError::new(
+                field,
+                format!("`{name}` is not `provider/model` with a configured provider, an alias or a combo"),
+            )),
         }
     }
 }
@@ -322,10 +342,30 @@ impl ComboPlan {
 mod tests {
     use super::*;
 
-    fn combos(yaml: &str) -> Result<Combos, ConfigError> {
-        let yaml = format!("providers: {{ a: {{ kind: mock }}, b: {{ kind: mock }}, c: {{ kind: mock }} }}\n{yaml}");
-        let config = Config::from_yaml(&yaml)?;
-        Combos::compile(&config, &Aliases::compile(&config)?)
+    /// `aliases:` and `combos:` in YAML, over providers `a`, `b` and `c`.
+    fn combos(yaml: &str) -> Result<Combos, SettingsError> {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            #[serde(default)]
+            aliases: BTreeMap<String, String>,
+            #[serde(default)]
+            combos: BTreeMap<String, ComboSettings>,
+        }
+        let doc: Doc =
+            serde_yaml_ng::from_str(yaml).map_err(|e| SettingsError::new("", e.to_string()))?;
+        let provider = |p: &str| ["a", "b", "c"].contains(&p);
+        let names = crate::alias::Names {
+            provider: &provider,
+            combo: &|c| doc.combos.contains_key(c),
+        };
+        let aliases = Aliases::new(&doc.aliases, &names)?;
+        Combos::new(
+            &doc.combos,
+            &aliases,
+            &provider,
+            &CircuitBreakerSettings::default(),
+        )
+        .map_err(|e| e.within("combos"))
     }
 
     fn labels(c: &Combos, name: &str) -> Vec<String> {

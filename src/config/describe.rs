@@ -2,7 +2,10 @@
 
 use std::fmt::Write;
 
-use super::{CacheStoreKind, Config, IdempotencyStoreKind, ProviderConfig, SinkKind};
+use super::{Config, ProviderConfig};
+use crate::cache::CacheStoreKind;
+use crate::idempotency::IdempotencyStoreKind;
+use crate::metering::SinkKind;
 
 impl Config {
     /// A plain-text summary of what this config serves: the listen address, who may call,

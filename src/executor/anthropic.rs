@@ -1,33 +1,121 @@
 //! Executor for the Anthropic Messages API (`kind: anthropic`).
 //!
 //! Clients keep speaking OpenAI Chat Completions: each request is translated to
-//! `POST {api_base}/messages` (see [`translate`](super::translate) for the rules), the
+//! `POST {api_base}/messages` (see [`translate`](crate::translate) for the rules), the
 //! answer back to a `chat.completion`, a stream event by event to `chat.completion.chunk`s,
 //! and errors to OpenAI's shape with their status (529 → 503).
 //!
 //! ```
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = llm_tower::Config::from_yaml(
-//!     "providers: { claude: { kind: anthropic, api_key: sk-ant-x, max_tokens: 2048 } }",
-//! )?;
-//! let executors = llm_tower::executor::Executors::from_config(&config)?;
+//! use llm_tower::executor::{AnthropicExecutor, AnthropicSettings, Executors};
+//! use llm_tower::upstream::{ClientSettings, UpstreamClient};
+//!
+//! # fn demo() -> Result<(), llm_tower::SettingsError> {
+//! let defaults = ClientSettings::default();
+//! let settings = AnthropicSettings::default().api_key(Some("sk-ant-x".into())).max_tokens(2048u32);
+//! let claude = AnthropicExecutor::new("claude", &settings, &defaults, UpstreamClient::new(&defaults)?)?;
+//! let executors = Executors::builder().service("claude", claude).build()?;
 //! # let _ = executors; Ok(()) }
 //! ```
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
-use http::{Request, Response};
+use http::{Method, Request, Response};
+use serde::Deserialize;
 
-use super::client::UpstreamClient;
-use super::translate::anthropic::{self, AnthropicStream, ThinkingStore};
-use super::translate::http::{Settings, Upstream};
-use super::translate::Chat;
+use super::translated::{json_response, stream_response};
 use crate::body::Body;
-use crate::config::{AnthropicProviderConfig, ConfigError, UpstreamConfig};
 use crate::error::GatewayError;
-use crate::request::{Endpoint, LlmRequest};
+use crate::request::{Endpoint as Route, LlmRequest};
+use crate::settings::{setters, SettingsError};
+use crate::translate::anthropic::{self, AnthropicStream, ThinkingStore};
+use crate::translate::Chat;
+use crate::upstream::{ClientSettings, Endpoint, HttpUpstream, UpstreamClient};
+
+/// The Anthropic Messages API (`kind: anthropic`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AnthropicSettings {
+    /// Base URL below which `/messages` lives. Default `https://api.anthropic.com/v1`.
+    pub api_base: String,
+    /// Sent as `x-api-key`.
+    pub api_key: Option<String>,
+    /// Extra headers sent with every request (e.g. `anthropic-beta`).
+    pub headers: BTreeMap<String, String>,
+    /// What `GET /v1/models` lists for this provider.
+    pub models: Vec<String>,
+    /// `max_tokens` sent when the client gives neither `max_tokens` nor
+    /// `max_completion_tokens` (Anthropic requires one). Default 4096.
+    pub max_tokens: u32,
+    /// The `anthropic-version` header. Default `2023-06-01`.
+    pub version: String,
+    /// Overrides the client's `first_byte_timeout` for this provider.
+    #[serde(with = "humantime_serde")]
+    pub first_byte_timeout: Option<Duration>,
+    /// Overrides the client's `idle_timeout` for this provider.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for AnthropicSettings {
+    fn default() -> Self {
+        Self {
+            api_base: "https://api.anthropic.com/v1".to_owned(),
+            api_key: None,
+            headers: BTreeMap::new(),
+            models: Vec::new(),
+            max_tokens: 4096,
+            version: "2023-06-01".to_owned(),
+            first_byte_timeout: None,
+            idle_timeout: None,
+        }
+    }
+}
+
+setters!(AnthropicSettings {
+    /// Base URL below which `/messages` lives.
+    api_base: String,
+    /// Sent as `x-api-key`.
+    api_key: Option<String>,
+    /// Extra headers sent with every request.
+    headers: BTreeMap<String, String>,
+    /// What `GET /v1/models` lists.
+    models: Vec<String>,
+    /// The default `max_tokens`.
+    max_tokens: u32,
+    /// The `anthropic-version` header.
+    version: String,
+    /// Overrides the client's `first_byte_timeout`.
+    first_byte_timeout: Option<Duration>,
+    /// Overrides the client's `idle_timeout`.
+    idle_timeout: Option<Duration>,
+});
+
+impl AnthropicSettings {
+    /// Checks every field, naming the one at fault.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.max_tokens == 0 {
+            return Err(SettingsError::new("max_tokens", "must be at least 1"));
+        }
+        HeaderValue::try_from(self.version.as_str())
+            .map_err(|_| SettingsError::new("version", "not a valid header value"))?;
+        self.endpoint().validate()
+    }
+
+    fn endpoint(&self) -> Endpoint<'_> {
+        Endpoint {
+            api_base: &self.api_base,
+            credential: self.api_key.as_deref().map(|key| ("x-api-key", key)),
+            headers: &self.headers,
+            first_byte_timeout: self.first_byte_timeout,
+            idle_timeout: self.idle_timeout,
+        }
+    }
+}
 
 /// Largest Anthropic JSON response read.
 const MAX_RESPONSE: usize = 32 * 1024 * 1024;
@@ -40,41 +128,30 @@ pub struct AnthropicExecutor {
 
 #[derive(Debug)]
 struct Inner {
-    upstream: Upstream,
+    upstream: HttpUpstream,
     version: HeaderValue,
     max_tokens: u32,
     thinking: ThinkingStore,
 }
 
 impl AnthropicExecutor {
-    pub(crate) fn new(
+    /// The executor of provider `name`, on the shared `client` (whose `defaults` give the
+    /// timeouts the settings do not override).
+    pub fn new(
         name: &str,
-        config: &AnthropicProviderConfig,
-        upstream: &UpstreamConfig,
+        settings: &AnthropicSettings,
+        defaults: &ClientSettings,
         client: UpstreamClient,
-    ) -> Result<Self, ConfigError> {
-        let upstream = Upstream::new(
-            name,
-            Settings {
-                api_base: &config.api_base,
-                key_header: ("x-api-key", config.api_key.as_ref()),
-                headers: &config.headers,
-                first_byte_timeout: config.first_byte_timeout,
-                idle_timeout: config.idle_timeout,
-            },
-            upstream,
-            client,
-        )?;
-        let version = HeaderValue::try_from(config.version.as_str()).map_err(|_| {
-            ConfigError::new(format!(
-                "providers.{name}.version: not a valid header value"
-            ))
-        })?;
+    ) -> Result<Self, SettingsError> {
+        settings.validate()?;
+        let upstream = HttpUpstream::new(name, settings.endpoint(), defaults, client)?;
+        let version = HeaderValue::try_from(settings.version.as_str())
+            .map_err(|_| SettingsError::new("version", "not a valid header value"))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 upstream,
                 version,
-                max_tokens: config.max_tokens,
+                max_tokens: settings.max_tokens,
                 thinking: ThinkingStore::default(),
             }),
         })
@@ -89,10 +166,10 @@ impl AnthropicExecutor {
     ) -> Result<Response<Body>, GatewayError> {
         let inner = &*self.inner;
         let upstream = &inner.upstream;
-        if llm.endpoint() != Endpoint::ChatCompletions {
+        if llm.endpoint() != Route::ChatCompletions {
             return Err(GatewayError::bad_request(format!(
                 "Provider `{}` (Anthropic) has no embeddings endpoint.",
-                upstream.name
+                upstream.name()
             ))
             .with_code("unsupported_endpoint"));
         }
@@ -105,34 +182,31 @@ impl AnthropicExecutor {
             inner.max_tokens,
             &inner.thinking,
         )?;
-        let native = serde_json::to_vec(&native).expect("a request serialises");
+        let native = Bytes::from(serde_json::to_vec(&native).expect("a request serialises"));
         let uri = upstream.uri("/messages")?;
         let extra = [(
             HeaderName::from_static("anthropic-version"),
             inner.version.clone(),
         )];
-        let response = match upstream.post(uri, &parts.headers, &extra, native).await? {
-            Ok(response) => response,
-            Err((parts, body)) => {
-                return Err(anthropic::error(
-                    &upstream.name,
-                    parts.status,
-                    &parts.headers,
-                    &body,
-                ))
-            }
-        };
+        let response = upstream
+            .request(Method::POST, uri, &parts.headers, &extra, Some(native))
+            .await?
+            .map_err(|(parts, body)| {
+                anthropic::error(upstream.name(), parts.status, &parts.headers, &body)
+            })?;
         if llm.stream() {
             let translator = AnthropicStream::new(
-                upstream.name.clone(),
+                upstream.name().clone(),
                 llm.include_usage(),
                 Some(inner.thinking.clone()),
             );
-            return upstream.stream_response(response, translator).await;
+            return stream_response(upstream, response, translator).await;
         }
         let (parts, incoming) = response.into_parts();
         let bytes = upstream.read_body(incoming, MAX_RESPONSE).await?;
-        let json = anthropic::response(&bytes, &upstream.name, &inner.thinking)?;
-        Ok(upstream.json_response(parts, json))
+        let json = anthropic::response(&bytes, upstream.name(), &inner.thinking)?;
+        Ok(json_response(parts, json))
     }
 }
+
+super::executor_service!(AnthropicExecutor);

@@ -65,7 +65,7 @@ fn default_type(status: http::StatusCode) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::executor::openai::upstream_error;
+    use crate::upstream::upstream_error;
     use http::StatusCode;
 
     #[test]

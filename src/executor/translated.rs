@@ -1,21 +1,71 @@
-//! The body of a translated stream: native SSE in, OpenAI `chat.completion.chunk` events
-//! out, re-framed event by event as frames arrive.
+//! What the translating executors (Anthropic, Gemini) share: the client's response built
+//! from a translation, and the body of a translated stream (native SSE in, OpenAI
+//! `chat.completion.chunk` events out, re-framed event by event as frames arrive).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Response};
 use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 
-use super::decode::Decoder;
-use super::StreamTranslator;
-use crate::body::BoxError;
+use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
-use crate::sse;
+use crate::sse::{self, Decoder};
+use crate::translate::stream::{feed, finish, Fed, StreamTranslator};
+use crate::upstream::{clean_response_headers, HttpUpstream};
+
+/// The client's JSON response: the upstream's headers (cleaned) and the translation.
+pub(super) fn json_response(mut parts: http::response::Parts, json: Vec<u8>) -> Response<Body> {
+    fix_headers(&mut parts.headers, false);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, Body::full(json))
+}
+
+/// The client's SSE response: the upstream's body translated event by event. Reads until
+/// the first translated output, so an error the upstream reports first becomes an HTTP
+/// error.
+pub(super) async fn stream_response<T>(
+    upstream: &HttpUpstream,
+    response: Response<Incoming>,
+    translator: T,
+) -> Result<Response<Body>, GatewayError>
+where
+    T: StreamTranslator + Send + 'static,
+{
+    let (mut parts, incoming) = response.into_parts();
+    fix_headers(&mut parts.headers, true);
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    let name = upstream.name().clone();
+    let mut body = Box::pin(TranslatedBody::new(
+        upstream.body(incoming, false),
+        translator,
+        name,
+    ));
+    body.prime().await?;
+    Ok(Response::from_parts(parts, Body::new(body)))
+}
+
+fn fix_headers(headers: &mut HeaderMap, stream: bool) {
+    clean_response_headers(headers, stream);
+    headers.remove(CONTENT_LENGTH);
+    headers.remove(http::header::CONTENT_ENCODING);
+    for id in ["request-id", "x-goog-request-id"] {
+        if let Some(value) = headers.remove(id) {
+            headers.insert(HeaderName::from_static("x-upstream-request-id"), value);
+        }
+    }
+}
 
 pin_project! {
-    /// Wraps an upstream body (an [`UpstreamBody`](crate::executor::UpstreamBody), or any
+    /// Wraps an upstream body (an [`UpstreamBody`](crate::upstream::UpstreamBody), or any
     /// body of `Bytes`) and translates each native event as it arrives. Nothing is buffered
     /// but the unfinished tail of the last frame. Each upstream frame yields at most one
     /// frame holding every event it completed; frames that complete none yield nothing.
@@ -32,13 +82,6 @@ pin_project! {
         done: bool,
         provider: std::sync::Arc<str>,
     }
-}
-
-/// What [`TranslatedBody::feed`] left.
-pub(super) enum Fed {
-    More,
-    Failed(GatewayError),
-    Ended,
 }
 
 impl<B, T> TranslatedBody<B, T>
@@ -107,63 +150,6 @@ fn body_error(err: BoxError, provider: &str) -> GatewayError {
     match err.downcast::<GatewayError>() {
         Ok(err) => *err,
         Err(err) => GatewayError::upstream_protocol(provider, format_args!("stream broken: {err}")),
-    }
-}
-
-pub(super) fn feed<T: StreamTranslator>(
-    decoder: &mut Decoder,
-    translator: &mut T,
-    data: &[u8],
-    out: &mut BytesMut,
-) -> Fed {
-    let mut failure = None;
-    let mut ended = false;
-    decoder.feed(
-        data,
-        &mut |event| match translator.event(event.name, &event.data, out) {
-            Ok(true) => true,
-            Ok(false) => {
-                ended = true;
-                false
-            }
-            Err(err) => {
-                failure = Some(err);
-                false
-            }
-        },
-    );
-    match failure {
-        Some(err) => Fed::Failed(err),
-        None if ended => Fed::Ended,
-        None => Fed::More,
-    }
-}
-
-pub(super) fn finish<T: StreamTranslator>(
-    decoder: &mut Decoder,
-    translator: &mut T,
-    out: &mut BytesMut,
-) {
-    let mut failure = None;
-    let mut ended = false;
-    decoder.finish(
-        &mut |event| match translator.event(event.name, &event.data, out) {
-            Ok(more) => {
-                ended = !more;
-                more
-            }
-            Err(err) => {
-                failure = Some(err);
-                false
-            }
-        },
-    );
-    if let Some(err) = failure {
-        out.extend_from_slice(&sse::error_event(&err));
-    } else if !ended {
-        if let Err(err) = translator.end(out) {
-            out.extend_from_slice(&sse::error_event(&err));
-        }
     }
 }
 

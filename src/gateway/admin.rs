@@ -104,16 +104,18 @@ pub(super) async fn usage(
 
 /// `GET /health/readiness`: every provider's upstream answers its readiness check within 5 s.
 pub(super) async fn readiness(shared: Arc<Shared>) -> Response<Body> {
-    let checks = shared.executors.iter().map(|(name, executor)| async move {
-        let result = tokio::time::timeout(Duration::from_secs(5), executor.ready()).await;
-        let status = match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(err.message().to_owned()),
-            Err(_) => Err("no answer within 5s".to_owned()),
+    let results =
+        match tokio::time::timeout(Duration::from_secs(5), shared.executors.readiness()).await {
+            Ok(results) => results
+                .into_iter()
+                .map(|(name, r)| (name, r.map_err(|e| e.message().to_owned())))
+                .collect::<Vec<_>>(),
+            Err(_) => shared
+                .executors
+                .names()
+                .map(|name| (name.to_owned(), Err("no answer within 5s".to_owned())))
+                .collect(),
         };
-        (name.to_owned(), status)
-    });
-    let results = futures_util::future::join_all(checks).await;
     let ready = results.iter().all(|(_, r)| r.is_ok());
     let providers: serde_json::Map<_, _> = results
         .into_iter()

@@ -17,9 +17,8 @@ use crate::alias::{Alias, AliasLayer, Aliases};
 use crate::auth::{Auth, AuthLayer, Keys};
 use crate::cache::{Cache, CacheLayer};
 use crate::combo::{Combo, ComboLayer, Combos};
-use crate::config::{Config, ConfigError};
 use crate::executor::Executors;
-use crate::idempotency::{Idempotency, IdempotencyLayer};
+use crate::idempotency::{Idempotency, IdempotencyLayer, IdempotencySettings};
 use crate::metering::{Meter, Metering, MeteringLayer};
 use crate::parse::{Parse, ParseLayer};
 
@@ -65,62 +64,150 @@ pub type GatewayService = SetRequestId<
     MakeRequestIds,
 >;
 
-impl Gateway {
-    /// Builds the gateway from a validated config.
-    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        let keys = Keys::new(
-            config.master_key.clone(),
-            config
-                .keys
-                .iter()
-                .map(|k| (k.name.clone(), k.key.clone()))
-                .collect(),
-        );
-        let executors = Executors::from_config(config)?;
-        let aliases = Aliases::compile(config)?;
-        let combos = Combos::compile(config, &aliases)?;
-        let mut models: Vec<_> = config
-            .providers
+/// Builds a [`Gateway`] from layers built in code, each from its feature's settings; what
+/// is not set stays off (no keys, no aliases or combos, no cache, no metering) except
+/// idempotency, which answers `Idempotency-Key` from memory as it does by default in YAML.
+///
+/// ```
+/// use llm_tower::executor::{Executors, MockExecutor};
+/// use llm_tower::Gateway;
+///
+/// let executors = Executors::builder().service("mock", MockExecutor::new()).build().unwrap();
+/// let gateway = Gateway::builder(executors)
+///     .models([("mock", "echo")])
+///     .max_body_bytes(1 << 20)
+///     .build();
+/// # let _ = gateway;
+/// ```
+pub struct GatewayBuilder {
+    executors: Executors,
+    keys: Keys,
+    max_body_bytes: usize,
+    metering: MeteringLayer,
+    aliases: Aliases,
+    idempotency: IdempotencyLayer,
+    cache: CacheLayer,
+    combos: Combos,
+    models: Vec<(String, String)>,
+}
+
+impl GatewayBuilder {
+    /// Client keys (none: every client may call).
+    pub fn keys(mut self, keys: Keys) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// Largest request body (413 beyond). Default 4 MiB.
+    pub fn max_body_bytes(mut self, max: usize) -> Self {
+        self.max_body_bytes = max;
+        self
+    }
+
+    /// Usage metering.
+    pub fn metering(mut self, layer: MeteringLayer) -> Self {
+        self.metering = layer;
+        self
+    }
+
+    /// Model aliases.
+    pub fn aliases(mut self, aliases: Aliases) -> Self {
+        self.aliases = aliases;
+        self
+    }
+
+    /// `Idempotency-Key` handling.
+    pub fn idempotency(mut self, layer: IdempotencyLayer) -> Self {
+        self.idempotency = layer;
+        self
+    }
+
+    /// The response cache.
+    pub fn cache(mut self, layer: CacheLayer) -> Self {
+        self.cache = layer;
+        self
+    }
+
+    /// Combos.
+    pub fn combos(mut self, combos: Combos) -> Self {
+        self.combos = combos;
+        self
+    }
+
+    /// What `GET /v1/models` lists beside the aliases and combos: `(provider, model)`.
+    pub fn models<P: Into<String>, M: Into<String>>(
+        mut self,
+        models: impl IntoIterator<Item = (P, M)>,
+    ) -> Self {
+        self.models = models
+            .into_iter()
+            .map(|(p, m)| (p.into(), m.into()))
+            .collect();
+        self
+    }
+
+    /// The gateway.
+    pub fn build(self) -> Gateway {
+        let mut models: Vec<_> = self
+            .models
             .iter()
-            .flat_map(|(provider, p)| {
-                p.models().iter().map(move |m| {
-                    json!({ "id": format!("{provider}/{m}"), "object": "model", "created": 0, "owned_by": provider })
-                })
+            .map(|(provider, m)| {
+                json!({ "id": format!("{provider}/{m}"), "object": "model", "created": 0, "owned_by": provider })
             })
             .collect();
-        let mut named: Vec<_> = aliases
+        let mut named: Vec<_> = self
+            .aliases
             .names()
             .map(|name| (name, "alias"))
-            .chain(combos.names().map(|name| (name, "combo")))
+            .chain(self.combos.names().map(|name| (name, "combo")))
             .collect();
         named.sort_unstable();
         models.extend(named.into_iter().map(|(id, kind)| {
             json!({ "id": id, "object": "model", "created": 0, "owned_by": format!("llm-tower-{kind}") })
         }));
-        let metering = MeteringLayer::from_config(config)?;
-        let llm = ServiceBuilder::new()
-            .layer(AuthLayer::new(keys.clone()))
-            .layer(ParseLayer::new(config.server.max_body_bytes))
-            .layer(metering.clone())
-            .layer(AliasLayer::new(aliases))
-            .layer(IdempotencyLayer::from_config(config)?)
-            .layer(CacheLayer::from_config(config)?)
-            .layer(ComboLayer::new(combos))
-            .service(executors.clone());
         let models = serde_json::to_vec(&json!({ "object": "list", "data": models }))
             .expect("json")
             .into();
-        Ok(Self {
+        let meter = self.metering.meter().cloned();
+        let llm = ServiceBuilder::new()
+            .layer(AuthLayer::new(self.keys.clone()))
+            .layer(ParseLayer::new(self.max_body_bytes))
+            .layer(self.metering)
+            .layer(AliasLayer::new(self.aliases))
+            .layer(self.idempotency)
+            .layer(self.cache)
+            .layer(ComboLayer::new(self.combos))
+            .service(self.executors.clone());
+        Gateway {
             shared: Arc::new(Shared {
-                keys,
+                master_key: self.keys.has_master(),
+                keys: self.keys,
                 models,
-                executors,
+                executors: self.executors,
                 prometheus: None,
-                meter: metering.meter().cloned(),
-                master_key: config.master_key.is_some(),
+                meter,
             }),
             llm,
-        })
+        }
+    }
+}
+
+impl Gateway {
+    /// A builder over `executors` (see [`GatewayBuilder`]); [`Gateway::from_config`] builds
+    /// one from the YAML config.
+    pub fn builder(executors: Executors) -> GatewayBuilder {
+        GatewayBuilder {
+            executors,
+            keys: Keys::new(None, Vec::new()),
+            max_body_bytes: 4 * 1024 * 1024,
+            metering: MeteringLayer::disabled(),
+            aliases: Aliases::default(),
+            idempotency: IdempotencyLayer::from_settings(&IdempotencySettings::default(), None)
+                .expect("the default idempotency settings are valid"),
+            cache: CacheLayer::disabled(),
+            combos: Combos::default(),
+            models: Vec::new(),
+        }
     }
 
     /// Serves `GET /metrics` from this Prometheus exporter (see [`install_prometheus`]);

@@ -30,11 +30,13 @@ mod key;
 mod recording;
 mod redis;
 mod service;
+mod settings;
 mod store;
 
 pub use self::key::Fingerprint;
 pub use self::redis::RedisStore;
 pub use self::service::{Idempotency, IdempotencyFuture, IdempotencyLayer, IdempotentReplay};
+pub use self::settings::{FailMode, IdempotencySettings, IdempotencyStoreKind, InFlightPolicy};
 pub use self::store::{
     IdempotencyStore, Lock, MemoryStore, StoreError, StoreFuture, StoredResponse,
 };

@@ -13,7 +13,7 @@ use redis::Script;
 
 use super::key::{hex, Fingerprint};
 use super::store::{IdempotencyStore, Lock, StoreError, StoreFuture, StoredResponse};
-use crate::config::RedisConfig;
+use crate::store::RedisSettings;
 
 /// Redis as an [`IdempotencyStore`].
 #[derive(Clone)]
@@ -41,7 +41,7 @@ return 1";
 impl RedisStore {
     /// Connects lazily (the first command connects; a Redis that is down makes commands
     /// fail within `config.timeout`, never hang).
-    pub fn new(config: &RedisConfig, prefix: &str) -> Result<Self, StoreError> {
+    pub fn new(config: &RedisSettings, prefix: &str) -> Result<Self, StoreError> {
         let client = redis::Client::open(config.url.as_str()).map_err(err)?;
         let manager = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))

@@ -16,14 +16,14 @@ use tower::{Layer, Service};
 use super::key::{fingerprint, idempotency_key, storage_key, Fingerprint};
 use super::recording::{is_sse, End, Recording, RecordingBody};
 use super::redis::RedisStore;
+use super::settings::{FailMode, IdempotencySettings, IdempotencyStoreKind, InFlightPolicy};
 use super::store::{IdempotencyStore, Lock, MemoryStore, StoreError, StoredResponse};
 use crate::auth::KeyId;
 use crate::body::Body;
-use crate::config::{
-    Config, ConfigError, FailMode, IdempotencyConfig, IdempotencyStoreKind, InFlightPolicy,
-};
 use crate::error::{ErrorKind, GatewayError};
 use crate::future::LayerFuture;
+use crate::settings::SettingsError;
+use crate::store::RedisSettings;
 
 /// Marks a response that was not executed for this request but replayed (or joined) from
 /// an earlier one with the same `Idempotency-Key`; in the response's extensions.
@@ -51,7 +51,7 @@ pub struct IdempotencyLayer {
 }
 
 struct Shared {
-    config: IdempotencyConfig,
+    config: IdempotencySettings,
     store: Arc<dyn IdempotencyStore>,
     /// Keys executing in this process, with their responses as recorded so far.
     in_flight: Mutex<HashMap<String, Arc<Recording>>>,
@@ -81,7 +81,7 @@ impl Counters {
 
 impl IdempotencyLayer {
     /// The layer with `store`.
-    pub fn new(config: IdempotencyConfig, store: Arc<dyn IdempotencyStore>) -> Self {
+    pub fn new(config: IdempotencySettings, store: Arc<dyn IdempotencyStore>) -> Self {
         Self {
             shared: config.enabled.then(|| {
                 Arc::new(Shared {
@@ -94,20 +94,24 @@ impl IdempotencyLayer {
         }
     }
 
-    /// The layer as `config.idempotency` describes it.
-    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        let idem = &config.idempotency;
+    /// The layer `idem` describes, its store in memory or in the Redis server of `redis`
+    /// (which `store: redis` needs).
+    pub fn from_settings(
+        idem: &IdempotencySettings,
+        redis: Option<&RedisSettings>,
+    ) -> Result<Self, SettingsError> {
+        idem.validate()?;
         let store: Arc<dyn IdempotencyStore> = match idem.store {
             IdempotencyStoreKind::Memory => {
                 Arc::new(MemoryStore::new(idem.max_memory_bytes, idem.ttl))
             }
             IdempotencyStoreKind::Redis => {
-                let redis = config.redis.as_ref().ok_or_else(|| {
-                    ConfigError::new("idempotency.store: `redis` needs `redis.url`")
+                let redis = redis.ok_or_else(|| {
+                    SettingsError::new("store", "`redis` needs a `redis: { url: ... }` section")
                 })?;
                 Arc::new(
                     RedisStore::new(redis, &idem.key_prefix)
-                        .map_err(|e| ConfigError::new(format!("redis: {e}")))?,
+                        .map_err(|e| SettingsError::new("store", e.to_string()))?,
                 )
             }
         };

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::usage::Usage;
-use crate::config::ConfigError;
+use crate::settings::SettingsError;
 
 /// USD per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -89,13 +89,13 @@ impl Default for PriceTable {
 
 impl PriceTable {
     /// The built-in table with `path`'s entries over it.
-    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+    pub fn load(path: Option<&Path>) -> Result<Self, SettingsError> {
         let mut table = Self::default();
         let Some(path) = path else {
             return Ok(table);
         };
         let field = |e: &dyn std::fmt::Display| {
-            ConfigError::new(format!("metering.prices: {}: {e}", path.display()))
+            SettingsError::new("prices", format!("{}: {e}", path.display()))
         };
         let text = std::fs::read_to_string(path).map_err(|e| field(&e))?;
         table.prices.extend(parse(&text).map_err(|e| field(&e))?);

@@ -17,6 +17,7 @@ use super::body::{MeteringBody, Tap};
 use super::postgres::PostgresSink;
 use super::price::PriceTable;
 use super::record::{Unfinished, UsageRecord};
+use super::settings::{MeteringSettings, SinkKind};
 use super::sink::UsageSink;
 use super::sqlite::SqliteSink;
 use super::writer::Meter;
@@ -24,11 +25,11 @@ use crate::alias::ResolvedModel;
 use crate::auth::KeyId;
 use crate::body::Body;
 use crate::combo::ComboAttempts;
-use crate::config::{Config, ConfigError, SinkKind};
 use crate::error::GatewayError;
 use crate::executor::{ResponseCost, Target};
 use crate::idempotency::IdempotentReplay;
 use crate::request::LlmRequest;
+use crate::settings::SettingsError;
 
 /// Layer that applies the [`Metering`] middleware.
 #[derive(Clone, Debug)]
@@ -42,9 +43,16 @@ impl MeteringLayer {
         Self { meter: Some(meter) }
     }
 
-    /// The layer `config.metering` describes, its writer started on the current runtime.
-    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        let metering = &config.metering;
+    /// A layer that meters nothing (and adds nothing to a request).
+    pub fn disabled() -> Self {
+        Self { meter: None }
+    }
+
+    /// The layer `metering` describes: its ledger opened (schema migrated) and its writer
+    /// started as a task on the current runtime; without `enabled`, a layer that meters
+    /// nothing. Errors name the field (`sqlite_path`, `postgres_url`, `prices`).
+    pub fn from_settings(metering: &MeteringSettings) -> Result<Self, SettingsError> {
+        metering.validate()?;
         if !metering.enabled {
             return Ok(Self { meter: None });
         }
@@ -52,17 +60,18 @@ impl MeteringLayer {
             SinkKind::None => None,
             SinkKind::Sqlite => Some(Arc::new(
                 SqliteSink::open(&metering.sqlite_path)
-                    .map_err(|e| ConfigError::new(format!("metering.sqlite_path: {e}")))?,
+                    .map_err(|e| SettingsError::new("sqlite_path", e.to_string()))?,
             )),
             SinkKind::Postgres => Some(Arc::new(
                 PostgresSink::new(metering.postgres_url.as_deref().unwrap_or_default())
-                    .map_err(|e| ConfigError::new(format!("metering.postgres_url: {e}")))?,
+                    .map_err(|e| SettingsError::new("postgres_url", e.to_string()))?,
             )),
         };
         let prices = PriceTable::load(metering.prices.as_deref().map(Path::new))?;
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(ConfigError::new(
-                "metering: the gateway must be built inside a tokio runtime (its writer is a task)",
+            return Err(SettingsError::new(
+                "",
+                "the gateway must be built inside a tokio runtime (its usage writer is a task)",
             ));
         }
         Ok(Self::new(Meter::spawn(

@@ -10,12 +10,12 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::openai::{
+use super::chat::{
     data_url, now, Chat, ChunkWriter, Completion, Content, Delta, DeltaFunction, DeltaToolCall,
     Finish, Message, OutChoice, OutFunction, OutMessage, OutToolCall, Part, ResponseFormat,
     ToolChoice, Usage,
 };
-use super::StreamTranslator;
+use super::stream::StreamTranslator;
 use crate::error::{ErrorKind, GatewayError};
 
 /// Thinking budgets for `reasoning_effort` low / medium / high.

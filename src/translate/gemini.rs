@@ -9,12 +9,12 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::openai::{
+use super::chat::{
     data_url, mint_id, now, Chat, ChunkWriter, Completion, Content, Delta, DeltaFunction,
     DeltaToolCall, Finish, Message, OutChoice, OutFunction, OutMessage, OutToolCall, Part,
     ResponseFormat, ToolChoice, Usage,
 };
-use super::StreamTranslator;
+use super::stream::StreamTranslator;
 use crate::error::{ErrorKind, GatewayError};
 
 /// Thinking budgets for `reasoning_effort` low / medium / high.

@@ -27,33 +27,13 @@
 //!   would reject it otherwise).
 
 pub(crate) mod anthropic;
-mod body;
-mod decode;
+pub(crate) mod chat;
 pub(crate) mod gemini;
-pub(crate) mod http;
-pub(crate) mod openai;
+pub(crate) mod stream;
 
-use bytes::BytesMut;
-
-pub(crate) use self::body::TranslatedBody;
-pub(crate) use self::openai::Chat;
+pub(crate) use self::chat::Chat;
+pub use self::stream::StreamTranslation;
 use crate::error::GatewayError;
-
-/// Turns a native event stream into OpenAI chunks, one event at a time.
-pub(crate) trait StreamTranslator {
-    /// Translates one event (its `event:` name, if any, and its `data:`), appending what
-    /// the client gets to `out`. `Ok(false)`: the stream is complete, ignore the rest.
-    /// `Err`: the upstream reported a failure; the stream ends with it as an error event.
-    fn event(
-        &mut self,
-        name: Option<&[u8]>,
-        data: &[u8],
-        out: &mut BytesMut,
-    ) -> Result<bool, GatewayError>;
-
-    /// The upstream ended without a final event: finish the stream, or fail it.
-    fn end(&mut self, out: &mut BytesMut) -> Result<(), GatewayError>;
-}
 
 /// Which native API a translation is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,85 +86,5 @@ pub fn error(
     match native {
         Native::Anthropic => anthropic::error("anthropic", status, headers, body),
         Native::Gemini => gemini::error("gemini", status, body),
-    }
-}
-
-/// A native SSE stream translated frame by frame, outside any HTTP body: what
-/// [`TranslatedBody`] does, for tests, benches and embedding.
-pub struct StreamTranslation {
-    translator: Box<dyn StreamTranslator + Send>,
-    decoder: decode::Decoder,
-    done: bool,
-}
-
-impl std::fmt::Debug for StreamTranslation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamTranslation")
-            .field("done", &self.done)
-            .finish()
-    }
-}
-
-impl StreamTranslator for Box<dyn StreamTranslator + Send> {
-    fn event(
-        &mut self,
-        name: Option<&[u8]>,
-        data: &[u8],
-        out: &mut BytesMut,
-    ) -> Result<bool, GatewayError> {
-        (**self).event(name, data, out)
-    }
-    fn end(&mut self, out: &mut BytesMut) -> Result<(), GatewayError> {
-        (**self).end(out)
-    }
-}
-
-impl StreamTranslation {
-    /// A translation for a stream of `native` answering `model`; the usage chunk is
-    /// emitted when `include_usage`.
-    pub fn new(native: Native, model: &str, include_usage: bool) -> Self {
-        let translator: Box<dyn StreamTranslator + Send> = match native {
-            Native::Anthropic => Box::new(anthropic::AnthropicStream::new(
-                "anthropic".into(),
-                include_usage,
-                None,
-            )),
-            Native::Gemini => Box::new(gemini::GeminiStream::new(
-                "gemini".into(),
-                model,
-                include_usage,
-            )),
-        };
-        Self {
-            translator,
-            decoder: decode::Decoder::default(),
-            done: false,
-        }
-    }
-
-    /// What the client gets for one more upstream frame.
-    pub fn feed(&mut self, frame: &[u8]) -> bytes::Bytes {
-        let mut out = BytesMut::new();
-        if !self.done {
-            match body::feed(&mut self.decoder, &mut self.translator, frame, &mut out) {
-                body::Fed::More => {}
-                body::Fed::Ended => self.done = true,
-                body::Fed::Failed(err) => {
-                    out.extend_from_slice(&crate::sse::error_event(&err));
-                    self.done = true;
-                }
-            }
-        }
-        out.freeze()
-    }
-
-    /// What the client gets when the upstream body ends.
-    pub fn finish(&mut self) -> bytes::Bytes {
-        let mut out = BytesMut::new();
-        if !self.done {
-            self.done = true;
-            body::finish(&mut self.decoder, &mut self.translator, &mut out);
-        }
-        out.freeze()
     }
 }

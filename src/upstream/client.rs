@@ -1,6 +1,8 @@
 //! The one upstream HTTP client every HTTP executor shares.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -10,8 +12,55 @@ use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
+use serde::Deserialize;
 
-use crate::config::{ConfigError, UpstreamConfig};
+use crate::settings::{setters, SettingsError};
+
+/// The shared upstream client's settings (the `upstream:` section).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ClientSettings {
+    /// TCP (and TLS) connect timeout. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Time from sending a request to the upstream's response headers. Default 10 min.
+    #[serde(with = "humantime_serde")]
+    pub first_byte_timeout: Duration,
+    /// Longest silence between two body frames of a response. Default 5 min.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How long an idle pooled connection is kept. Default 90 s.
+    #[serde(with = "humantime_serde")]
+    pub pool_idle_timeout: Duration,
+    /// A PEM file of extra CA certificates trusted beside the built-in web roots.
+    pub extra_ca_file: Option<PathBuf>,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(300),
+            pool_idle_timeout: Duration::from_secs(90),
+            extra_ca_file: None,
+        }
+    }
+}
+
+setters!(ClientSettings {
+    /// TCP (and TLS) connect timeout.
+    connect_timeout: Duration,
+    /// Time from sending a request to the upstream's response headers.
+    first_byte_timeout: Duration,
+    /// Longest silence between two body frames of a response.
+    idle_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pool_idle_timeout: Duration,
+    /// A PEM file of extra CA certificates.
+    extra_ca_file: Option<PathBuf>,
+});
 
 /// A pooled hyper-util client: rustls (ring, web PKI roots plus an optional CA file),
 /// HTTP/2 where ALPN offers it, TCP_NODELAY, a connect timeout. Cheap to clone.
@@ -21,13 +70,13 @@ pub struct UpstreamClient {
 }
 
 impl UpstreamClient {
-    /// Builds the client from the `upstream:` section of the config.
-    pub fn new(config: &UpstreamConfig) -> Result<Self, ConfigError> {
+    /// Builds the client (reading `extra_ca_file`, if any).
+    pub fn new(config: &ClientSettings) -> Result<Self, SettingsError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         if let Some(path) = &config.extra_ca_file {
             let field = |e: &dyn std::fmt::Display| {
-                ConfigError::new(format!("upstream.extra_ca_file: {}: {e}", path.display()))
+                SettingsError::new("extra_ca_file", format!("{}: {e}", path.display()))
             };
             let mut added = 0;
             for cert in CertificateDer::pem_file_iter(path).map_err(|e| field(&e))? {
@@ -44,7 +93,7 @@ impl UpstreamClient {
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::new(format!("upstream: TLS setup failed: {e}")))?
+        .map_err(|e| SettingsError::new("", format!("TLS setup failed: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
 

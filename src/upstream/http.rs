@@ -1,80 +1,122 @@
-//! What the Anthropic and Gemini executors share: the upstream's address, credentials and
-//! timeouts, sending, and turning translated output into the client's response.
+//! One HTTP upstream: its base URL, credentials and timeouts, sending to it, and reading
+//! what it answers.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, Uri};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
-use super::{StreamTranslator, TranslatedBody};
-use crate::body::Body;
-use crate::config::{ConfigError, UpstreamConfig};
+use super::body::UpstreamBody;
+use super::client::{ClientSettings, UpstreamClient};
+use super::headers::forward_request_headers;
+use super::send::{read_error_body, send, sensitive};
 use crate::error::GatewayError;
-use crate::executor::client::UpstreamClient;
-use crate::executor::headers::{clean_response_headers, forward_request_headers};
-use crate::executor::openai::{read_error_body, send, sensitive};
-use crate::executor::stream::UpstreamBody;
+use crate::settings::SettingsError;
 
-/// One native upstream.
+/// Where an HTTP upstream is and how the gateway authenticates to it: what
+/// [`HttpUpstream::new`] reads from a provider's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint<'a> {
+    /// Base URL (`http://` or `https://`), below which the API's paths live.
+    pub api_base: &'a str,
+    /// The credential header and its whole value (`authorization: Bearer …`), if any.
+    pub credential: Option<(&'static str, &'a str)>,
+    /// Extra headers sent with every request.
+    pub headers: &'a BTreeMap<String, String>,
+    /// Overrides the client's first-byte timeout.
+    pub first_byte_timeout: Option<Duration>,
+    /// Overrides the client's idle timeout.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Endpoint<'_> {
+    /// Checks the base URL, the credential and the headers, naming the field at fault
+    /// (`api_base`, `api_key`, `headers.NAME`).
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        self.base()?;
+        self.header_map()?;
+        Ok(())
+    }
+
+    fn base(&self) -> Result<String, SettingsError> {
+        let base = self.api_base.trim_end_matches('/');
+        let uri: Uri = base.parse().map_err(|e| {
+            SettingsError::new("api_base", format!("`{}` is not a URL: {e}", self.api_base))
+        })?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(SettingsError::new(
+                "api_base",
+                format!("`{}` must be an http:// or https:// URL", self.api_base),
+            ));
+        }
+        Ok(base.to_owned())
+    }
+
+    fn header_map(&self) -> Result<HeaderMap, SettingsError> {
+        let mut headers = HeaderMap::new();
+        if let Some((name, value)) = self.credential {
+            let value = HeaderValue::try_from(value)
+                .map_err(|_| SettingsError::new("api_key", "not a valid header value"))?;
+            headers.insert(HeaderName::from_static(name), sensitive(value));
+        }
+        for (name, value) in self.headers {
+            let header = HeaderName::try_from(name.as_str()).map_err(|_| {
+                SettingsError::new("headers", format!("`{name}` is not a header name"))
+            })?;
+            let value = HeaderValue::try_from(value.as_str()).map_err(|_| {
+                SettingsError::new(format!("headers.{name}"), "not a valid header value")
+            })?;
+            headers.insert(header, sensitive(value));
+        }
+        Ok(headers)
+    }
+}
+
+/// One HTTP upstream, on the shared client.
 #[derive(Debug)]
-pub(crate) struct Upstream {
-    pub name: Arc<str>,
-    pub base: String,
+pub struct HttpUpstream {
+    name: Arc<str>,
+    base: String,
     client: UpstreamClient,
     headers: HeaderMap,
     first_byte_timeout: Duration,
     idle_timeout: Duration,
 }
 
-/// The per-provider settings [`Upstream::new`] reads.
-pub(crate) struct Settings<'a> {
-    pub api_base: &'a str,
-    pub key_header: (&'static str, Option<&'a String>),
-    pub headers: &'a BTreeMap<String, String>,
-    pub first_byte_timeout: Option<Duration>,
-    pub idle_timeout: Option<Duration>,
-}
-
-impl Upstream {
+impl HttpUpstream {
+    /// The upstream of provider `name` at `endpoint`, with the client's timeouts unless the
+    /// endpoint overrides them.
     pub fn new(
         name: &str,
-        settings: Settings<'_>,
-        upstream: &UpstreamConfig,
+        endpoint: Endpoint<'_>,
+        defaults: &ClientSettings,
         client: UpstreamClient,
-    ) -> Result<Self, ConfigError> {
-        let invalid = |what: &str| ConfigError::new(format!("providers.{name}.{what}"));
-        let mut headers = HeaderMap::new();
-        let (key_name, key) = settings.key_header;
-        if let Some(key) = key {
-            let value = HeaderValue::try_from(key.as_str())
-                .map_err(|_| invalid("api_key: not a valid header value"))?;
-            headers.insert(HeaderName::from_static(key_name), sensitive(value));
-        }
-        for (k, v) in settings.headers {
-            let header = HeaderName::try_from(k.as_str())
-                .map_err(|_| invalid(&format!("headers: `{k}` is not a header name")))?;
-            let value = HeaderValue::try_from(v.as_str())
-                .map_err(|_| invalid(&format!("headers.{k}: not a valid header value")))?;
-            headers.insert(header, sensitive(value));
-        }
-        let base = settings.api_base.trim_end_matches('/').to_owned();
-        base.parse::<Uri>()
-            .map_err(|e| invalid(&format!("api_base: {e}")))?;
+    ) -> Result<Self, SettingsError> {
         Ok(Self {
             name: name.into(),
-            base,
+            base: endpoint.base()?,
+            headers: endpoint.header_map()?,
             client,
-            headers,
-            first_byte_timeout: settings
+            first_byte_timeout: endpoint
                 .first_byte_timeout
-                .unwrap_or(upstream.first_byte_timeout),
-            idle_timeout: settings.idle_timeout.unwrap_or(upstream.idle_timeout),
+                .unwrap_or(defaults.first_byte_timeout),
+            idle_timeout: endpoint.idle_timeout.unwrap_or(defaults.idle_timeout),
         })
+    }
+
+    /// The provider's name, as errors and logs say it.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The base URL, without a trailing `/`.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// `base` + `path` as a URI.
@@ -84,18 +126,21 @@ impl Upstream {
         })
     }
 
-    /// POSTs a JSON body with the client's forwardable headers plus this upstream's own.
-    /// A non-2xx answer comes back as `Err((status, headers, body))` for the provider's
-    /// error mapping.
-    pub async fn post(
+    /// Sends `method uri` with the client's forwardable headers, this upstream's own and
+    /// `extra`; a body is sent as JSON. A non-2xx answer comes back as
+    /// `Err((parts, body))` (the body read within the idle timeout, at most 64 KiB) for the
+    /// provider's error mapping.
+    pub async fn request(
         &self,
+        method: Method,
         uri: Uri,
         client_headers: &HeaderMap,
         extra: &[(HeaderName, HeaderValue)],
-        body: Vec<u8>,
+        body: Option<Bytes>,
     ) -> Result<Result<Response<Incoming>, (http::response::Parts, Bytes)>, GatewayError> {
-        let mut req = Request::new(Full::new(Bytes::from(body)));
-        *req.method_mut() = Method::POST;
+        let json = body.is_some();
+        let mut req = Request::new(Full::new(body.unwrap_or_default()));
+        *req.method_mut() = method;
         *req.uri_mut() = uri;
         let headers = req.headers_mut();
         forward_request_headers(client_headers, headers);
@@ -105,7 +150,9 @@ impl Upstream {
         for (name, value) in extra {
             headers.insert(name, value.clone());
         }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if json {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
         let response = send(&self.client, &self.name, self.first_byte_timeout, req).await?;
         if response.status().is_success() {
             return Ok(Ok(response));
@@ -115,9 +162,8 @@ impl Upstream {
         Ok(Err((parts, bytes)))
     }
 
-    /// Reads a whole (successful) JSON body within the idle timeout.
+    /// Reads a whole (successful) body within the idle timeout, at most `limit` bytes.
     pub async fn read_body(&self, body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
-        use http_body_util::{BodyExt, Limited};
         match tokio::time::timeout(self.idle_timeout, Limited::new(body, limit).collect()).await {
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
             Ok(Err(e)) => Err(GatewayError::upstream_protocol(
@@ -132,45 +178,42 @@ impl Upstream {
         }
     }
 
-    /// The client's JSON response: the upstream's headers (cleaned) and the translation.
-    pub fn json_response(&self, mut parts: http::response::Parts, json: Vec<u8>) -> Response<Body> {
-        fix_headers(&mut parts.headers, false);
-        parts
-            .headers
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        Response::from_parts(parts, Body::full(json))
-    }
-
-    /// The client's SSE response: the upstream's body translated event by event. Reads
-    /// until the first translated output, so an error the upstream reports first becomes
-    /// an HTTP error.
-    pub async fn stream_response<T>(
-        &self,
-        response: Response<Incoming>,
-        translator: T,
-    ) -> Result<Response<Body>, GatewayError>
-    where
-        T: StreamTranslator + Send + 'static,
-    {
-        let (mut parts, incoming) = response.into_parts();
-        fix_headers(&mut parts.headers, true);
-        parts
-            .headers
-            .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        let upstream = UpstreamBody::new(incoming, self.idle_timeout, false, self.name.clone());
-        let mut body = Box::pin(TranslatedBody::new(upstream, translator, self.name.clone()));
-        body.prime().await?;
-        Ok(Response::from_parts(parts, Body::new(body)))
+    /// The upstream's body passed through with this upstream's idle timeout (`sse`: a
+    /// failure mid-body ends it with an SSE `error` event).
+    pub fn body(&self, incoming: Incoming, sse: bool) -> UpstreamBody {
+        UpstreamBody::new(incoming, self.idle_timeout, sse, self.name.clone())
     }
 }
 
-fn fix_headers(headers: &mut HeaderMap, stream: bool) {
-    clean_response_headers(headers, stream);
-    headers.remove(CONTENT_LENGTH);
-    headers.remove(http::header::CONTENT_ENCODING);
-    for id in ["request-id", "x-goog-request-id"] {
-        if let Some(value) = headers.remove(id) {
-            headers.insert(HeaderName::from_static("x-upstream-request-id"), value);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint<'a>(api_base: &'a str, headers: &'a BTreeMap<String, String>) -> Endpoint<'a> {
+        Endpoint {
+            api_base,
+            credential: None,
+            headers,
+            first_byte_timeout: None,
+            idle_timeout: None,
         }
+    }
+
+    #[test]
+    fn endpoints_are_checked_field_by_field() {
+        let none = BTreeMap::new();
+        assert!(endpoint("https://api.example.com/v1/", &none)
+            .validate()
+            .is_ok());
+        let err = endpoint("ftp://x", &none).validate().unwrap_err();
+        assert_eq!(err.field(), "api_base");
+        let bad = BTreeMap::from([("x-ok".to_owned(), "a\nb".to_owned())]);
+        assert_eq!(
+            endpoint("http://x", &bad).validate().unwrap_err().field(),
+            "headers.x-ok"
+        );
+        let mut key = endpoint("http://x", &none);
+        key.credential = Some(("authorization", "Bearer a\nb"));
+        assert_eq!(key.validate().unwrap_err().field(), "api_key");
     }
 }

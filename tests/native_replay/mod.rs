@@ -16,7 +16,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use llm_tower::executor::translate::{Native, StreamTranslation};
+use llm_tower::translate::{Native, StreamTranslation};
 use llm_tower::Body;
 use serde_json::Value;
 use tokio::sync::mpsc;

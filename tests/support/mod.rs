@@ -17,8 +17,8 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use llm_tower::config::ServerConfig;
 use llm_tower::executor::MockUpstream;
+use llm_tower::server::ServerSettings;
 use llm_tower::{Body, Config, Gateway};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -52,7 +52,7 @@ impl Drop for Running {
     }
 }
 
-pub async fn serve<S, B>(service: S, config: ServerConfig) -> Running
+pub async fn serve<S, B>(service: S, config: ServerSettings) -> Running
 where
     S: tower::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Clone
@@ -82,7 +82,7 @@ where
 /// The project's mock OpenAI server over real HTTP.
 pub async fn mock_upstream() -> (Running, MockUpstream) {
     let mock = MockUpstream::new();
-    (serve(mock.clone(), ServerConfig::default()).await, mock)
+    (serve(mock.clone(), ServerSettings::default()).await, mock)
 }
 
 /// The gateway built from YAML, served over real HTTP.
@@ -262,7 +262,7 @@ impl tower::Service<Request<Incoming>> for ScriptedUpstream {
 pub async fn scripted_upstream() -> (Running, ScriptedUpstream) {
     let upstream = ScriptedUpstream::default();
     (
-        serve(upstream.clone(), ServerConfig::default()).await,
+        serve(upstream.clone(), ServerSettings::default()).await,
         upstream,
     )
 }

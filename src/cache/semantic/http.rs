@@ -10,8 +10,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde_json::{json, Value};
 
 use super::embed::{EmbedError, EmbedFuture, Embedder};
-use crate::config::{ConfigError, HttpEmbedderConfig, UpstreamConfig};
-use crate::executor::UpstreamClient;
+use crate::cache::HttpEmbedderSettings;
+use crate::settings::SettingsError;
+use crate::upstream::{ClientSettings, UpstreamClient};
 
 /// Largest embeddings response read.
 const MAX_RESPONSE: usize = 4 * 1024 * 1024;
@@ -30,28 +31,24 @@ pub struct HttpEmbedder {
 impl HttpEmbedder {
     /// The embedder `config` describes, on its own pooled client.
     pub fn new(
-        config: &HttpEmbedderConfig,
-        upstream: &UpstreamConfig,
-    ) -> Result<Self, ConfigError> {
+        config: &HttpEmbedderSettings,
+        upstream: &ClientSettings,
+    ) -> Result<Self, SettingsError> {
         let uri: Uri = config.url.parse().map_err(|e| {
-            ConfigError::new(format!(
-                "cache.semantic.http.url: `{}` is not a URL: {e}",
-                config.url
-            ))
+            SettingsError::new("url", format!("`{}` is not a URL: {e}", config.url))
         })?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(ConfigError::new(format!(
-                "cache.semantic.http.url: `{}` must be an http:// or https:// URL",
-                config.url
-            )));
+            return Err(SettingsError::new(
+                "url",
+                format!("`{}` must be an http:// or https:// URL", config.url),
+            ));
         }
         let authorization = config
             .api_key
             .as_ref()
             .map(|key| {
-                HeaderValue::try_from(format!("Bearer {key}")).map_err(|_| {
-                    ConfigError::new("cache.semantic.http.api_key: not a valid header value")
-                })
+                HeaderValue::try_from(format!("Bearer {key}"))
+                    .map_err(|_| SettingsError::new("api_key", "not a valid header value"))
             })
             .transpose()?;
         Ok(Self {

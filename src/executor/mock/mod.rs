@@ -200,6 +200,20 @@ impl Counter {
     }
 }
 
+/// The built-in mock's settings (`kind: mock`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct MockSettings {
+    /// What `GET /v1/models` lists for this provider.
+    pub models: Vec<String>,
+}
+
+crate::settings::setters!(MockSettings {
+    /// What `GET /v1/models` lists.
+    models: Vec<String>,
+});
+
 /// The mock as an executor inside the gateway (`kind: mock`).
 #[derive(Debug, Clone, Default)]
 pub struct MockExecutor {
@@ -233,6 +247,8 @@ impl MockExecutor {
         )
     }
 }
+
+super::executor_service!(MockExecutor);
 
 fn answer(
     llm: &LlmRequest,
@@ -425,7 +441,7 @@ fn chat(
         sent: 0,
         done: false,
     };
-    let mut response = Response::new(Body::mock(body));
+    let mut response = Response::new(Body::new(body));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -1,0 +1,53 @@
+//! The whole gateway as the config describes it: each section converted into its
+//! feature's settings, each layer built from those.
+
+use super::{Config, ConfigError};
+use crate::auth::Keys;
+use crate::cache::CacheLayer;
+use crate::gateway::Gateway;
+use crate::idempotency::IdempotencyLayer;
+use crate::metering::MeteringLayer;
+use crate::settings::SettingsError;
+
+impl Gateway {
+    /// Builds the gateway a validated config describes (inside a tokio runtime: the usage
+    /// writer is a task). It installs no `metrics` recorder; see
+    /// [`Gateway::with_prometheus`].
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let section =
+            |name: &'static str| move |e: SettingsError| ConfigError::from(e.within(name));
+        let keys = Keys::new(
+            config.master_key.clone(),
+            config
+                .keys
+                .iter()
+                .map(|k| (k.name.clone(), k.key.clone()))
+                .collect(),
+        );
+        let executors = config.executors()?;
+        let aliases = config.aliases()?;
+        let combos = config.combos(&aliases)?;
+        let models = config.providers.iter().flat_map(|(provider, p)| {
+            p.models()
+                .iter()
+                .map(move |m| (provider.as_str(), m.as_str()))
+        });
+        let redis = config.redis.as_ref();
+        Ok(Gateway::builder(executors)
+            .keys(keys)
+            .max_body_bytes(config.server.max_body_bytes)
+            .metering(MeteringLayer::from_settings(&config.metering).map_err(section("metering"))?)
+            .aliases(aliases)
+            .idempotency(
+                IdempotencyLayer::from_settings(&config.idempotency, redis)
+                    .map_err(section("idempotency"))?,
+            )
+            .cache(
+                CacheLayer::from_settings(&config.cache, redis, &config.upstream)
+                    .map_err(section("cache"))?,
+            )
+            .combos(combos)
+            .models(models)
+            .build())
+    }
+}

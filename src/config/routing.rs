@@ -1,0 +1,31 @@
+//! `aliases:`, `combos:` and `circuit_breaker:`: compiled against the configured providers.
+
+use super::{Config, ConfigError};
+use crate::alias::{Aliases, Names};
+use crate::combo::Combos;
+
+impl Config {
+    /// The compiled `aliases:`; errors name the alias (`aliases.NAME`).
+    pub fn aliases(&self) -> Result<Aliases, ConfigError> {
+        let names = Names {
+            provider: &|p| self.providers.contains_key(p),
+            combo: &|c| self.combos.contains_key(c),
+        };
+        Aliases::new(&self.aliases, &names).map_err(|e| e.within("aliases").into())
+    }
+
+    /// The compiled `combos:`, their targets resolved through `aliases`; errors name the
+    /// field (`combos.NAME.targets.I`, `circuit_breaker.failures`).
+    pub fn combos(&self, aliases: &Aliases) -> Result<Combos, ConfigError> {
+        self.circuit_breaker
+            .validate()
+            .map_err(|e| ConfigError::from(e.within("circuit_breaker")))?;
+        Combos::new(
+            &self.combos,
+            aliases,
+            &|p| self.providers.contains_key(p),
+            &self.circuit_breaker,
+        )
+        .map_err(|e| e.within("combos").into())
+    }
+}

@@ -1,0 +1,17 @@
+//! The HTTP plumbing every HTTP executor shares: one pooled client, the upstream's address
+//! and credentials, which headers cross, sending with a first-byte deadline, reading error
+//! bodies, and the upstream's body passed through with an idle deadline.
+//!
+//! Nothing here knows a provider's wire format: that is the executors' (and `translate`'s).
+
+mod body;
+mod client;
+mod headers;
+mod http;
+mod send;
+
+pub use self::body::UpstreamBody;
+pub use self::client::{ClientSettings, UpstreamClient};
+pub(crate) use self::headers::clean_response_headers;
+pub use self::http::{Endpoint, HttpUpstream};
+pub(crate) use self::send::upstream_error;

@@ -1,0 +1,121 @@
+//! The `llm-tower` binary: `--check`, log formats, exit codes.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn binary() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_llm-tower"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR");
+    cmd
+}
+
+#[test]
+fn check_prints_what_a_config_serves_without_its_secrets() {
+    let output = binary()
+        .args(["--check", "docker/gateway.yaml"])
+        .env("GATEWAY_MASTER_KEY", "sk-secret-master")
+        .env("LITELLM_MASTER_KEY", "sk-secret-litellm")
+        .env("DATABASE_URL", "postgres://u:secret-pw@db/x")
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.starts_with("docker/gateway.yaml: ok\n"), "{stdout}");
+    for line in [
+        "auth         master key",
+        "  litellm      litellm    http://litellm:4000  models: echo, mock-gpt",
+        "  mock         mock       built in  models: echo",
+        "cache        exact, redis",
+        "idempotency  redis",
+        "metering     postgres",
+    ] {
+        assert!(stdout.contains(line), "no `{line}` in\n{stdout}");
+    }
+    assert!(!stdout.contains("secret"), "{stdout}");
+}
+
+#[test]
+fn check_fails_with_the_field_and_exit_code_2() {
+    let dir = std::env::temp_dir().join(format!("llm-tower-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "providers: { a: { kind: openai, api_base: 'ftp://x' } }\n",
+    )
+    .unwrap();
+    let output = binary().arg("--check").arg(&bad).output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("providers.a.api_base"), "{stderr}");
+    let output = binary().arg("--bogus").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("usage: llm-tower"));
+}
+
+/// Starts the binary on a free port with `args`, stops it (SIGTERM) after it logged that it
+/// listens, and returns what it wrote to stdout.
+fn run_briefly(args: &[&str]) -> String {
+    // In a directory of its own: the example's SQLite ledger is a relative path.
+    let dir = std::env::temp_dir().join(format!(
+        "llm-tower-logs-{}-{}",
+        std::process::id(),
+        args.join("-")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway.yaml");
+    let child = binary()
+        .current_dir(&dir)
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // SIGTERM: a graceful stop, which logs that it is shutting down.
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(output.status.success(), "{:?}", output.status);
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn logs_are_plain_text_off_a_terminal_or_json_lines() {
+    let text = run_briefly(&["--log-format", "text"]);
+    assert!(text.contains("llm-tower listening"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a pipe: {text:?}");
+
+    let json = run_briefly(&["--log-format", "json"]);
+    let lines: Vec<serde_json::Value> = json
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "llm-tower listening" && l["level"] == "INFO"),
+        "{json}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("shutting down"))),
+        "{json}"
+    );
+}
