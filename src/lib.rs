@@ -41,6 +41,7 @@ pub mod server;
 mod settings;
 pub mod sse;
 pub mod store;
+pub mod tap;
 pub mod translate;
 pub mod upstream;
 

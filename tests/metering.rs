@@ -542,3 +542,20 @@ async fn the_postgres_ledger_records_and_reports() {
         (Some(2), Some(3))
     );
 }
+
+#[tokio::test]
+async fn a_stream_that_breaks_midway_is_recorded_as_an_error() {
+    let s = Setup::new("").await;
+    // The upstream drops the connection after 2 events; the client gets an SSE error event.
+    let answer = post(
+        &format!("{}/v1/chat/completions", s.gw.url()),
+        &chat_body("up/echo?cut=2&chunk_delay=10ms", "a b c d", true),
+        &[("authorization", &format!("Bearer {}", s.secret))],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer.text().contains("event: error"), "{}", answer.text());
+    let rows = s.rows(1).await;
+    assert_eq!(rows[0]["status"].as_i64(), Some(200));
+    assert_eq!(rows[0]["outcome"], "error", "{:?}", rows[0]);
+}

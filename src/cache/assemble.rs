@@ -2,15 +2,12 @@
 //! feeds it (or keeps a JSON answer) without holding any frame back from the client.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http_body::{Frame, SizeHint};
 use serde_json::{json, Map, Value};
 
-use crate::body::{Body, BoxError};
 use crate::sse;
+use crate::tap::{End, Observer};
 
 /// A streamed answer, assembled chunk by chunk.
 #[derive(Default)]
@@ -260,83 +257,53 @@ impl Capture {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The answer on its way to the client, every frame forwarded as it comes and copied
-    /// into a [`Capture`]. `on_complete` runs once with the `chat.completion` when the body
-    /// ends whole and within `max_bytes`; never for a failed, truncated or dropped body.
-    pub(crate) struct CaptureBody<F: FnOnce(Bytes)> {
-        #[pin]
-        inner: Body,
-        capture: Option<Capture>,
-        seen: usize,
-        max_bytes: usize,
-        on_complete: Option<F>,
-    }
+/// Taps the answer on its way to the client (see [`Tap`](crate::tap::Tap)): every frame is
+/// copied into a [`Capture`]. `on_complete` runs once with the `chat.completion` when the
+/// body ends whole and within `max_bytes`; never for a failed, truncated or dropped body.
+pub(crate) struct Capturer<F: FnOnce(Bytes)> {
+    capture: Option<Capture>,
+    seen: usize,
+    max_bytes: usize,
+    on_complete: F,
 }
 
-impl<F: FnOnce(Bytes)> CaptureBody<F> {
-    pub(crate) fn new(inner: Body, capture: Capture, max_bytes: usize, on_complete: F) -> Self {
+impl<F: FnOnce(Bytes)> Capturer<F> {
+    pub(crate) fn new(capture: Capture, max_bytes: usize, on_complete: F) -> Self {
         Self {
-            inner,
             capture: Some(capture),
             seen: 0,
             max_bytes,
-            on_complete: Some(on_complete),
+            on_complete,
         }
     }
 }
 
-impl<F: FnOnce(Bytes)> http_body::Body for CaptureBody<F> {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
-        let ended = match &polled {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(capture)) = (frame.data_ref(), this.capture.as_mut()) {
-                    *this.seen += data.len();
-                    if *this.seen > this.max_bytes.saturating_mul(4) {
-                        // Far past anything storable (a stream is ~3x its completion).
-                        *this.capture = None;
-                    } else {
-                        match capture {
-                            Capture::Json(body, _) => body.extend_from_slice(data),
-                            Capture::Stream(assembler) => assembler.push(data),
-                        }
-                    }
-                }
-                this.inner.is_end_stream()
-            }
-            Poll::Ready(Some(Err(_))) => {
-                *this.capture = None;
-                true
-            }
-            Poll::Ready(None) => true,
+impl<F: FnOnce(Bytes)> Observer for Capturer<F> {
+    fn frame(&mut self, data: &Bytes) {
+        let Some(capture) = self.capture.as_mut() else {
+            return;
         };
-        if ended {
-            let completion = this.capture.take().and_then(Capture::finish);
-            if let (Some(completion), Some(on_complete)) = (completion, this.on_complete.take()) {
-                if completion.len() <= *this.max_bytes {
-                    on_complete(completion);
-                }
-            }
-            *this.on_complete = None;
+        self.seen += data.len();
+        if self.seen > self.max_bytes.saturating_mul(4) {
+            // Far past anything storable (a stream is ~3x its completion).
+            self.capture = None;
+            return;
         }
-        polled
+        match capture {
+            Capture::Json(body, _) => body.extend_from_slice(data),
+            Capture::Stream(assembler) => assembler.push(data),
+        }
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    fn end(self, end: End) {
+        if end != End::Complete {
+            return;
+        }
+        if let Some(completion) = self.capture.and_then(Capture::finish) {
+            if completion.len() <= self.max_bytes {
+                (self.on_complete)(completion);
+            }
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use http_body::Body as _;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
-use super::assemble::{Capture, CaptureBody};
+use super::assemble::{Capture, Capturer};
 use super::entry::{now_ms, to_sse, CachedResponse};
 use super::key::{analyze, raw_key, SemanticLimits};
 use super::redis::RedisStore;
@@ -30,6 +30,7 @@ use crate::request::{Endpoint, LlmRequest};
 use crate::settings::SettingsError;
 use crate::sse;
 use crate::store::RedisSettings;
+use crate::tap::Tap;
 use crate::upstream::ClientSettings;
 
 /// The response header with the cache's verdict: `hit`, `semantic-hit`, `miss`, `bypass`.
@@ -520,12 +521,16 @@ where
         ttl,
         ..
     } = plan;
-    let body = CaptureBody::new(body, capture, max, move |completion: Bytes| {
+    let sse = crate::sse::is_event_stream(&parts.headers);
+    let capturer = Capturer::new(capture, max, move |completion: Bytes| {
         let entry = CachedResponse::new(completion, provider, model, ttl);
         shared.canonical_keys.insert(raw, key.clone());
         keep(shared, key, entry, semantic, vector);
     });
-    Ok(Response::from_parts(parts, Body::new(body)))
+    Ok(Response::from_parts(
+        parts,
+        Body::new(Tap::new(body, sse, capturer)),
+    ))
 }
 
 fn answered_by(headers: &HeaderMap) -> (String, String) {

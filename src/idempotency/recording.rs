@@ -14,6 +14,7 @@ use super::key::Fingerprint;
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
 use crate::sse;
+use crate::tap::{self, Observer};
 
 /// One key's response while it is produced.
 pub(crate) struct Recording {
@@ -199,73 +200,32 @@ impl http_body::Body for JoinBody {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The first request's body: every frame goes to the client and into the recording.
-    /// `on_end` runs once, when the body ends, fails, or is dropped (the client left).
-    pub(crate) struct RecordingBody<F: FnOnce(End)> {
-        #[pin]
-        inner: Body,
-        recording: Arc<Recording>,
-        on_end: Option<F>,
-    }
+/// Taps the first request's body (see [`Tap`](crate::tap::Tap)): every frame goes to the
+/// client and into the recording; `on_end` runs once, when the body ends, fails, or is
+/// dropped (the client left). A stream that reported a failure in band is recorded whole
+/// (joiners get what the client got) and, without its `[DONE]`, never stored.
+pub(crate) struct Recorder<F: FnOnce(End)> {
+    recording: Arc<Recording>,
+    on_end: F,
+}
 
-    impl<F: FnOnce(End)> PinnedDrop for RecordingBody<F> {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(on_end) = this.on_end.take() {
-                this.recording.end(End::Broken);
-                on_end(End::Broken);
-            }
-        }
+impl<F: FnOnce(End)> Recorder<F> {
+    pub(crate) fn new(recording: Arc<Recording>, on_end: F) -> Self {
+        Self { recording, on_end }
     }
 }
 
-impl<F: FnOnce(End)> RecordingBody<F> {
-    pub(crate) fn new(inner: Body, recording: Arc<Recording>, on_end: F) -> Self {
-        Self {
-            inner,
-            recording,
-            on_end: Some(on_end),
-        }
+impl<F: FnOnce(End)> Observer for Recorder<F> {
+    fn frame(&mut self, data: &Bytes) {
+        self.recording.push(data);
     }
-}
 
-impl<F: FnOnce(End)> http_body::Body for RecordingBody<F> {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut this = self.project();
-        let polled = this.inner.as_mut().poll_frame(cx);
-        let end = match &polled {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.recording.push(data);
-                }
-                // hyper stops polling a body that says it has ended.
-                this.inner.is_end_stream().then_some(End::Complete)
-            }
-            Poll::Ready(Some(Err(_))) => Some(End::Broken),
-            Poll::Ready(None) => Some(End::Complete),
+    fn end(self, end: tap::End) {
+        let end = match end {
+            tap::End::Complete | tap::End::ErrorEvent => End::Complete,
+            tap::End::Failed | tap::End::Cancelled => End::Broken,
         };
-        if let Some(end) = end {
-            if let Some(on_end) = this.on_end.take() {
-                this.recording.end(end);
-                on_end(end);
-            }
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.recording.end(end);
+        (self.on_end)(end);
     }
 }

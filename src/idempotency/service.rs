@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use super::key::{fingerprint, idempotency_key, storage_key, Fingerprint};
-use super::recording::{is_sse, End, Recording, RecordingBody};
+use super::recording::{is_sse, End, Recorder, Recording};
 use super::redis::RedisStore;
 use super::settings::{FailMode, IdempotencySettings, IdempotencyStoreKind, InFlightPolicy};
 use super::store::{IdempotencyStore, Lock, MemoryStore, StoreError, StoredResponse};
@@ -24,6 +24,7 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::future::LayerFuture;
 use crate::settings::SettingsError;
 use crate::store::RedisSettings;
+use crate::tap::Tap;
 
 /// Marks a response that was not executed for this request but replayed (or joined) from
 /// an earlier one with the same `Idempotency-Key`; in the response's extensions.
@@ -459,7 +460,8 @@ where
 
     let recording = leader.recording.clone();
     let fingerprint = recording.fingerprint;
-    let body = RecordingBody::new(body, recording.clone(), move |end| {
+    let sse = is_sse(&parts.headers);
+    let recorder = Recorder::new(recording.clone(), move |end| {
         if let Some(renewal) = renewal {
             renewal.abort();
         }
@@ -480,7 +482,8 @@ where
             });
         leader.release(stored);
     });
-    Ok(Response::from_parts(parts, Body::new(body)))
+    let body = Body::new(Tap::new(body, sse, recorder));
+    Ok(Response::from_parts(parts, body))
 }
 
 fn renew(shared: Arc<Shared>, key: String, token: String) -> JoinHandle<()> {

@@ -1,6 +1,7 @@
-//! The tap: the response body passes through frame by frame; metering keeps a reference
-//! to each frame (no copy) and reads it after the end, off the request path. The only
-//! inline work is removing the usage chunk the gateway asked for on the client's behalf.
+//! Metering's side of the response body: an [`Observer`] of the one [`Tap`](crate::tap::Tap)
+//! that keeps a bounded copy of the body (read when it ends, off the request path), and
+//! [`StripUsage`], the only inline work: removing the usage chunk the gateway asked for on
+//! the client's behalf.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -13,49 +14,33 @@ use tokio::time::Instant;
 use super::record::{Unfinished, MAX_CAPTURE};
 use super::usage::is_usage_chunk;
 use super::writer::Meter;
-use crate::body::{Body, BoxError};
+use crate::tap::{End, Observer};
 
 /// What the body still has to record when it ends.
-pub(crate) struct Tap {
+pub(crate) struct UsageTap {
     pub(crate) unfinished: Box<Unfinished>,
     pub(crate) meter: Meter,
     pub(crate) started: Instant,
-    /// Remove the usage chunk: the client did not ask for it.
-    pub(crate) strip: bool,
 }
 
-pin_project! {
-    /// A response body on its way to the client, metered.
-    pub(crate) struct MeteringBody {
-        #[pin]
-        inner: Body,
-        tap: Option<Tap>,
-        // Stripping: the part of a frame after a removed event, and an unfinished event
-        // held back until it is complete (copied only when an event spans frames).
-        ready: Option<Bytes>,
-        carry: BytesMut,
-        // The inner body has ended (what was held back may still be going out).
-        ended: bool,
+impl Observer for UsageTap {
+    fn frame(&mut self, data: &Bytes) {
+        let record = &mut self.unfinished.record;
+        if record.ttft_ms.is_none() {
+            record.ttft_ms = Some(self.started.elapsed().as_secs_f64() * 1e3);
+        }
+        capture(&mut self.unfinished.body, data);
     }
 
-    impl PinnedDrop for MeteringBody {
-        fn drop(this: Pin<&mut Self>) {
-            if let Some(tap) = this.project().tap.take() {
-                finish(tap, "cancelled");
-            }
-        }
-    }
-}
-
-impl MeteringBody {
-    pub(crate) fn new(inner: Body, tap: Tap) -> Self {
-        Self {
-            inner,
-            tap: Some(tap),
-            ready: None,
-            carry: BytesMut::new(),
-            ended: false,
-        }
+    fn end(mut self, end: End) {
+        let record = &mut self.unfinished.record;
+        record.latency_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        record.outcome = match end {
+            End::Complete if record.status < 400 => "ok",
+            End::Complete | End::ErrorEvent | End::Failed => "error",
+            End::Cancelled => "cancelled",
+        };
+        self.meter.submit(self.unfinished);
     }
 }
 
@@ -75,25 +60,43 @@ fn capture(body: &mut BytesMut, data: &[u8]) {
     body.extend_from_slice(data);
 }
 
-fn finish(mut tap: Tap, outcome: &'static str) {
-    let record = &mut tap.unfinished.record;
-    record.latency_ms = tap.started.elapsed().as_secs_f64() * 1e3;
-    record.outcome = if outcome == "ok" && record.status >= 400 {
-        "error"
-    } else {
-        outcome
-    };
-    tap.meter.submit(tap.unfinished);
+pin_project! {
+    /// An SSE body without the usage chunk the gateway asked for (the client did not):
+    /// every other byte passes, in order.
+    pub(crate) struct StripUsage<B> {
+        #[pin]
+        inner: B,
+        // The part of a frame after a removed event, and an unfinished event held back
+        // until it is complete (copied only when an event spans frames).
+        ready: Option<Bytes>,
+        carry: BytesMut,
+        // The inner body has ended (what was held back may still be going out).
+        ended: bool,
+    }
 }
 
-impl http_body::Body for MeteringBody {
+impl<B> StripUsage<B> {
+    pub(crate) fn new(inner: B) -> Self {
+        Self {
+            inner,
+            ready: None,
+            carry: BytesMut::new(),
+            ended: false,
+        }
+    }
+}
+
+impl<B> http_body::Body for StripUsage<B>
+where
+    B: http_body::Body<Data = Bytes>,
+{
     type Data = Bytes;
-    type Error = BoxError;
+    type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
         if let Some(ready) = this.ready.take() {
             return Poll::Ready(Some(Ok(Frame::data(ready))));
@@ -102,45 +105,26 @@ impl http_body::Body for MeteringBody {
             return Poll::Ready(None);
         }
         loop {
-            let polled = std::task::ready!(this.inner.as_mut().poll_frame(cx));
-            let Some(tap) = this.tap.as_mut() else {
-                return Poll::Ready(polled);
-            };
-            match polled {
+            match std::task::ready!(this.inner.as_mut().poll_frame(cx)) {
                 Some(Ok(frame)) => {
-                    let Some(data) = frame.data_ref() else {
-                        return Poll::Ready(Some(Ok(frame)));
+                    let data = match frame.into_data() {
+                        Ok(data) => data,
+                        Err(frame) => return Poll::Ready(Some(Ok(frame))),
                     };
-                    if tap.unfinished.record.ttft_ms.is_none() {
-                        tap.unfinished.record.ttft_ms =
-                            Some(tap.started.elapsed().as_secs_f64() * 1e3);
+                    if let Some(out) = strip_usage(data, this.carry, this.ready) {
+                        return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
-                    capture(&mut tap.unfinished.body, data);
-                    let out = if tap.strip {
-                        strip_usage(data.clone(), this.carry, this.ready)
-                    } else {
-                        Some(data.clone())
-                    };
+                    // The whole frame was held back or removed.
                     if this.inner.is_end_stream() {
-                        finish(this.tap.take().expect("present"), "ok");
-                    }
-                    match out {
-                        Some(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
-                        None => continue, // the whole frame was held back or removed
+                        *this.ended = true;
+                        return Poll::Ready(take_carry(this.carry));
                     }
                 }
-                Some(Err(err)) => {
-                    finish(this.tap.take().expect("present"), "error");
-                    return Poll::Ready(Some(Err(err)));
-                }
+                Some(Err(err)) => return Poll::Ready(Some(Err(err))),
                 None => {
                     *this.ended = true;
-                    finish(this.tap.take().expect("present"), "ok");
                     // Whatever was held back (a stream that ended mid-event) goes out as is.
-                    if !this.carry.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(this.carry.split().freeze()))));
-                    }
-                    return Poll::Ready(None);
+                    return Poll::Ready(take_carry(this.carry));
                 }
             }
         }
@@ -151,11 +135,12 @@ impl http_body::Body for MeteringBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.tap {
-            Some(tap) if tap.strip => SizeHint::default(),
-            _ => self.inner.size_hint(),
-        }
+        SizeHint::default()
     }
+}
+
+fn take_carry<E>(carry: &mut BytesMut) -> Option<Result<Frame<Bytes>, E>> {
+    (!carry.is_empty()).then(|| Ok(Frame::data(carry.split().freeze())))
 }
 
 /// The bytes of `data` the client gets: complete events only, without the usage chunk.

@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
-use super::body::{MeteringBody, Tap};
+use super::body::{StripUsage, UsageTap};
 use super::postgres::PostgresSink;
 use super::price::PriceTable;
 use super::record::{Unfinished, UsageRecord};
@@ -30,6 +30,7 @@ use crate::executor::{ResponseCost, Target};
 use crate::idempotency::IdempotentReplay;
 use crate::request::LlmRequest;
 use crate::settings::SettingsError;
+use crate::tap::Tap;
 
 /// Layer that applies the [`Metering`] middleware.
 #[derive(Clone, Debug)]
@@ -237,13 +238,20 @@ where
                     reported_cost: parts.extensions.get::<ResponseCost>().map(|c| c.0),
                     ..Unfinished::default()
                 });
-                let tap = Tap {
-                    unfinished,
-                    meter,
-                    started,
-                    strip: strip && sse,
+                let tap = Tap::new(
+                    body,
+                    sse,
+                    UsageTap {
+                        unfinished,
+                        meter,
+                        started,
+                    },
+                );
+                let body = if strip && sse {
+                    Body::new(StripUsage::new(tap))
+                } else {
+                    Body::new(tap)
                 };
-                let body = Body::new(MeteringBody::new(body, tap));
                 Poll::Ready(Ok(Response::from_parts(parts, body)))
             }
             Err(err) => {
