@@ -163,17 +163,15 @@ mod tests {
         }
     }
 
-    type Frames = Vec<Result<Frame<Bytes>, std::io::Error>>;
+    type FrameResult = Result<Frame<Bytes>, std::io::Error>;
+    type Frames = Vec<FrameResult>;
+    type FrameStream = StreamBody<futures_util::stream::Iter<std::vec::IntoIter<FrameResult>>>;
 
-    fn body(
-        frames: Frames,
-    ) -> StreamBody<
-        futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, std::io::Error>>>,
-    > {
+    fn body(frames: Frames) -> FrameStream {
         StreamBody::new(futures_util::stream::iter(frames))
     }
 
-    fn data(s: &'static str) -> Result<Frame<Bytes>, std::io::Error> {
+    fn data(s: &'static str) -> FrameResult {
         Ok(Frame::data(Bytes::from_static(s.as_bytes())))
     }
 
