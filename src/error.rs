@@ -53,6 +53,7 @@ struct Fields {
     param: Option<String>,
     code: Option<String>,
     retry_after: Option<HeaderValue>,
+    context_window_exceeded: bool,
 }
 
 impl GatewayError {
@@ -71,6 +72,7 @@ impl GatewayError {
             param: None,
             code: None,
             retry_after: None,
+            context_window_exceeded: false,
         }))
     }
 
@@ -209,6 +211,19 @@ impl GatewayError {
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
         self.0.code = Some(code.into());
         self
+    }
+
+    /// Marks the error as "the request does not fit this model's context window", as the
+    /// code that read the upstream's answer recognised it (combos then move to their
+    /// `context_window_fallbacks`).
+    pub fn with_context_window_exceeded(mut self) -> Self {
+        self.0.context_window_exceeded = true;
+        self
+    }
+
+    /// Whether the upstream said the request does not fit its context window.
+    pub fn is_context_window_exceeded(&self) -> bool {
+        self.0.context_window_exceeded
     }
 
     /// Sets the `Retry-After` header sent with the error.

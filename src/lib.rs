@@ -33,6 +33,7 @@ mod error;
 pub mod executor;
 mod future;
 pub mod gateway;
+pub mod glob;
 pub mod idempotency;
 pub mod metering;
 pub mod parse;

@@ -142,36 +142,13 @@ fn dispatch(event: &[u8], on_event: &mut dyn FnMut(Event<'_>) -> More) -> More {
     }
 }
 
-/// The complete events at the start of `buf` (each without its blank-line terminator),
-/// and where the unfinished rest begins. Accepts `\n\n` and `\r\n\r\n` framing.
-pub fn complete_events(buf: &[u8]) -> (Vec<&[u8]>, usize) {
-    let mut events = Vec::new();
-    let mut start = 0;
-    loop {
-        let rest = &buf[start..];
-        let lf = memchr::memmem::find(rest, b"\n\n").map(|i| (i, 2));
-        let crlf = memchr::memmem::find(rest, b"\r\n\r\n").map(|i| (i, 4));
-        let Some((at, len)) = [lf, crlf].into_iter().flatten().min_by_key(|(i, _)| *i) else {
-            return (events, start);
-        };
-        events.push(&rest[..at]);
-        start += at + len;
+/// Every event of a whole body, in order, the last one included even without its blank
+/// line; stops early when `on_event` returns `false`.
+pub fn each_event(body: &[u8], on_event: &mut dyn FnMut(Event<'_>) -> More) {
+    let mut decoder = Decoder::default();
+    if decoder.feed(body, on_event) {
+        decoder.finish(on_event);
     }
-}
-
-/// The `data:` payload of one event (its lines joined), and its `event:` name if any.
-pub fn parse_event(event: &[u8]) -> (Option<&[u8]>, Vec<&[u8]>) {
-    let mut name = None;
-    let mut data = Vec::new();
-    for line in event.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if let Some(value) = line.strip_prefix(b"event:") {
-            name = Some(value.trim_ascii());
-        } else if let Some(value) = line.strip_prefix(b"data:") {
-            data.push(value.strip_prefix(b" ").unwrap_or(value));
-        }
-    }
-    (name, data)
 }
 
 #[cfg(test)]
@@ -179,16 +156,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn complete_events_splits_on_blank_lines_and_keeps_the_rest() {
-        let (events, rest) =
-            complete_events(b": ping\n\ndata: {}\r\n\r\nevent: error\ndata: x\n\ndata: par");
-        assert_eq!(
-            events,
-            [&b": ping"[..], b"data: {}", b"event: error\ndata: x"]
+    fn each_event_of_a_whole_body_includes_an_unterminated_last_one() {
+        let mut seen = Vec::new();
+        each_event(
+            b": ping\n\ndata: {}\r\n\r\nevent: error\ndata: x\ndata: y\n\ndata: [DONE]",
+            &mut |e| {
+                seen.push((e.name.map(<[u8]>::to_vec), e.data.into_owned()));
+                true
+            },
         );
-        assert_eq!(rest, 42);
-        let (name, data) = parse_event(events[2]);
-        assert_eq!((name, data), (Some(&b"error"[..]), vec![&b"x"[..]]));
+        assert_eq!(
+            seen,
+            [
+                (None, b"{}".to_vec()),
+                (Some(b"error".to_vec()), b"x\ny".to_vec()),
+                (None, b"[DONE]".to_vec()),
+            ]
+        );
     }
 
     #[test]

@@ -482,6 +482,10 @@ fn errors_keep_status_message_and_request_id_with_the_mapping() {
         (e.status(), e.code()),
         (StatusCode::BAD_REQUEST, Some("context_length_exceeded"))
     );
+    assert!(
+        e.is_context_window_exceeded(),
+        "a combo moves to its fallbacks"
+    );
     assert!(e
         .message()
         .starts_with("prompt is too long: 210266 tokens > 200000 maximum"));

@@ -384,6 +384,22 @@ fn stream_failures_end_with_an_error_event() {
 }
 
 #[test]
+fn a_prompt_over_the_token_limit_is_a_context_window_error() {
+    // Gemini's wording for a prompt over the model's input limit (documented, not recorded).
+    let body = br#"{"error":{"code":400,"message":"The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}"#;
+    let e = translate::error(G, StatusCode::BAD_REQUEST, &HeaderMap::new(), body);
+    assert_eq!(e.code(), Some("context_length_exceeded"));
+    assert!(e.is_context_window_exceeded());
+    let other = translate::error(
+        G,
+        StatusCode::BAD_REQUEST,
+        &HeaderMap::new(),
+        &fixture("gemini/error-400-invalid-json-payload.json"),
+    );
+    assert!(!other.is_context_window_exceeded());
+}
+
+#[test]
 fn errors_keep_status_and_map_key_and_retry_info() {
     let e = translate::error(
         G,

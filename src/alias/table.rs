@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use std::collections::BTreeMap;
 
+use crate::glob::Glob;
 use crate::settings::SettingsError;
 
 /// What an alias did to a request, kept in its extensions.
@@ -47,17 +48,14 @@ pub struct Aliases {
 
 #[derive(Debug, Clone)]
 struct Wildcard {
-    prefix: Box<str>,
-    suffix: Box<str>,
+    pattern: Glob,
     /// The target, with at most one `*` for the matched part.
     target: Box<str>,
 }
 
 impl Wildcard {
     fn apply(&self, name: &str) -> Option<String> {
-        let middle = name
-            .strip_prefix(&*self.prefix)?
-            .strip_suffix(&*self.suffix)?;
+        let middle = self.pattern.captures(name)?;
         Some(self.target.replacen('*', middle, 1))
     }
 }
@@ -92,10 +90,8 @@ impl Aliases {
                     raw_exact.insert(name.as_str(), target.as_str());
                 }
                 1 if target.matches('*').count() <= 1 => {
-                    let (prefix, suffix) = name.split_once('*').expect("one `*`");
                     table.wildcards.push(Wildcard {
-                        prefix: prefix.into(),
-                        suffix: suffix.into(),
+                        pattern: Glob::new(name).expect("one `*`"),
                         target: target.as_str().into(),
                     });
                 }
@@ -109,7 +105,7 @@ impl Aliases {
         }
         table
             .wildcards
-            .sort_by_key(|w| std::cmp::Reverse(w.prefix.len() + w.suffix.len()));
+            .sort_by_key(|w| std::cmp::Reverse(w.pattern.literal_len()));
 
         // Follow every chain with the raw table, then keep only where each ends.
         let raw = Self {

@@ -12,8 +12,8 @@ use crate::tap::{End, Observer};
 /// A streamed answer, assembled chunk by chunk.
 #[derive(Default)]
 pub(crate) struct Assembler {
-    /// Bytes of an event not yet complete.
-    partial: BytesMut,
+    /// The stream's events, cut out of each frame (an unfinished one kept for the next).
+    decoder: sse::Decoder,
     head: Map<String, Value>,
     choices: BTreeMap<u64, ChoiceParts>,
     usage: Option<Value>,
@@ -47,42 +47,24 @@ impl Assembler {
             self.failed |= self.done && !data.trim_ascii().is_empty();
             return;
         }
-        if self.partial.is_empty() {
-            let (events, rest) = sse::complete_events(data);
-            for event in events {
-                self.event(event);
-            }
-            self.partial.extend_from_slice(&data[rest..]);
-            return;
-        }
-        self.partial.extend_from_slice(data);
-        let buf = std::mem::take(&mut self.partial).freeze();
-        let (events, rest) = sse::complete_events(&buf);
-        for event in events {
-            self.event(event);
-        }
-        self.partial.extend_from_slice(&buf[rest..]);
+        let mut decoder = std::mem::take(&mut self.decoder);
+        decoder.feed(data, &mut |event| {
+            self.event(event.name, &event.data);
+            !self.failed
+        });
+        self.decoder = decoder;
     }
 
-    fn event(&mut self, event: &[u8]) {
-        let (name, data) = sse::parse_event(event);
-        if data.is_empty() {
-            return; // a comment or keep-alive
-        }
+    fn event(&mut self, name: Option<&[u8]>, payload: &[u8]) {
         if name.is_some_and(|n| n == b"error") || self.done {
             self.failed = true;
             return;
         }
-        let payload = if data.len() == 1 {
-            std::borrow::Cow::Borrowed(data[0])
-        } else {
-            std::borrow::Cow::Owned(data.join(&b'\n'))
-        };
         if payload.trim_ascii() == b"[DONE]" {
             self.done = true;
             return;
         }
-        let Ok(Value::Object(chunk)) = serde_json::from_slice::<Value>(&payload) else {
+        let Ok(Value::Object(chunk)) = serde_json::from_slice::<Value>(payload) else {
             self.failed = true;
             return;
         };
@@ -172,11 +154,18 @@ impl Assembler {
 
     /// The `chat.completion`, if the stream was whole: `[DONE]` seen, no error, and every
     /// choice finished.
-    pub(crate) fn finish(self) -> Option<Bytes> {
+    pub(crate) fn finish(mut self) -> Option<Bytes> {
+        // The last event counts without its blank line (an upstream may end the body there).
+        let mut decoder = std::mem::take(&mut self.decoder);
+        if !self.failed {
+            decoder.finish(&mut |event| {
+                self.event(event.name, &event.data);
+                !self.failed
+            });
+        }
         if !self.done
             || self.failed
             || self.choices.is_empty()
-            || !self.partial.trim_ascii().is_empty()
             || self.choices.values().any(|c| c.finish_reason.is_none())
         {
             return None;

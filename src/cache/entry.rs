@@ -222,9 +222,12 @@ mod tests {
             "usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
         let sse = to_sse(completion, true).unwrap();
         let text = std::str::from_utf8(&sse).unwrap();
-        let (events, rest) = sse::complete_events(&sse);
-        assert_eq!(rest, sse.len());
-        let data: Vec<&[u8]> = events.iter().map(|e| sse::parse_event(e).1[0]).collect();
+        assert!(sse.ends_with(b"\n\n"), "{text}");
+        let mut data: Vec<Vec<u8>> = Vec::new();
+        sse::each_event(&sse, &mut |e| {
+            data.push(e.data.into_owned());
+            true
+        });
         assert_eq!(data.len(), 6, "{text}");
         assert_eq!(*data.last().unwrap(), b"[DONE]");
         let chunks: Vec<Value> = data[..5]

@@ -62,7 +62,8 @@ mod store;
 pub use self::entry::CachedResponse;
 pub use self::redis::RedisStore;
 pub use self::service::{
-    Cache, CacheFuture, CacheHit, CacheLayer, CACHE_HEADER, SIMILARITY_HEADER, TTL_HEADER,
+    Cache, CacheFuture, CacheHit, CacheLayer, CacheVerdict, CACHE_HEADER, SIMILARITY_HEADER,
+    TTL_HEADER,
 };
 pub use self::settings::{
     CacheScope, CacheSettings, CacheStoreKind, Cacheable, EmbedderKind, HashEmbedderSettings,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt as _;
 use http::header::{HeaderValue, AGE, CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
@@ -26,6 +26,7 @@ use crate::auth::KeyId;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::executor::Target;
+use crate::glob::Glob;
 use crate::request::{Endpoint, LlmRequest};
 use crate::settings::SettingsError;
 use crate::sse;
@@ -40,6 +41,46 @@ pub const SIMILARITY_HEADER: &str = "x-gateway-cache-similarity";
 /// The request header that sets this answer's TTL (seconds, or `30s`, `10m`, `1h`),
 /// capped by `cache.max_ttl`.
 pub const TTL_HEADER: &str = "x-gateway-cache-ttl";
+
+/// What the cache did with a request, in the response's extensions (and in
+/// `x-gateway-cache`): other layers read this, never the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheVerdict {
+    /// Answered from an exact match.
+    Hit,
+    /// Answered from a semantic match.
+    SemanticHit,
+    /// Looked up, not found: answered upstream (and stored when whole).
+    Miss,
+    /// Not looked up (a store that failed, `Cache-Control`, a model not cached).
+    Bypass,
+}
+
+impl CacheVerdict {
+    /// The header value: `hit`, `semantic-hit`, `miss`, `bypass`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::SemanticHit => "semantic-hit",
+            Self::Miss => "miss",
+            Self::Bypass => "bypass",
+        }
+    }
+
+    /// Whether the answer came from the cache.
+    pub fn is_hit(self) -> bool {
+        matches!(self, Self::Hit | Self::SemanticHit)
+    }
+
+    fn from_label(label: &str) -> Self {
+        match label {
+            "hit" => Self::Hit,
+            "semantic-hit" => Self::SemanticHit,
+            "miss" => Self::Miss,
+            _ => Self::Bypass,
+        }
+    }
+}
 
 /// Marks a response served from the cache; in the response's extensions.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,6 +97,8 @@ pub struct CacheLayer {
 
 struct Shared {
     config: CacheSettings,
+    /// `config.models` as patterns.
+    models: Vec<Glob>,
     store: Arc<dyn CacheStore>,
     semantic: Option<Arc<SemanticCache>>,
     /// With a shared store: keeps the semantic index of every instance in step.
@@ -117,6 +160,11 @@ impl CacheLayer {
                 .time_to_live(config.max_ttl)
                 .build();
             Arc::new(Shared {
+                models: config
+                    .models
+                    .iter()
+                    .filter_map(|m| Glob::new(m).ok())
+                    .collect(),
                 config,
                 store,
                 semantic,
@@ -233,6 +281,7 @@ where
                 response
                     .headers_mut()
                     .insert(CACHE_HEADER, HeaderValue::from_static("bypass"));
+                response.extensions_mut().insert(CacheVerdict::Bypass);
                 response
             }),
             KindProj::Cached { future } => future.as_mut().poll(cx),
@@ -277,7 +326,7 @@ impl Shared {
         if ttl.is_zero() {
             store = false;
         }
-        if !(lookup || store) || !model_matches(&config.models, llm.model()) {
+        if !(lookup || store) || !model_matches(&self.models, llm.model()) {
             return None;
         }
         let scope = self.scope(req);
@@ -357,12 +406,8 @@ fn parse_ttl(value: &str) -> Option<Duration> {
     humantime::parse_duration(value).ok()
 }
 
-fn model_matches(patterns: &[String], model: &str) -> bool {
-    patterns.is_empty()
-        || patterns.iter().any(|p| match p.strip_suffix('*') {
-            Some(prefix) => model.starts_with(prefix),
-            None => p == model,
-        })
+fn model_matches(patterns: &[Glob], model: &str) -> bool {
+    patterns.is_empty() || patterns.iter().any(|p| p.matches(model))
 }
 
 impl<S> Service<Request<Bytes>> for Cache<S>
@@ -496,6 +541,7 @@ where
     parts
         .headers
         .insert(CACHE_HEADER, HeaderValue::from_static(verdict));
+    parts.extensions.insert(CacheVerdict::from_label(verdict));
     let max = shared.config.max_entry_bytes;
     let storable = store
         && parts.status == StatusCode::OK
@@ -513,7 +559,7 @@ where
         };
         Capture::Json(BytesMut::new(), object)
     };
-    let (provider, model) = answered_by(&parts.headers);
+    let (provider, model) = answered_by(&parts.extensions);
     let Plan {
         raw,
         key,
@@ -533,15 +579,12 @@ where
     ))
 }
 
-fn answered_by(headers: &HeaderMap) -> (String, String) {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    (get("x-gateway-provider"), get("x-gateway-model"))
+/// The provider and model that answered: the executors' [`Target`].
+fn answered_by(extensions: &http::Extensions) -> (String, String) {
+    extensions
+        .get::<Target>()
+        .map(|t| (t.provider.to_string(), t.model.to_string()))
+        .unwrap_or_default()
 }
 
 /// Stores a whole answer (and indexes it for semantic matching): at once when the store
@@ -641,6 +684,9 @@ fn serve(
         });
     }
     response.extensions_mut().insert(CacheHit { similarity });
+    response
+        .extensions_mut()
+        .insert(CacheVerdict::from_label(verdict));
     Some(response)
 }
 
@@ -655,7 +701,7 @@ mod tests {
         assert_eq!(parse_ttl("10m"), Some(Duration::from_secs(600)));
         assert_eq!(parse_ttl("soon"), None);
         assert!(model_matches(&[], "a/b"));
-        let patterns = ["mock/*".to_owned(), "smart".to_owned()];
+        let patterns = [Glob::new("mock/*").unwrap(), Glob::new("smart").unwrap()];
         assert!(model_matches(&patterns, "mock/echo"));
         assert!(model_matches(&patterns, "smart"));
         assert!(!model_matches(&patterns, "smarter"));

@@ -22,8 +22,8 @@ pub struct CacheSettings {
     /// `all` requests (the default), or only `deterministic` ones (`temperature: 0` or a
     /// `seed`).
     pub cacheable: Cacheable,
-    /// Models (after alias resolution) and combos whose answers are cached; a trailing `*`
-    /// matches any suffix. Empty (the default): every model.
+    /// Models (after alias resolution) and combos whose answers are cached; one `*`
+    /// matches any run of characters (`mock/*`). Empty (the default): every model.
     pub models: Vec<String>,
     /// How long an answer is kept. Default 1 h.
     #[serde(with = "humantime_serde")]
@@ -263,6 +263,10 @@ setters!(SemanticSettings {
 impl CacheSettings {
     /// Checks the settings, naming the field at fault (`ttl`, `semantic.embedder`, …).
     pub fn validate(&self) -> Result<(), SettingsError> {
+        for (i, model) in self.models.iter().enumerate() {
+            crate::glob::Glob::new(model)
+                .map_err(|e| SettingsError::new(format!("models.{i}"), e))?;
+        }
         if self.ttl > self.max_ttl {
             return Err(SettingsError::new("ttl", "must not exceed cache.max_ttl"));
         }

@@ -4,7 +4,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::Response;
 use http_body::{Frame, SizeHint};
@@ -52,14 +52,30 @@ pub(crate) async fn open(
         return Ok((parts, opening));
     }
     let mut head: Vec<Bytes> = Vec::new();
-    let mut joined = BytesMut::new(); // only when the first event spans frames
+    let mut decoder = sse::Decoder::default();
     loop {
         let frame = match body.as_mut().frame().await {
             None => {
-                return Err(GatewayError::upstream_protocol(
-                    provider,
-                    "the stream ended before its first event",
-                ))
+                // The whole stream may have come without its last blank line.
+                let mut first = None;
+                decoder.finish(&mut |event| {
+                    first = first_event(event.name, &event.data, provider);
+                    first.is_none()
+                });
+                return match first {
+                    Some(Ok(())) => Ok((
+                        parts,
+                        Opening {
+                            head,
+                            rest: Box::pin(Body::empty()),
+                        },
+                    )),
+                    Some(Err(err)) => Err(err),
+                    None => Err(GatewayError::upstream_protocol(
+                        provider,
+                        "the stream ended before its first event",
+                    )),
+                };
             }
             Some(Err(e)) => {
                 return Err(GatewayError::upstream_protocol(
@@ -72,49 +88,45 @@ pub(crate) async fn open(
         let Ok(data) = frame.into_data() else {
             continue;
         };
+        let mut first: Option<Result<(), GatewayError>> = None;
+        decoder.feed(&data, &mut |event| {
+            first = first_event(event.name, &event.data, provider);
+            first.is_none()
+        });
         head.push(data);
-        let buf: &[u8] = if head.len() == 1 {
-            &head[0]
-        } else {
-            joined.clear();
-            head.iter().for_each(|b| joined.extend_from_slice(b));
-            &joined
-        };
-        if has_content(buf, provider)? {
-            return Ok((parts, Opening { head, rest: body }));
+        match first {
+            Some(Ok(())) => return Ok((parts, Opening { head, rest: body })),
+            Some(Err(err)) => return Err(err),
+            None => {}
         }
     }
 }
 
-/// `true` once `buf` holds a content event, `Err` when an error event or `[DONE]` comes
-/// first, `false` while more is needed.
-fn has_content(buf: &[u8], provider: &str) -> Result<bool, GatewayError> {
-    let (events, _) = sse::complete_events(buf);
-    for event in events {
-        let (name, data) = sse::parse_event(event);
-        let Some(payload) = data.first() else {
-            continue; // a comment or keep-alive
-        };
-        let is_error = name == Some(b"error") || payload.starts_with(b"{\"error\"");
-        if is_error {
-            let message = serde_json::from_slice::<serde_json::Value>(payload)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(payload).into_owned());
-            return Err(GatewayError::upstream_protocol(
-                provider,
-                format_args!("the stream failed before its first event: {message}"),
-            ));
-        }
-        if payload.trim_ascii() == b"[DONE]" {
-            return Err(GatewayError::upstream_protocol(
-                provider,
-                "the stream ended before its first event",
-            ));
-        }
-        return Ok(true);
+/// What the first event with data says: `Ok` for content, `Err` for an error event or a
+/// `[DONE]` before any content.
+fn first_event(
+    name: Option<&[u8]>,
+    payload: &[u8],
+    provider: &str,
+) -> Option<Result<(), GatewayError>> {
+    let is_error = name == Some(b"error") || payload.starts_with(b"{\"error\"");
+    if is_error {
+        let message = serde_json::from_slice::<serde_json::Value>(payload)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(payload).into_owned());
+        return Some(Err(GatewayError::upstream_protocol(
+            provider,
+            format_args!("the stream failed before its first event: {message}"),
+        )));
     }
-    Ok(false)
+    if payload.trim_ascii() == b"[DONE]" {
+        return Some(Err(GatewayError::upstream_protocol(
+            provider,
+            "the stream ended before its first event",
+        )));
+    }
+    Some(Ok(()))
 }
 
 /// The committed answer: what was read while opening it, then the rest as it comes,

@@ -38,6 +38,9 @@ pub(crate) fn tidy_error(err: GatewayError, headers: &HeaderMap) -> GatewayError
         err.error_type()
     };
     let mut tidy = GatewayError::new(err.kind(), err.status(), error_type, err.message());
+    if err.is_context_window_exceeded() {
+        tidy = tidy.with_context_window_exceeded();
+    }
     if !none(err.param()) {
         tidy = tidy.with_param(err.param().unwrap_or_default());
     }

@@ -24,6 +24,7 @@ use super::writer::Meter;
 use crate::alias::ResolvedModel;
 use crate::auth::KeyId;
 use crate::body::Body;
+use crate::cache::CacheVerdict;
 use crate::combo::ComboAttempts;
 use crate::error::GatewayError;
 use crate::executor::{ResponseCost, Target};
@@ -222,12 +223,9 @@ where
                     record.attempts = combo.attempts;
                 }
                 record.replay = parts.extensions.get::<IdempotentReplay>().is_some();
-                record.cache = parts
-                    .headers
-                    .get("x-gateway-cache")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                if record.replay || record.cache.as_deref().is_some_and(|c| c.ends_with("hit")) {
+                let verdict = parts.extensions.get::<CacheVerdict>().copied();
+                record.cache = verdict.map(|v| v.as_str().to_owned());
+                if record.replay || verdict.is_some_and(CacheVerdict::is_hit) {
                     record.attempts = 0;
                 }
                 let sse = crate::sse::is_event_stream(&parts.headers);

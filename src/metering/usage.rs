@@ -142,14 +142,12 @@ pub(crate) fn answer_text(body: &[u8], sse_body: bool) -> String {
         }
     };
     if sse_body {
-        let (events, _) = sse::complete_events(body);
-        for event in events {
-            for data in sse::parse_event(event).1 {
-                if let Ok(value) = serde_json::from_slice(data) {
-                    take(&value, "delta");
-                }
+        sse::each_event(body, &mut |event| {
+            if let Ok(value) = serde_json::from_slice(&event.data) {
+                take(&value, "delta");
             }
-        }
+            true
+        });
     } else if let Ok(value) = serde_json::from_slice(body) {
         take(&value, "message");
     }

@@ -188,13 +188,17 @@ pub(crate) fn finish(u: Unfinished, prices: &PriceTable) -> UsageRecord {
 
 /// The usage chunk of a stream, if it has one.
 fn stream_usage(body: &[u8]) -> Option<Usage> {
-    let (events, _) = sse::complete_events(body);
-    events
-        .iter()
-        .rev()
-        .flat_map(|event| sse::parse_event(event).1)
-        .filter(|data| memchr::memmem::find(data, b"\"usage\":{").is_some())
-        .find_map(usage::from_json)
+    // The last event that carries usage (the usage chunk comes last but for `[DONE]`).
+    let mut found = None;
+    sse::each_event(body, &mut |event| {
+        if memchr::memmem::find(&event.data, b"\"usage\":{").is_some() {
+            if let Some(usage) = usage::from_json(&event.data) {
+                found = Some(usage);
+            }
+        }
+        true
+    });
+    found
 }
 
 /// Model names come from clients: after this many distinct ones, further names are

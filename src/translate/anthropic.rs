@@ -605,6 +605,9 @@ fn mapped_error(kind: Option<&str>, status: StatusCode, message: String) -> Gate
     let mut err = GatewayError::new(ErrorKind::UpstreamStatus, status, error_type, message);
     if let Some(code) = code {
         err = err.with_code(code);
+        if code == "context_length_exceeded" {
+            err = err.with_context_window_exceeded();
+        }
     }
     err
 }

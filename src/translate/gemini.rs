@@ -712,6 +712,9 @@ fn error_value(
     let mut err = GatewayError::new(ErrorKind::UpstreamStatus, status, error_type, message);
     if let Some(code) = code {
         err = err.with_code(code);
+        if code == "context_length_exceeded" {
+            err = err.with_context_window_exceeded();
+        }
     }
     let field = details
         .iter()

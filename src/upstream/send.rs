@@ -123,7 +123,34 @@ pub(crate) fn upstream_error(provider: &str, status: StatusCode, body: &[u8]) ->
     if let Some(code) = field("code") {
         err = err.with_code(code);
     }
+    if is_context_window_exceeded(&err) {
+        err = err.with_context_window_exceeded();
+    }
     err
+}
+
+/// Recognises "the prompt does not fit this model" in an error body read from an
+/// OpenAI-compatible upstream (OpenAI's `context_length_exceeded`, vLLM's and LiteLLM's
+/// wordings, and Anthropic's and Gemini's as a LiteLLM proxy passes them on).
+fn is_context_window_exceeded(err: &GatewayError) -> bool {
+    if err.kind() != ErrorKind::UpstreamStatus || !err.status().is_client_error() {
+        return false;
+    }
+    if err.code() == Some("context_length_exceeded") {
+        return true;
+    }
+    let message = err.message().to_ascii_lowercase();
+    [
+        "context_length_exceeded",
+        "maximum context length",
+        "context window",
+        "contextwindowexceeded",
+        "prompt is too long",
+        "exceeds the maximum number of tokens",
+        "input is too long",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
 }
 
 #[cfg(test)]
@@ -170,5 +197,55 @@ mod tests {
         assert_eq!(err.message(), "model not found");
         let err = upstream_error("local", StatusCode::SERVICE_UNAVAILABLE, b"");
         assert!(err.message().contains("empty body"));
+    }
+
+    #[test]
+    fn context_window_errors_are_recognised_from_every_provider() {
+        let is_cw = |e: &GatewayError| e.is_context_window_exceeded();
+        let read = |path: &str| {
+            std::fs::read(format!("tests/fixtures/{path}"))
+                .unwrap_or_else(|e| panic!("{path}: {e}"))
+        };
+        // OpenAI's and Anthropic's recorded bodies.
+        {
+            let body = read("openai/error-400-context-length-exceeded.json");
+            assert!(is_cw(&upstream_error(
+                "openai",
+                StatusCode::BAD_REQUEST,
+                &body
+            )));
+        }
+        {
+            let body = read("anthropic/error-400-prompt-too-long.json");
+            assert!(is_cw(&upstream_error(
+                "claude",
+                StatusCode::BAD_REQUEST,
+                &body
+            )));
+        }
+        for body in [
+            br#"{"error":{"message":"This model's maximum context length is 4097 tokens. However, your messages resulted in 4363 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#.as_slice(),
+            br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210266 tokens > 200000 maximum"}}"#,
+            br#"{"error":{"code":400,"message":"The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}"#,
+            br#"{"error":{"message":"litellm.ContextWindowExceededError: litellm.BadRequestError: ...","type":null,"param":null,"code":"400"}}"#,
+        ] {
+            let err = upstream_error("p", StatusCode::BAD_REQUEST, body);
+            assert!(err.is_context_window_exceeded(), "{}", err.message());
+        }
+        let other = upstream_error(
+            "p",
+            StatusCode::BAD_REQUEST,
+            br#"{"error":{"message":"bad"}}"#,
+        );
+        assert!(!other.is_context_window_exceeded());
+        let ours = upstream_error(
+            "p",
+            StatusCode::SERVICE_UNAVAILABLE,
+            b"maximum context length",
+        );
+        assert!(
+            !ours.is_context_window_exceeded(),
+            "only a client error says so"
+        );
     }
 }

@@ -286,7 +286,8 @@ fn answer(
                 format!("This model's maximum context length is {window} tokens. However, your messages resulted in {prompt} tokens. Please reduce the length of the messages."),
             )
             .with_param("messages")
-            .with_code("context_length_exceeded"));
+            .with_code("context_length_exceeded")
+            .with_context_window_exceeded());
         }
     }
     match llm.endpoint() {
