@@ -2,9 +2,29 @@
 //!
 //! An LLM gateway built as a library of [tower] layers around one terminal service per
 //! upstream. Clients speak the OpenAI API (`/v1/chat/completions`, `/v1/embeddings`,
-//! `/v1/models`); the gateway answers from OpenAI-compatible servers, a LiteLLM proxy or
-//! its built-in mock, passing streams through frame by frame. Model aliases and combos
-//! (fallback and load balancing across targets) sit in front of the executors.
+//! `/v1/models`); the gateway answers from OpenAI-compatible servers, Anthropic and Gemini
+//! (translated), a LiteLLM proxy, its built-in mock or the application's own executor,
+//! passing same-format streams through frame by frame.
+//!
+//! The LLM routes are this stack, outermost first; each layer is built from its own
+//! settings type, usable without any YAML:
+//!
+//! | layer | from | does |
+//! |---|---|---|
+//! | [`auth::AuthLayer`] | [`auth::Keys`] | who may call (`Authorization: Bearer`, `x-api-key`) |
+//! | [`parse::ParseLayer`] | a body limit | reads and parses the body once into an [`LlmRequest`] |
+//! | [`metering::MeteringLayer`] | [`metering::MeteringSettings`] | usage, cost and latency of everything below |
+//! | [`alias::AliasLayer`] | [`alias::Aliases`] | model names rewritten to targets |
+//! | [`idempotency::IdempotencyLayer`] | [`idempotency::IdempotencySettings`] | `Idempotency-Key` replay and coalescing |
+//! | [`cache::CacheLayer`] | [`cache::CacheSettings`] | exact and semantic response cache |
+//! | [`combo::ComboLayer`] | [`combo::Combos`] | fallback and load balancing across targets |
+//! | [`executor::Executors`] | [`executor::ExecutorsBuilder`] | a registry of executor services by provider name |
+//!
+//! Layers share what they learn as typed extensions ([`alias::ResolvedModel`],
+//! [`executor::Target`], [`cache::CacheVerdict`], [`combo::ComboAttempts`], …); bodies that
+//! watch a response use the one [`tap`].
+//!
+//! The whole gateway from its YAML config, as the `llm-tower` binary runs it:
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), llm_tower::BoxError> {
@@ -15,10 +35,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The pieces compose on their own too: [`auth::AuthLayer`], [`parse::ParseLayer`],
-//! [`alias::AliasLayer`] and [`combo::ComboLayer`] in front of [`executor::Executors`] is
-//! the LLM route of [`Gateway`]; see
-//! `examples/axum_app.rs` for the gateway inside an existing axum router.
+//! Or built in code, around executors of your own ([`Gateway::builder`]), or any subset of
+//! the layers around your own service (each module's docs show one; `examples/axum_layers.rs`
+//! mounts parse + metering + combo in an axum router, `examples/axum_app.rs` the whole
+//! gateway).
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]

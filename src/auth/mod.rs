@@ -6,10 +6,22 @@
 //! With no key configured every request passes, as [`KeyId`] `anonymous`.
 //!
 //! ```
-//! use llm_tower::auth::{AuthLayer, Keys};
+//! use llm_tower::auth::{AuthLayer, KeyId, Keys};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! let keys = Keys::new(Some("sk-master".into()), vec![("team-a".into(), "sk-a".into())]);
-//! let layer = AuthLayer::new(keys);
-//! # let _ = layer;
+//! let service = ServiceBuilder::new()
+//!     .layer(AuthLayer::new(keys))
+//!     .service_fn(|req: http::Request<()>| async move {
+//!         let who = req.extensions().get::<KeyId>().unwrap().0.to_string();
+//!         Ok::<_, std::convert::Infallible>(http::Response::new(llm_tower::Body::from(who)))
+//!     });
+//! let req = http::Request::get("/").header("authorization", "Bearer sk-a").body(()).unwrap();
+//! assert!(service.clone().oneshot(req).await.unwrap().status().is_success());
+//! let anonymous = http::Request::get("/").body(()).unwrap();
+//! assert_eq!(service.oneshot(anonymous).await.unwrap().status(), 401);
+//! # });
 //! ```
 
 use std::sync::Arc;

@@ -25,6 +25,22 @@
 //! If the first client leaves mid-stream, the upstream request is cancelled (as for any
 //! request); duplicates that joined it get the stream's end as an error event, and nothing
 //! is stored.
+//!
+//! ```
+//! use llm_tower::idempotency::{IdempotencyLayer, IdempotencySettings, InFlightPolicy};
+//! use llm_tower::parse::ParseLayer;
+//!
+//! let settings = IdempotencySettings::default()
+//!     .ttl(std::time::Duration::from_secs(3600))
+//!     .in_flight(InFlightPolicy::Reject);
+//! // No Redis settings: the memory store.
+//! let idempotency = IdempotencyLayer::from_settings(&settings, None).unwrap();
+//! let service = tower::ServiceBuilder::new()
+//!     .layer(ParseLayer::new(1 << 20))
+//!     .layer(idempotency)
+//!     .service(llm_tower::executor::MockExecutor::new());
+//! # let _ = service;
+//! ```
 
 mod key;
 mod recording;

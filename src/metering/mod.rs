@@ -16,6 +16,21 @@
 //!   wait), which prices them, exports Prometheus metrics and writes them in batches to
 //!   SQLite (the default) or PostgreSQL. [`Meter::flush`] drains it on shutdown.
 //! - `GET /v1/usage` reports aggregates (see [`report`]).
+//!
+//! ```
+//! use llm_tower::metering::{MeteringLayer, MeteringSettings, SinkKind};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // Inside a runtime: the writer is a task. `sink: none` keeps Prometheus only.
+//! let metering = MeteringLayer::from_settings(&MeteringSettings::default().sink(SinkKind::None)).unwrap();
+//! let service = tower::ServiceBuilder::new()
+//!     .layer(llm_tower::parse::ParseLayer::new(1 << 20))
+//!     .layer(metering.clone())
+//!     .service(llm_tower::executor::MockExecutor::new());
+//! # let _ = service;
+//! metering.meter().unwrap().flush().await; // on shutdown: every record written
+//! # });
+//! ```
 
 mod body;
 mod postgres;

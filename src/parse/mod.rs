@@ -6,10 +6,30 @@
 //! `Request<Bytes>`. Failures of the inner service become OpenAI-style error responses here,
 //! so everything outside this layer sees only responses.
 //!
+//! Around your own service, which then gets `Request<Bytes>` with the parsed view:
+//!
 //! ```
+//! use bytes::Bytes;
+//! use http::{Request, Response};
 //! use llm_tower::parse::ParseLayer;
-//! let layer = ParseLayer::new(4 * 1024 * 1024);
-//! # let _ = layer;
+//! use llm_tower::{Body, GatewayError, LlmRequest};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let service = ServiceBuilder::new()
+//!     .layer(ParseLayer::new(4 * 1024 * 1024))
+//!     .service_fn(|req: Request<Bytes>| async move {
+//!         let model = req.extensions().get::<LlmRequest>().unwrap().model().to_owned();
+//!         Ok::<_, GatewayError>(Response::new(Body::from(model)))
+//!     });
+//! let req = Request::post("/v1/chat/completions")
+//!     .body(http_body_util::Full::new(Bytes::from(
+//!         r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+//!     )))
+//!     .unwrap();
+//! let response = service.oneshot(req).await.unwrap();
+//! assert!(response.status().is_success());
+//! # });
 //! ```
 
 use std::convert::Infallible;
