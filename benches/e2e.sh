@@ -17,6 +17,13 @@
 # for callgrind_annotate), per idempotent replay and per exact cache hit (the cache is on for
 # one model name only, `up/echo?usage=true`, so the other workloads pass it by). Compare ratios within one run: absolute numbers move with the
 # machine's noise (wrk, gateway and upstream share the cores).
+#
+#   STACK=full     the full stack instead of the default one: a master key, an alias to a
+#                  priority combo of two providers, idempotency (no key sent), the exact
+#                  cache on for every model (each request a miss: `x-gateway-cache-ttl: 0`
+#                  looks up and stores nothing), metering
+#   GATEWAY_BIN=…  another build of the gateway (an older commit's, to compare in one run);
+#   MOCK_BIN=…     likewise for the mock; when both are given nothing is built
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,10 +45,16 @@ need curl curl
 need bc bc
 [ "${CALLGRIND_REQUESTS}" -gt 0 ] && need valgrind valgrind
 
-echo "building the binaries (--profile profiling) ..." >&2
-(cd "$ROOT" && cargo build --profile profiling --quiet --features test-util --bins)
-MOCK_BIN=$TARGET/profiling/mock-upstream
-GATEWAY_BIN=$TARGET/profiling/llm-tower
+STACK=${STACK:-default}
+if [ -z "${GATEWAY_BIN:-}" ] || [ -z "${MOCK_BIN:-}" ]; then
+    echo "building the binaries (--profile profiling) ..." >&2
+    (cd "$ROOT" && cargo build --profile profiling --quiet --features test-util --bins)
+fi
+MOCK_BIN=${MOCK_BIN:-$TARGET/profiling/mock-upstream}
+GATEWAY_BIN=${GATEWAY_BIN:-$TARGET/profiling/llm-tower}
+# The full stack's client sends its key, and asks the cache to look up but not store.
+EXTRA_HEADERS=(-H "x-bench-stack: $STACK")
+[ "$STACK" = full ] && EXTRA_HEADERS=(-H "authorization: Bearer sk-bench-master" -H "x-gateway-cache-ttl: 0")
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -87,7 +100,11 @@ declare -A MODEL=([json]="echo" [stream]="echo?words=50" [paced]="echo?words=50&
 declare -A STREAM=([json]=false [stream]=true [paced]=true)
 for w in json stream paced; do
     body "${MODEL[$w]}" "${STREAM[$w]}" >"$WORK/direct-$w.json"
-    body "up/${MODEL[$w]}" "${STREAM[$w]}" >"$WORK/gateway-$w.json"
+    if [ "$STACK" = full ]; then
+        body "fast-$w" "${STREAM[$w]}" >"$WORK/gateway-$w.json"
+    else
+        body "up/${MODEL[$w]}" "${STREAM[$w]}" >"$WORK/gateway-$w.json"
+    fi
 done
 
 cat >"$WORK/post.lua" <<'EOF'
@@ -96,6 +113,10 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
+if os.getenv("FULL_STACK") == "1" then
+  wrk.headers["Authorization"] = "Bearer sk-bench-master"
+  wrk.headers["x-gateway-cache-ttl"] = "0"
+end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("RESULT requests=%d rps=%.1f p50=%d p99=%d bad=%d\n",
@@ -107,14 +128,14 @@ EOF
 
 # load URL BODY CONNS SECONDS : prints the RESULT line of wrk
 load() {
-    BODY_FILE=$2 wrk -t1 -c"$3" -d"$4"s --timeout 10s -s "$WORK/post.lua" "$1" |
+    FULL_STACK=$([ "$STACK" = full ] && echo 1 || echo 0) BODY_FILE=$2 wrk -t1 -c"$3" -d"$4"s --timeout 10s -s "$WORK/post.lua" "$1" |
         grep '^RESULT' | sed 's/^RESULT //'
 }
 # sequential URL BODY N : N requests on one keep-alive connection; fails unless all are 200
 sequential() { # URL BODY N [HEADER]
     local ok
     ok=$(for _ in $(seq "$3"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$1"; done |
-        curl -s -K - -w '%{http_code}\n' -H 'content-type: application/json' -H "${4:-x-bench: 1}" \
+        curl -s -K - -w '%{http_code}\n' -H 'content-type: application/json' -H "${4:-x-bench: 1}" "${EXTRA_HEADERS[@]}" \
             --data-binary "@$2" | grep -c '^200$' || true)
     [ "$ok" = "$3" ] || { echo "sequential: $ok of $3 requests answered 200" >&2; exit 1; }
 }
@@ -131,6 +152,23 @@ providers:
 metering: { sqlite_path: "$WORK/usage.db" }   # the default ledger, kept out of the checkout
 cache: { enabled: true, models: ["up/echo?usage=true"] }
 EOF
+if [ "$STACK" = full ]; then
+    cat >"$WORK/gateway.yaml" <<EOF
+listen: 127.0.0.1:0
+master_key: sk-bench-master
+providers:
+  up: { kind: openai, api_base: "$UPSTREAM/v1", api_key: sk-bench, models: [echo] }
+  up2: { kind: openai, api_base: "$UPSTREAM/v1", api_key: sk-bench }
+metering: { sqlite_path: "$WORK/usage.db" }
+cache: { enabled: true }
+aliases: { fast-json: smart-json, fast-stream: smart-stream, fast-paced: smart-paced, fast-hit: smart-hit }
+combos:
+  smart-json: { targets: [up/echo, up2/echo] }
+  smart-stream: { targets: ["up/echo?words=50", "up2/echo?words=50"] }
+  smart-paced: { targets: ["up/echo?words=50&chunk_delay=1ms", "up2/echo?words=50&chunk_delay=1ms"] }
+  smart-hit: { targets: ["up/echo?usage=true"] }
+EOF
+fi
 start "$WORK/gateway.log" "$GATEWAY_BIN" --config "$WORK/gateway.yaml"
 GW_PID=$STARTED_PID
 GATEWAY=http://$STARTED_ADDR
@@ -140,7 +178,7 @@ RSS_IDLE=$(rss_kb "$GW_PID")
 for target in direct gateway; do # one request each way, so a broken setup fails loudly
     url=$UPSTREAM
     [ "$target" = gateway ] && url=$GATEWAY
-    code=$(curl -s -o "$WORK/check.out" -w '%{http_code}' -H 'content-type: application/json' \
+    code=$(curl -s -o "$WORK/check.out" -w '%{http_code}' -H 'content-type: application/json' "${EXTRA_HEADERS[@]}" \
         --data-binary "@$WORK/$target-json.json" "$url/v1/chat/completions")
     [ "$code" = 200 ] || { echo "$target check: HTTP $code" >&2; cat "$WORK/check.out" >&2; exit 1; }
 done
@@ -182,7 +220,11 @@ if [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
     dump=0
     # replay: the JSON request with an Idempotency-Key already answered (served from memory);
     # hit: the JSON request for the cached model, answered from the cache after the warm-up.
-    body "up/echo?usage=true" false >"$WORK/gateway-hit.json"
+    if [ "$STACK" = full ]; then
+        body "fast-hit" false >"$WORK/gateway-hit.json"
+    else
+        body "up/echo?usage=true" false >"$WORK/gateway-hit.json"
+    fi
     for w in json stream replay hit; do
         n=$CALLGRIND_REQUESTS
         [ "$w" = stream ] && n=$(((n + 3) / 4))
@@ -233,4 +275,5 @@ for w in stream paced; do
     done
 done
 echo "gateway RSS: idle after start $((RSS_IDLE / 1024)) MB ($RSS_IDLE kB), after load $((RSS_LOADED / 1024)) MB ($RSS_LOADED kB)"
+echo "stack: $STACK; gateway: $GATEWAY_BIN"
 echo "gateway instructions per request (callgrind, idle subtracted): json ${IR[json]}, stream ${IR[stream]} ($STREAM_EVENTS events), idempotent replay ${IR[replay]}, cache hit ${IR[hit]}"

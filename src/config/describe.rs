@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Config, ProviderConfig};
+use super::Config;
 use crate::cache::CacheStoreKind;
 use crate::idempotency::IdempotencyStoreKind;
 use crate::metering::SinkKind;
@@ -30,13 +30,8 @@ impl Config {
         let _ = writeln!(out, "auth         {auth}");
         let _ = writeln!(out, "providers");
         for (name, provider) in &self.providers {
-            let (kind, upstream) = match provider {
-                ProviderConfig::Openai(c) => ("openai", c.api_base.as_str()),
-                ProviderConfig::Litellm(c) => ("litellm", c.api_base.as_str()),
-                ProviderConfig::Anthropic(c) => ("anthropic", c.api_base.as_str()),
-                ProviderConfig::Gemini(c) => ("gemini", c.api_base.as_str()),
-                ProviderConfig::Mock(_) => ("mock", "built in"),
-            };
+            let settings = provider.settings();
+            let (kind, upstream) = (settings.kind(), settings.upstream());
             let models = provider.models();
             let models = if models.is_empty() {
                 String::new()

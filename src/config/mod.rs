@@ -31,7 +31,9 @@ use serde::Deserialize;
 
 use crate::cache::{CacheSettings, CacheStoreKind};
 use crate::combo::{CircuitBreakerSettings, ComboSettings};
-use crate::executor::{AnthropicSettings, GeminiSettings, MockSettings, OpenAiSettings};
+use crate::executor::{
+    AnthropicSettings, GeminiSettings, LiteLlmSettings, MockSettings, OpenAiSettings,
+};
 use crate::idempotency::{IdempotencySettings, IdempotencyStoreKind};
 use crate::metering::MeteringSettings;
 use crate::server::ServerSettings;
@@ -103,7 +105,7 @@ pub enum ProviderConfig {
     /// Any OpenAI-compatible server.
     Openai(OpenAiSettings),
     /// A LiteLLM proxy.
-    Litellm(OpenAiSettings),
+    Litellm(LiteLlmSettings),
     /// The built-in offline mock.
     Mock(MockSettings),
     /// The Anthropic Messages API, translated to and from OpenAI Chat Completions.
@@ -186,6 +188,7 @@ impl Config {
                 )));
             }
             provider
+                .settings()
                 .validate()
                 .map_err(|e| ConfigError::from(e.within(&format!("providers.{name}"))))?;
         }
@@ -276,7 +279,7 @@ upstream: { connect_timeout: 250ms }
         let ProviderConfig::Litellm(litellm) = &config.providers["litellm"] else {
             panic!()
         };
-        assert_eq!(litellm.first_byte_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(litellm.0.first_byte_timeout, Some(Duration::from_secs(30)));
         assert_eq!(config.upstream.connect_timeout, Duration::from_millis(250));
         assert_eq!(config.server.shutdown_grace_period, Duration::from_secs(30));
         assert!(config.requires_auth());

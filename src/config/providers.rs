@@ -1,34 +1,26 @@
 //! `providers:`: each kind's settings, and the registry of executors they build. A new
-//! provider kind is one variant of [`ProviderConfig`] and one arm in each match below.
-
-use std::sync::Arc;
+//! provider kind is a variant of [`ProviderConfig`] and its arm in [`ProviderConfig::settings`];
+//! the rest is the kind's own [`ProviderSettings`].
 
 use super::{Config, ConfigError, ProviderConfig};
-use crate::executor::{
-    AnthropicExecutor, Executors, Flavor, GeminiExecutor, MockExecutor, OpenAiExecutor,
-};
-use crate::settings::SettingsError;
+use crate::executor::{Executors, ProviderSettings};
 use crate::upstream::UpstreamClient;
 
 impl ProviderConfig {
-    /// The models this provider lists in `GET /v1/models`.
-    pub fn models(&self) -> &[String] {
+    /// The kind's settings.
+    pub fn settings(&self) -> &dyn ProviderSettings {
         match self {
-            Self::Openai(c) | Self::Litellm(c) => &c.models,
-            Self::Mock(c) => &c.models,
-            Self::Anthropic(c) => &c.models,
-            Self::Gemini(c) => &c.models,
+            Self::Openai(c) => c,
+            Self::Litellm(c) => c,
+            Self::Mock(c) => c,
+            Self::Anthropic(c) => c,
+            Self::Gemini(c) => c,
         }
     }
 
-    /// Checks the provider's settings.
-    pub fn validate(&self) -> Result<(), SettingsError> {
-        match self {
-            Self::Openai(c) | Self::Litellm(c) => c.validate(),
-            Self::Mock(_) => Ok(()),
-            Self::Anthropic(c) => c.validate(),
-            Self::Gemini(c) => c.validate(),
-        }
+    /// The models this provider lists in `GET /v1/models`.
+    pub fn models(&self) -> &[String] {
+        self.settings().models()
     }
 }
 
@@ -39,37 +31,10 @@ impl Config {
         let client = UpstreamClient::new(defaults).map_err(|e| e.within("upstream"))?;
         let mut registry = Executors::builder();
         for (name, provider) in &self.providers {
-            let field =
-                |e: SettingsError| ConfigError::from(e.within(&format!("providers.{name}")));
-            let client = client.clone();
-            registry = match provider {
-                ProviderConfig::Openai(c) => registry.service(
-                    name,
-                    OpenAiExecutor::new(name, Flavor::OpenAi, c, defaults, client)
-                        .map_err(field)?,
-                ),
-                ProviderConfig::Litellm(c) => {
-                    let executor = OpenAiExecutor::new(name, Flavor::LiteLlm, c, defaults, client)
-                        .map_err(field)?;
-                    let probe = executor.clone();
-                    registry.service(name, executor).readiness(
-                        name,
-                        Arc::new(move || {
-                            let probe = probe.clone();
-                            Box::pin(async move { probe.ready().await })
-                        }),
-                    )
-                }
-                ProviderConfig::Mock(_) => registry.service(name, MockExecutor::new()),
-                ProviderConfig::Anthropic(c) => registry.service(
-                    name,
-                    AnthropicExecutor::new(name, c, defaults, client).map_err(field)?,
-                ),
-                ProviderConfig::Gemini(c) => registry.service(
-                    name,
-                    GeminiExecutor::new(name, c, defaults, client).map_err(field)?,
-                ),
-            };
+            registry = provider
+                .settings()
+                .register(name, registry, defaults, &client)
+                .map_err(|e| e.within(&format!("providers.{name}")))?;
         }
         registry
             .build()

@@ -22,8 +22,8 @@
 //! assert!(executors.contains("mine"));
 //! ```
 //!
-//! A new provider kind is a file here with its settings and its `execute`, plus one
-//! registration in the YAML config (`config/providers.rs`).
+//! A new provider kind is a file here with its settings, its `execute` and its
+//! [`ProviderSettings`], plus one variant in the YAML config's `ProviderConfig`.
 
 mod anthropic;
 mod gemini;
@@ -31,6 +31,7 @@ mod litellm;
 mod metrics;
 mod mock;
 mod openai_compatible;
+mod provider;
 mod registry;
 mod translated;
 
@@ -44,6 +45,7 @@ pub use self::metrics::{UpstreamMetrics, UpstreamMetricsLayer};
 pub use self::mock::MockUpstream;
 pub use self::mock::{MockBody, MockExecutor, MockSettings};
 pub use self::openai_compatible::{Flavor, OpenAiExecutor, OpenAiSettings};
+pub use self::provider::{LiteLlmSettings, ProviderSettings};
 pub(crate) use self::registry::executor_service;
 pub use self::registry::{
     take_request, BoxExecutor, ExecutorFuture, Executors, ExecutorsBuilder, ReadinessCheck,
