@@ -138,13 +138,19 @@ impl Executors {
         self.providers.keys().map(|name| &**name)
     }
 
-    /// Every provider's readiness, by name.
-    pub async fn readiness(&self) -> Vec<(String, Result<(), GatewayError>)> {
+    /// Every provider's readiness, by name; a probe that takes longer than `timeout` fails.
+    pub async fn readiness(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Vec<(String, Result<(), GatewayError>)> {
         let checks = self.providers.iter().map(|(name, provider)| {
             let check = provider.ready.clone();
             async move {
                 let result = match check {
-                    Some(check) => check().await,
+                    Some(check) => match tokio::time::timeout(timeout, check()).await {
+                        Ok(result) => result,
+                        Err(_) => Err(GatewayError::upstream_timeout(name, "readiness", timeout)),
+                    },
                     None => Ok(()),
                 };
                 (name.to_string(), result)

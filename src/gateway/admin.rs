@@ -104,18 +104,13 @@ pub(super) async fn usage(
 
 /// `GET /health/readiness`: every provider's upstream answers its readiness check within 5 s.
 pub(super) async fn readiness(shared: Arc<Shared>) -> Response<Body> {
-    let results =
-        match tokio::time::timeout(Duration::from_secs(5), shared.executors.readiness()).await {
-            Ok(results) => results
-                .into_iter()
-                .map(|(name, r)| (name, r.map_err(|e| e.message().to_owned())))
-                .collect::<Vec<_>>(),
-            Err(_) => shared
-                .executors
-                .names()
-                .map(|name| (name.to_owned(), Err("no answer within 5s".to_owned())))
-                .collect(),
-        };
+    let results: Vec<_> = shared
+        .executors
+        .readiness(Duration::from_secs(5))
+        .await
+        .into_iter()
+        .map(|(name, r)| (name, r.map_err(|e| e.message().to_owned())))
+        .collect();
     let ready = results.iter().all(|(_, r)| r.is_ok());
     let providers: serde_json::Map<_, _> = results
         .into_iter()
