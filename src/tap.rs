@@ -92,7 +92,10 @@ impl<B, O: Observer> Tap<B, O> {
 /// Whether an SSE frame holds an `event: error` line (the gateway writes its own error
 /// events as `event: error\ndata: …`, at the start of a frame or after other events).
 fn has_error_event(data: &[u8]) -> bool {
-    data.starts_with(b"event: error\n") || memchr::memmem::find(data, b"\nevent: error\n").is_some()
+    // Built once: `memmem::find` would build a searcher for every frame.
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\nevent: error\n"));
+    data.starts_with(b"event: error\n") || FINDER.find(data).is_some()
 }
 
 impl<B, O> http_body::Body for Tap<B, O>

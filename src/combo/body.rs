@@ -14,6 +14,7 @@ use super::health::InFlight;
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
 use crate::sse;
+use crate::tap::{End, Observer, Tap};
 
 /// What an attempt has read of its answer before committing to it.
 pub(crate) struct Opening {
@@ -130,19 +131,22 @@ fn first_event(
 }
 
 /// The committed answer: what was read while opening it, then the rest as it comes,
-/// frame by frame. Keeps the target's in-flight count until the client has it all.
+/// frame by frame, through the one [`Tap`]: the target's in-flight count ends when the
+/// body does (or when the client leaves).
 pub(crate) struct ComboBody {
     head: std::vec::IntoIter<Bytes>,
-    rest: Pin<Box<Body>>,
-    _in_flight: InFlight,
+    rest: Tap<Pin<Box<Body>>, InFlight>,
+}
+
+impl Observer for InFlight {
+    fn end(self, _: End) {} // dropped: no longer in flight
 }
 
 impl ComboBody {
-    pub(crate) fn new(opening: Opening, in_flight: InFlight) -> Self {
+    pub(crate) fn new(opening: Opening, in_flight: InFlight, sse: bool) -> Self {
         Self {
             head: opening.head.into_iter(),
-            rest: opening.rest,
-            _in_flight: in_flight,
+            rest: Tap::new(opening.rest, sse, in_flight),
         }
     }
 }
@@ -159,7 +163,7 @@ impl http_body::Body for ComboBody {
         if let Some(data) = this.head.next() {
             return Poll::Ready(Some(Ok(Frame::data(data))));
         }
-        this.rest.as_mut().poll_frame(cx)
+        Pin::new(&mut this.rest).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -175,5 +179,38 @@ impl http_body::Body for ComboBody {
             hint.set_upper(head + upper);
         }
         hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::combo::health::TargetState;
+    use crate::combo::CircuitBreakerSettings;
+    use crate::executor::Target;
+
+    #[tokio::test]
+    async fn a_target_is_no_longer_busy_once_its_answer_ended() {
+        let state = Arc::new(TargetState::new(
+            Target {
+                provider: "p".into(),
+                model: "m".into(),
+            },
+            &CircuitBreakerSettings::default(),
+        ));
+        let opening = Opening {
+            head: vec![Bytes::from_static(b"data: {}\n\n")],
+            rest: Box::pin(Body::from("data: [DONE]\n\n")),
+        };
+        let mut body = Box::pin(ComboBody::new(opening, InFlight::start(&state), true));
+        assert_eq!(state.in_flight(), 1);
+        while let Some(frame) = body.frame().await {
+            frame.unwrap();
+        }
+        assert_eq!(state.in_flight(), 0, "ended, though not yet dropped");
     }
 }

@@ -173,7 +173,8 @@ where
                     combo: plan.name.clone(),
                     attempts,
                 });
-                let body = Body::new(ComboBody::new(opening, in_flight));
+                let sse = crate::sse::is_event_stream(&parts.headers);
+                let body = Body::new(ComboBody::new(opening, in_flight, sse));
                 return Ok(Response::from_parts(parts, body));
             }
             Err(error) => error,

@@ -154,7 +154,14 @@ fn strip_usage(data: Bytes, carry: &mut BytesMut, ready: &mut Option<Bytes>) -> 
         carry.split().freeze()
     };
     // Hold back a trailing unfinished event.
-    let complete = memchr::memmem::rfind(&data, b"\n\n").map_or(0, |i| i + 2);
+    // Searchers built once: `memmem::find` would build one per frame, per event of a stream.
+    use memchr::memmem::{Finder, FinderRev};
+    use std::sync::LazyLock;
+    static BLANK: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+    static BLANK_REV: LazyLock<FinderRev<'static>> = LazyLock::new(|| FinderRev::new(b"\n\n"));
+    static EMPTY_CHOICES: LazyLock<Finder<'static>> =
+        LazyLock::new(|| Finder::new(b"\"choices\":[]"));
+    let complete = BLANK_REV.rfind(&data).map_or(0, |i| i + 2);
     if complete < data.len() {
         carry.extend_from_slice(&data[complete..]);
         data.truncate(complete);
@@ -162,11 +169,11 @@ fn strip_usage(data: Bytes, carry: &mut BytesMut, ready: &mut Option<Bytes>) -> 
     if data.is_empty() {
         return None;
     }
-    let Some(at) = memchr::memmem::find(&data, b"\"choices\":[]") else {
+    let Some(at) = EMPTY_CHOICES.find(&data) else {
         return Some(data);
     };
-    let start = memchr::memmem::rfind(&data[..at], b"\n\n").map_or(0, |i| i + 2);
-    let end = memchr::memmem::find(&data[at..], b"\n\n").map_or(data.len(), |i| at + i + 2);
+    let start = BLANK_REV.rfind(&data[..at]).map_or(0, |i| i + 2);
+    let end = BLANK.find(&data[at..]).map_or(data.len(), |i| at + i + 2);
     if !is_usage_chunk(&data[start..end]) {
         return Some(data);
     }
