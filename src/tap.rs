@@ -7,7 +7,9 @@
 //! - [`End::Complete`]: the inner body returned `None`, or said `is_end_stream()` after a
 //!   frame (hyper stops polling a body that says so, so that is the end too);
 //! - [`End::ErrorEvent`]: the same, for an SSE body whose stream carried an `event: error`
-//!   (an upstream failure mid-stream, told to the client in band);
+//!   (an upstream failure mid-stream, told to the client in band), when the tap was asked
+//!   to notice ([`Tap::error_events`]: a scan of every frame, so only for observers that
+//!   tell the two apart);
 //! - [`End::Failed`]: the inner body returned an error (the client's connection is aborted);
 //! - [`End::Cancelled`]: the body was dropped before any of these (the client went away).
 //!
@@ -22,7 +24,7 @@
 //!     fn end(self, end: End) { assert_eq!((self.0, end), (5, End::Complete)); }
 //! }
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-//! let body = Tap::new(Full::new(Bytes::from("hello")), false, Count(0));
+//! let body = Tap::new(Full::new(Bytes::from("hello")), Count(0));
 //! assert_eq!(body.collect().await.unwrap().to_bytes(), "hello");
 //! # });
 //! ```
@@ -78,14 +80,21 @@ pin_project! {
 }
 
 impl<B, O: Observer> Tap<B, O> {
-    /// Taps `inner` (an SSE body when `sse`: then its `event: error` events are noticed).
-    pub fn new(inner: B, sse: bool, observer: O) -> Self {
+    /// Taps `inner`.
+    pub fn new(inner: B, observer: O) -> Self {
         Self {
             inner,
             observer: Some(observer),
-            sse,
+            sse: false,
             error_event: false,
         }
+    }
+
+    /// Notices `event: error` in an SSE body (`sse`), to end with [`End::ErrorEvent`].
+    #[must_use]
+    pub fn error_events(mut self, sse: bool) -> Self {
+        self.sse = sse;
+        self
     }
 }
 
@@ -180,7 +189,8 @@ mod tests {
 
     async fn run(frames: Frames, sse: bool) -> (Vec<u8>, Vec<End>, Result<Bytes, String>) {
         let seen = Seen::default();
-        let out = Tap::new(body(frames), sse, seen.clone())
+        let out = Tap::new(body(frames), seen.clone())
+            .error_events(sse)
             .collect()
             .await
             .map(|c| c.to_bytes())
@@ -211,11 +221,7 @@ mod tests {
         assert!(out.is_err());
 
         let seen = Seen::default();
-        let mut tap = Box::pin(Tap::new(
-            body(vec![data("a"), data("b")]),
-            false,
-            seen.clone(),
-        ));
+        let mut tap = Box::pin(Tap::new(body(vec![data("a"), data("b")]), seen.clone()));
         let first = tap.frame().await.unwrap().unwrap();
         assert_eq!(first.into_data().unwrap(), "a");
         drop(tap);
@@ -227,7 +233,6 @@ mod tests {
         let seen = Seen::default();
         let mut tap = Box::pin(Tap::new(
             http_body_util::Full::new(Bytes::from_static(b"{}")),
-            false,
             seen.clone(),
         ));
         tap.frame().await.unwrap().unwrap();

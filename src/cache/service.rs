@@ -567,7 +567,6 @@ where
         ttl,
         ..
     } = plan;
-    let sse = crate::sse::is_event_stream(&parts.headers);
     let capturer = Capturer::new(capture, max, move |completion: Bytes| {
         let entry = CachedResponse::new(completion, provider, model, ttl);
         shared.canonical_keys.insert(raw, key.clone());
@@ -575,7 +574,7 @@ where
     });
     Ok(Response::from_parts(
         parts,
-        Body::new(Tap::new(body, sse, capturer)),
+        Body::new(Tap::new(body, capturer)),
     ))
 }
 

@@ -143,10 +143,10 @@ impl Observer for InFlight {
 }
 
 impl ComboBody {
-    pub(crate) fn new(opening: Opening, in_flight: InFlight, sse: bool) -> Self {
+    pub(crate) fn new(opening: Opening, in_flight: InFlight) -> Self {
         Self {
             head: opening.head.into_iter(),
-            rest: Tap::new(opening.rest, sse, in_flight),
+            rest: Tap::new(opening.rest, in_flight),
         }
     }
 }
@@ -206,7 +206,7 @@ mod tests {
             head: vec![Bytes::from_static(b"data: {}\n\n")],
             rest: Box::pin(Body::from("data: [DONE]\n\n")),
         };
-        let mut body = Box::pin(ComboBody::new(opening, InFlight::start(&state), true));
+        let mut body = Box::pin(ComboBody::new(opening, InFlight::start(&state)));
         assert_eq!(state.in_flight(), 1);
         while let Some(frame) = body.frame().await {
             frame.unwrap();

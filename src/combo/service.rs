@@ -173,8 +173,7 @@ where
                     combo: plan.name.clone(),
                     attempts,
                 });
-                let sse = crate::sse::is_event_stream(&parts.headers);
-                let body = Body::new(ComboBody::new(opening, in_flight, sse));
+                let body = Body::new(ComboBody::new(opening, in_flight));
                 return Ok(Response::from_parts(parts, body));
             }
             Err(error) => error,

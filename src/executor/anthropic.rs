@@ -33,7 +33,7 @@ use crate::request::{Endpoint as Route, LlmRequest};
 use crate::settings::{setters, SettingsError};
 use crate::translate::anthropic::{self, AnthropicStream, ThinkingStore};
 use crate::translate::Chat;
-use crate::upstream::{ClientSettings, Endpoint, HttpUpstream, UpstreamClient};
+use crate::upstream::{Address, ClientSettings, HttpUpstream, UpstreamClient};
 
 /// The Anthropic Messages API (`kind: anthropic`).
 #[derive(Debug, Clone, Deserialize)]
@@ -103,11 +103,11 @@ impl AnthropicSettings {
         }
         HeaderValue::try_from(self.version.as_str())
             .map_err(|_| SettingsError::new("version", "not a valid header value"))?;
-        self.endpoint().validate()
+        self.address().validate()
     }
 
-    fn endpoint(&self) -> Endpoint<'_> {
-        Endpoint {
+    fn address(&self) -> Address<'_> {
+        Address {
             api_base: &self.api_base,
             credential: self.api_key.as_deref().map(|key| ("x-api-key", key)),
             headers: &self.headers,
@@ -144,7 +144,7 @@ impl AnthropicExecutor {
         client: UpstreamClient,
     ) -> Result<Self, SettingsError> {
         settings.validate()?;
-        let upstream = HttpUpstream::new(name, settings.endpoint(), defaults, client)?;
+        let upstream = HttpUpstream::new(name, settings.address(), defaults, client)?;
         let version = HeaderValue::try_from(settings.version.as_str())
             .map_err(|_| SettingsError::new("version", "not a valid header value"))?;
         Ok(Self {

@@ -32,7 +32,7 @@ use crate::request::{Endpoint as Route, LlmRequest};
 use crate::settings::{setters, SettingsError};
 use crate::translate::gemini::{self, GeminiStream};
 use crate::translate::Chat;
-use crate::upstream::{ClientSettings, Endpoint, HttpUpstream, UpstreamClient};
+use crate::upstream::{Address, ClientSettings, HttpUpstream, UpstreamClient};
 
 /// The Gemini API (`kind: gemini`).
 #[derive(Debug, Clone, Deserialize)]
@@ -87,11 +87,11 @@ setters!(GeminiSettings {
 impl GeminiSettings {
     /// Checks the URL, key and headers, naming the field at fault.
     pub fn validate(&self) -> Result<(), SettingsError> {
-        self.endpoint().validate()
+        self.address().validate()
     }
 
-    fn endpoint(&self) -> Endpoint<'_> {
-        Endpoint {
+    fn address(&self) -> Address<'_> {
+        Address {
             api_base: &self.api_base,
             credential: self.api_key.as_deref().map(|key| ("x-goog-api-key", key)),
             headers: &self.headers,
@@ -119,7 +119,7 @@ impl GeminiExecutor {
         defaults: &ClientSettings,
         client: UpstreamClient,
     ) -> Result<Self, SettingsError> {
-        let upstream = HttpUpstream::new(name, settings.endpoint(), defaults, client)?;
+        let upstream = HttpUpstream::new(name, settings.address(), defaults, client)?;
         Ok(Self {
             inner: Arc::new(upstream),
         })

@@ -30,7 +30,7 @@ use crate::error::GatewayError;
 use crate::request::{Endpoint as Route, LlmRequest};
 use crate::settings::{setters, SettingsError};
 use crate::upstream::{
-    clean_response_headers, upstream_error, ClientSettings, Endpoint, HttpUpstream, UpstreamClient,
+    clean_response_headers, upstream_error, Address, ClientSettings, HttpUpstream, UpstreamClient,
 };
 
 /// An OpenAI-compatible upstream (`kind: openai`, `kind: litellm`).
@@ -86,11 +86,11 @@ impl OpenAiSettings {
     /// Checks the URL, key and headers, naming the field at fault.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let bearer = self.api_key.as_ref().map(|key| format!("Bearer {key}"));
-        self.endpoint(bearer.as_deref()).validate()
+        self.address(bearer.as_deref()).validate()
     }
 
-    fn endpoint<'a>(&'a self, bearer: Option<&'a str>) -> Endpoint<'a> {
-        Endpoint {
+    fn address<'a>(&'a self, bearer: Option<&'a str>) -> Address<'a> {
+        Address {
             api_base: &self.api_base,
             credential: bearer.map(|b| ("authorization", b)),
             headers: &self.headers,
@@ -137,7 +137,7 @@ impl OpenAiExecutor {
     ) -> Result<Self, SettingsError> {
         let bearer = settings.api_key.as_ref().map(|key| format!("Bearer {key}"));
         let upstream =
-            HttpUpstream::new(name, settings.endpoint(bearer.as_deref()), defaults, client)?;
+            HttpUpstream::new(name, settings.address(bearer.as_deref()), defaults, client)?;
         let base = upstream.base();
         // LiteLLM's `api_base` is the proxy's root; its OpenAI routes live under /v1.
         let (root, v1) = match flavor {

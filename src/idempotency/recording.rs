@@ -221,6 +221,7 @@ impl<F: FnOnce(End)> Observer for Recorder<F> {
     }
 
     fn end(self, end: tap::End) {
+        // In-band errors are not looked for: recorded as sent, and never stored without `[DONE]`.
         let end = match end {
             tap::End::Complete | tap::End::ErrorEvent => End::Complete,
             tap::End::Failed | tap::End::Cancelled => End::Broken,

@@ -460,7 +460,6 @@ where
 
     let recording = leader.recording.clone();
     let fingerprint = recording.fingerprint;
-    let sse = is_sse(&parts.headers);
     let recorder = Recorder::new(recording.clone(), move |end| {
         if let Some(renewal) = renewal {
             renewal.abort();
@@ -482,7 +481,7 @@ where
             });
         leader.release(stored);
     });
-    let body = Body::new(Tap::new(body, sse, recorder));
+    let body = Body::new(Tap::new(body, recorder));
     Ok(Response::from_parts(parts, body))
 }
 

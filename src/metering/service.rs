@@ -238,13 +238,13 @@ where
                 });
                 let tap = Tap::new(
                     body,
-                    sse,
                     UsageTap {
                         unfinished,
                         meter,
                         started,
                     },
-                );
+                )
+                .error_events(sse);
                 let body = if strip && sse {
                     Body::new(StripUsage::new(tap))
                 } else {

@@ -21,7 +21,7 @@ use crate::settings::SettingsError;
 /// Where an HTTP upstream is and how the gateway authenticates to it: what
 /// [`HttpUpstream::new`] reads from a provider's settings.
 #[derive(Debug, Clone, Copy)]
-pub struct Endpoint<'a> {
+pub struct Address<'a> {
     /// Base URL (`http://` or `https://`), below which the API's paths live.
     pub api_base: &'a str,
     /// The credential header and its whole value (`authorization: Bearer …`), if any.
@@ -34,7 +34,7 @@ pub struct Endpoint<'a> {
     pub idle_timeout: Option<Duration>,
 }
 
-impl Endpoint<'_> {
+impl Address<'_> {
     /// Checks the base URL, the credential and the headers, naming the field at fault
     /// (`api_base`, `api_key`, `headers.NAME`).
     pub fn validate(&self) -> Result<(), SettingsError> {
@@ -89,23 +89,23 @@ pub struct HttpUpstream {
 }
 
 impl HttpUpstream {
-    /// The upstream of provider `name` at `endpoint`, with the client's timeouts unless the
-    /// endpoint overrides them.
+    /// The upstream of provider `name` at `address`, with the client's timeouts unless the
+    /// address overrides them.
     pub fn new(
         name: &str,
-        endpoint: Endpoint<'_>,
+        address: Address<'_>,
         defaults: &ClientSettings,
         client: UpstreamClient,
     ) -> Result<Self, SettingsError> {
         Ok(Self {
             name: name.into(),
-            base: endpoint.base()?,
-            headers: endpoint.header_map()?,
+            base: address.base()?,
+            headers: address.header_map()?,
             client,
-            first_byte_timeout: endpoint
+            first_byte_timeout: address
                 .first_byte_timeout
                 .unwrap_or(defaults.first_byte_timeout),
-            idle_timeout: endpoint.idle_timeout.unwrap_or(defaults.idle_timeout),
+            idle_timeout: address.idle_timeout.unwrap_or(defaults.idle_timeout),
         })
     }
 
@@ -189,8 +189,8 @@ impl HttpUpstream {
 mod tests {
     use super::*;
 
-    fn endpoint<'a>(api_base: &'a str, headers: &'a BTreeMap<String, String>) -> Endpoint<'a> {
-        Endpoint {
+    fn endpoint<'a>(api_base: &'a str, headers: &'a BTreeMap<String, String>) -> Address<'a> {
+        Address {
             api_base,
             credential: None,
             headers,
@@ -200,7 +200,7 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_are_checked_field_by_field() {
+    fn addresses_are_checked_field_by_field() {
         let none = BTreeMap::new();
         assert!(endpoint("https://api.example.com/v1/", &none)
             .validate()

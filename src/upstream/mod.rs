@@ -13,5 +13,5 @@ mod send;
 pub use self::body::UpstreamBody;
 pub use self::client::{ClientSettings, UpstreamClient};
 pub(crate) use self::headers::clean_response_headers;
-pub use self::http::{Endpoint, HttpUpstream};
+pub use self::http::{Address, HttpUpstream};
 pub(crate) use self::send::upstream_error;
