@@ -17,6 +17,7 @@ use http::{Response, StatusCode};
 use serde::Serialize;
 
 use crate::body::Body;
+use crate::protocol::Protocol;
 
 /// What went wrong, coarsely: the part a retrying layer needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,10 +287,57 @@ impl GatewayError {
         Bytes::from(serde_json::to_vec(&body).expect("error body serialises"))
     }
 
+    /// The status and error `type` an Anthropic client expects for this error: Anthropic's
+    /// own names, 529 for an overloaded upstream, 402 for exhausted credit.
+    pub fn anthropic_status(&self) -> (StatusCode, &'static str) {
+        let status = self.0.status;
+        let kind = match status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 if self.code() == Some("insufficient_quota") => {
+                return (StatusCode::PAYMENT_REQUIRED, "billing_error")
+            }
+            429 => "rate_limit_error",
+            503 if self.code() == Some("overloaded") => {
+                let overloaded = StatusCode::from_u16(529).expect("a valid status");
+                return (overloaded, "overloaded_error");
+            }
+            504 => "timeout_error",
+            s if s >= 500 => "api_error",
+            _ => "invalid_request_error",
+        };
+        (status, kind)
+    }
+
+    /// The JSON error body in `protocol`'s shape.
+    pub fn to_json_as(&self, protocol: Protocol) -> Bytes {
+        match protocol {
+            Protocol::OpenAi => self.to_json(),
+            Protocol::Anthropic => {
+                let body = serde_json::json!({
+                    "type": "error",
+                    "error": { "type": self.anthropic_status().1, "message": self.0.message },
+                });
+                Bytes::from(serde_json::to_vec(&body).expect("error body serialises"))
+            }
+        }
+    }
+
     /// The error as a complete HTTP response.
     pub fn into_response(self) -> Response<Body> {
-        let mut response = Response::new(Body::full(self.to_json()));
-        *response.status_mut() = self.0.status;
+        self.into_response_as(Protocol::OpenAi)
+    }
+
+    /// The error as a complete HTTP response in `protocol`'s shape.
+    pub fn into_response_as(self, protocol: Protocol) -> Response<Body> {
+        let status = match protocol {
+            Protocol::OpenAi => self.0.status,
+            Protocol::Anthropic => self.anthropic_status().0,
+        };
+        let mut response = Response::new(Body::full(self.to_json_as(protocol)));
+        *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(retry_after) = self.0.retry_after {
@@ -329,6 +377,54 @@ mod tests {
             .unwrap()
             .contains("nope/x"));
         assert_eq!(err.into_response().status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn anthropic_clients_get_anthropic_shapes_and_statuses() {
+        let overloaded = GatewayError::new(
+            ErrorKind::UpstreamStatus,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "Overloaded",
+        )
+        .with_code("overloaded");
+        let response = overloaded.into_response_as(Protocol::Anthropic);
+        assert_eq!(response.status().as_u16(), 529);
+        for (err, status, kind) in [
+            (
+                GatewayError::unauthorized(false),
+                401,
+                "authentication_error",
+            ),
+            (GatewayError::model_not_found("x/y"), 404, "not_found_error"),
+            (
+                GatewayError::payload_too_large(10),
+                413,
+                "request_too_large",
+            ),
+            (
+                GatewayError::bad_request("no"),
+                400,
+                "invalid_request_error",
+            ),
+            (
+                GatewayError::upstream_timeout("p", "data", Duration::from_secs(1)),
+                504,
+                "timeout_error",
+            ),
+            (
+                GatewayError::upstream_unreachable("p", "refused"),
+                502,
+                "api_error",
+            ),
+        ] {
+            let value: serde_json::Value =
+                serde_json::from_slice(&err.to_json_as(Protocol::Anthropic)).unwrap();
+            assert_eq!(value["type"], "error");
+            assert_eq!(value["error"]["type"], kind, "{err}");
+            assert_eq!(value["error"]["message"], err.message());
+            assert_eq!(err.anthropic_status().0.as_u16(), status);
+        }
     }
 
     #[test]

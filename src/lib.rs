@@ -57,6 +57,7 @@ pub mod glob;
 pub mod idempotency;
 pub mod metering;
 pub mod parse;
+mod protocol;
 mod request;
 pub mod server;
 mod settings;
@@ -75,6 +76,7 @@ pub use future::LayerFuture;
 pub use gateway::{
     install_prometheus, prometheus_upkeep, Gateway, GatewayFuture, GatewayService, MakeRequestIds,
 };
+pub use protocol::Protocol;
 pub use request::{Endpoint, LlmRequest};
 pub use settings::SettingsError;
 

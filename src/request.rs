@@ -14,14 +14,20 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::error::GatewayError;
+use crate::protocol::Protocol;
 
-/// Which OpenAI endpoint a request is for.
+/// Which LLM endpoint a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Endpoint {
-    /// `POST /v1/chat/completions`
+    /// OpenAI `POST /v1/chat/completions`
     ChatCompletions,
-    /// `POST /v1/embeddings`
+    /// OpenAI `POST /v1/embeddings`
     Embeddings,
+    /// Anthropic `POST /v1/messages`
+    Messages,
+    /// Anthropic `POST /v1/messages/count_tokens`
+    CountTokens,
 }
 
 impl Endpoint {
@@ -33,16 +39,40 @@ impl Endpoint {
             Some(Self::ChatCompletions)
         } else if path.ends_with("/embeddings") {
             Some(Self::Embeddings)
+        } else if path.ends_with("/messages/count_tokens") {
+            Some(Self::CountTokens)
+        } else if path.ends_with("/messages") {
+            Some(Self::Messages)
         } else {
             None
         }
     }
 
-    /// The path below an OpenAI-style `api_base` (`…/v1`).
+    /// The path below the provider's `api_base` (`…/v1`).
     pub fn path(self) -> &'static str {
         match self {
             Self::ChatCompletions => "/chat/completions",
             Self::Embeddings => "/embeddings",
+            Self::Messages => "/messages",
+            Self::CountTokens => "/messages/count_tokens",
+        }
+    }
+
+    /// The API the endpoint belongs to: the shape of the errors its clients expect.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Self::ChatCompletions | Self::Embeddings => Protocol::OpenAi,
+            Self::Messages | Self::CountTokens => Protocol::Anthropic,
+        }
+    }
+
+    /// The name recorded in the usage ledger and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat",
+            Self::Embeddings => "embeddings",
+            Self::Messages => "messages",
+            Self::CountTokens => "count_tokens",
         }
     }
 }
@@ -75,6 +105,19 @@ impl LlmRequest {
             }),
             Endpoint::Embeddings => serde_json::from_slice::<EmbeddingsFields>(body)
                 .map(|f| (f.model, None, None, None, f.input.is_some())),
+            Endpoint::Messages | Endpoint::CountTokens => {
+                serde_json::from_slice::<MessagesFields>(body).map(|f| {
+                    let has_max_tokens =
+                        endpoint == Endpoint::CountTokens || f.max_tokens.is_some();
+                    (
+                        f.model,
+                        f.messages.map(|m| m.0),
+                        f.stream,
+                        None,
+                        has_max_tokens,
+                    )
+                })
+            }
         };
         let (model, messages, stream, stream_options, has_input) =
             fields.map_err(|err| json_error(&err))?;
@@ -116,6 +159,28 @@ impl LlmRequest {
                 ))
             }
             Endpoint::Embeddings => {}
+            // Anthropic's own wording for these.
+            Endpoint::Messages | Endpoint::CountTokens => match messages {
+                None => {
+                    return Err(GatewayError::invalid_param(
+                        "messages",
+                        "messages: Field required",
+                    ))
+                }
+                Some(0) => {
+                    return Err(GatewayError::invalid_param(
+                        "messages",
+                        "messages: at least one message is required",
+                    ))
+                }
+                Some(_) if !has_input => {
+                    return Err(GatewayError::invalid_param(
+                        "max_tokens",
+                        "max_tokens: Field required",
+                    ))
+                }
+                Some(_) => {}
+            },
         }
 
         Ok(Self {
@@ -163,7 +228,11 @@ impl LlmRequest {
     /// not a stream, already asks for usage, or has a `stream_options` of its own.
     pub fn request_usage(&mut self, body: &mut Bytes) -> bool {
         const MEMBER: &[u8] = br#""stream_options":{"include_usage":true},"#;
-        if !self.stream || self.include_usage || self.has_stream_options {
+        if self.endpoint != Endpoint::ChatCompletions
+            || !self.stream
+            || self.include_usage
+            || self.has_stream_options
+        {
             return false;
         }
         let Some(brace) = body.iter().position(|&b| b == b'{') else {
@@ -216,6 +285,15 @@ struct EmbeddingsFields<'a> {
     #[serde(borrow)]
     model: Option<&'a RawValue>,
     input: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct MessagesFields<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    messages: Option<ArrayLen>,
+    stream: Option<bool>,
+    max_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -373,5 +451,49 @@ mod tests {
             Some(Endpoint::Embeddings)
         );
         assert_eq!(Endpoint::from_path("/v1/models"), None);
+        assert_eq!(
+            Endpoint::from_path("/v1/messages"),
+            Some(Endpoint::Messages)
+        );
+        assert_eq!(
+            Endpoint::from_path("/v1/messages/count_tokens"),
+            Some(Endpoint::CountTokens)
+        );
+    }
+
+    #[test]
+    fn messages_need_what_anthropic_requires() {
+        let parse = |body: &str| LlmRequest::parse(Endpoint::Messages, body.as_bytes());
+        let ok = parse(r#"{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
+        assert!(ok.stream() && !ok.include_usage());
+        let mut body = Bytes::from_static(b"{}");
+        assert!(
+            !ok.clone().request_usage(&mut body),
+            "usage is not asked of Messages"
+        );
+        for (body, needle) in [
+            (
+                r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+                "max_tokens: Field required",
+            ),
+            (
+                r#"{"model":"m","max_tokens":5}"#,
+                "messages: Field required",
+            ),
+            (
+                r#"{"model":"m","max_tokens":5,"messages":[]}"#,
+                "at least one message",
+            ),
+            (r#"{"max_tokens":5,"messages":[{}]}"#, "'model'"),
+        ] {
+            let err = parse(body).unwrap_err();
+            assert!(err.message().contains(needle), "{body}: {}", err.message());
+        }
+        // Counting tokens needs no max_tokens.
+        LlmRequest::parse(
+            Endpoint::CountTokens,
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
     }
 }

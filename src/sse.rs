@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::GatewayError;
+use crate::protocol::Protocol;
 
 /// The event that ends every OpenAI stream.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
@@ -34,7 +35,13 @@ pub fn data_event(json: &[u8]) -> Bytes {
 /// The event that ends a stream which failed after it started: an `error` event whose data
 /// is the OpenAI error body, so SDKs raise it as an API error.
 pub fn error_event(error: &GatewayError) -> Bytes {
-    let json = error.to_json();
+    error_event_as(Protocol::OpenAi, error)
+}
+
+/// The `error` event in `protocol`'s shape (Anthropic's: `event: error` with
+/// `{"type":"error","error":{…}}`).
+pub fn error_event_as(protocol: Protocol, error: &GatewayError) -> Bytes {
+    let json = error.to_json_as(protocol);
     let mut out = BytesMut::with_capacity(json.len() + 22);
     out.put_slice(b"event: error\ndata: ");
     out.put_slice(&json);

@@ -35,6 +35,8 @@ use tower::{Layer, Service};
 
 use crate::body::Body;
 use crate::error::GatewayError;
+use crate::protocol::Protocol;
+use crate::request::Endpoint;
 
 /// The name of the key a request was made with.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -155,7 +157,11 @@ where
                 req.extensions_mut().insert(id);
                 Either::Right(self.inner.call(req))
             }
-            Err(err) => Either::Left(future::ready(Ok(err.into_response()))),
+            Err(err) => {
+                let protocol = Endpoint::from_path(req.uri().path())
+                    .map_or(Protocol::OpenAi, Endpoint::protocol);
+                Either::Left(future::ready(Ok(err.into_response_as(protocol))))
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Executor for the Anthropic Messages API (`kind: anthropic`).
 //!
-//! Clients keep speaking OpenAI Chat Completions: each request is translated to
+//! Clients of Anthropic's own API (`/v1/messages`, `/v1/messages/count_tokens`) pass
+//! through: their bytes go upstream with only the model rewritten, and the answer comes back
+//! frame by frame. Chat Completions clients are translated: each request to
 //! `POST {api_base}/messages` (see [`translate`](crate::translate) for the rules), the
 //! answer back to a `chat.completion`, a stream event by event to `chat.completion.chunk`s,
 //! and errors to OpenAI's shape with their status (529 → 503).
@@ -29,11 +31,14 @@ use serde::Deserialize;
 use super::translated::{json_response, stream_response};
 use crate::body::Body;
 use crate::error::GatewayError;
+use crate::protocol::Protocol;
 use crate::request::{Endpoint as Route, LlmRequest};
 use crate::settings::{setters, SettingsError};
 use crate::translate::anthropic::{self, AnthropicStream, ThinkingStore};
 use crate::translate::Chat;
-use crate::upstream::{Address, ClientSettings, HttpUpstream, UpstreamClient};
+use crate::upstream::{
+    clean_response_headers, Address, ClientSettings, HttpUpstream, UpstreamClient,
+};
 
 /// The Anthropic Messages API (`kind: anthropic`).
 #[derive(Debug, Clone, Deserialize)]
@@ -166,12 +171,17 @@ impl AnthropicExecutor {
     ) -> Result<Response<Body>, GatewayError> {
         let inner = &*self.inner;
         let upstream = &inner.upstream;
-        if llm.endpoint() != Route::ChatCompletions {
-            return Err(GatewayError::bad_request(format!(
-                "Provider `{}` (Anthropic) has no embeddings endpoint.",
-                upstream.name()
-            ))
-            .with_code("unsupported_endpoint"));
+        match llm.endpoint() {
+            Route::ChatCompletions => {}
+            Route::Messages | Route::CountTokens => {
+                return self.pass_through(req, llm, model).await
+            }
+            other => {
+                return Err(super::openai_compatible::unsupported(
+                    upstream.name(),
+                    other,
+                ))
+            }
         }
         let (parts, body) = req.into_parts();
         let chat = Chat::parse(&body)?;
@@ -206,6 +216,39 @@ impl AnthropicExecutor {
         let bytes = upstream.read_body(incoming, MAX_RESPONSE).await?;
         let json = anthropic::response(&bytes, upstream.name(), &inner.thinking)?;
         Ok(json_response(parts, json))
+    }
+
+    /// A request in Anthropic's own API: the bytes as the client sent them (the model
+    /// rewritten) and the answer as Anthropic sent it, frame by frame. The client's
+    /// `anthropic-version` and `anthropic-beta` go upstream; without a version, the
+    /// configured one.
+    async fn pass_through(
+        &self,
+        req: Request<Bytes>,
+        llm: &LlmRequest,
+        model: &str,
+    ) -> Result<Response<Body>, GatewayError> {
+        let inner = &*self.inner;
+        let upstream = &inner.upstream;
+        let (parts, body) = req.into_parts();
+        let body = llm.body_with_model(&body, model);
+        let uri = upstream.uri(llm.endpoint().path())?;
+        let version = HeaderName::from_static("anthropic-version");
+        let extra = match parts.headers.contains_key(&version) {
+            true => Vec::new(),
+            false => vec![(version, inner.version.clone())],
+        };
+        let response = upstream
+            .request(Method::POST, uri, &parts.headers, &extra, Some(body))
+            .await?
+            .map_err(|(parts, body)| {
+                anthropic::error(upstream.name(), parts.status, &parts.headers, &body)
+            })?;
+        let (mut parts, incoming) = response.into_parts();
+        let sse = crate::sse::is_event_stream(&parts.headers);
+        clean_response_headers(&mut parts.headers, sse);
+        let body = upstream.body(incoming, sse).speaking(Protocol::Anthropic);
+        Ok(Response::from_parts(parts, Body::new(body)))
     }
 }
 

@@ -27,6 +27,7 @@
 
 mod anthropic;
 mod gemini;
+mod inbound;
 mod litellm;
 mod metrics;
 mod mock;

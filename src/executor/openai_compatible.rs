@@ -177,6 +177,8 @@ impl OpenAiExecutor {
         let uri = match llm.endpoint() {
             Route::ChatCompletions => inner.chat_uri.clone(),
             Route::Embeddings => inner.embeddings_uri.clone(),
+            // The registry sends other endpoints here translated to chat.
+            other => return Err(unsupported(inner.upstream.name(), other)),
         };
         let body = llm.body_with_model(&body, model);
         let response = inner
@@ -228,3 +230,12 @@ impl OpenAiExecutor {
 }
 
 super::executor_service!(OpenAiExecutor);
+
+/// 400 for an endpoint this executor does not serve.
+pub(crate) fn unsupported(provider: &str, endpoint: Route) -> GatewayError {
+    GatewayError::bad_request(format!(
+        "Provider `{provider}` has no {} endpoint.",
+        endpoint.path()
+    ))
+    .with_code("unsupported_endpoint")
+}

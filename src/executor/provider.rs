@@ -8,6 +8,7 @@ use super::{
     AnthropicExecutor, AnthropicSettings, ExecutorsBuilder, Flavor, GeminiExecutor, GeminiSettings,
     MockExecutor, MockSettings, OpenAiExecutor, OpenAiSettings,
 };
+use crate::request::Endpoint;
 use crate::settings::SettingsError;
 use crate::upstream::{ClientSettings, UpstreamClient};
 
@@ -116,7 +117,10 @@ impl ProviderSettings for AnthropicSettings {
         client: &UpstreamClient,
     ) -> Result<ExecutorsBuilder, SettingsError> {
         let executor = AnthropicExecutor::new(name, self, defaults, client.clone())?;
-        Ok(registry.service(name, executor))
+        Ok(registry
+            .service(name, executor)
+            .speaks(name, Endpoint::Messages)
+            .speaks(name, Endpoint::CountTokens))
     }
 }
 

@@ -12,11 +12,12 @@ use http::{Request, Response};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
+use super::inbound;
 use super::metrics::UpstreamMetricsLayer;
 use super::Target;
 use crate::body::Body;
 use crate::error::GatewayError;
-use crate::request::LlmRequest;
+use crate::request::{Endpoint, LlmRequest};
 use crate::settings::SettingsError;
 
 /// An executor as the registry holds it: any cloneable service answering a parsed request.
@@ -34,6 +35,9 @@ pub type ReadinessCheck =
 struct Provider {
     service: BoxExecutor,
     ready: Option<ReadinessCheck>,
+    /// Endpoints beyond chat and embeddings the service answers in their own API; others
+    /// reach it translated to chat (see [`inbound`](super::inbound)).
+    speaks: Vec<Endpoint>,
 }
 
 /// The terminal service: every registered provider's executor, chosen per request.
@@ -91,6 +95,7 @@ impl ExecutorsBuilder {
             Provider {
                 service: BoxExecutor::new(service),
                 ready: None,
+                speaks: Vec::new(),
             },
         );
         self
@@ -105,6 +110,24 @@ impl ExecutorsBuilder {
                 self.error.get_or_insert(SettingsError::new(
                     name,
                     "a readiness probe for a provider that is not registered",
+                ));
+            }
+        }
+        self
+    }
+
+    /// Says that provider `name` (registered before) answers `endpoint` in that endpoint's
+    /// own API, so its requests reach the service as the client sent them (the model
+    /// rewritten). A service answers chat completions and embeddings; any other endpoint
+    /// it does not speak reaches it as a chat completion, and its answer goes back to the
+    /// client translated (Anthropic Messages from a chat upstream, for instance).
+    pub fn speaks(mut self, name: &str, endpoint: Endpoint) -> Self {
+        match self.providers.get_mut(name) {
+            Some(provider) => provider.speaks.push(endpoint),
+            None => {
+                self.error.get_or_insert(SettingsError::new(
+                    name,
+                    "an endpoint for a provider that is not registered",
                 ));
             }
         }
@@ -209,9 +232,19 @@ impl Service<Request<Bytes>> for Executors {
             Err(err) => return Box::pin(std::future::ready(Err(err))),
         };
         let service = provider.service.clone();
+        let endpoint = req
+            .extensions()
+            .get::<LlmRequest>()
+            .map_or(Endpoint::ChatCompletions, LlmRequest::endpoint);
+        let translated = !matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Embeddings)
+            && !provider.speaks.contains(&endpoint);
         req.extensions_mut().insert(target.clone());
         Box::pin(async move {
-            let mut response = service.oneshot(req).await?;
+            let mut response = if translated {
+                inbound::via_chat(service, req, &target.provider).await?
+            } else {
+                service.oneshot(req).await?
+            };
             let headers = response.headers_mut();
             if let Ok(value) = HeaderValue::try_from(&*target.provider) {
                 headers.insert("x-gateway-provider", value);

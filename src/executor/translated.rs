@@ -119,7 +119,10 @@ where
                         Fed::More => {}
                         Fed::Failed(err) if out.is_empty() => return Err(err),
                         Fed::Failed(err) => {
-                            out.extend_from_slice(&sse::error_event(&err));
+                            out.extend_from_slice(&sse::error_event_as(
+                                this.translator.protocol(),
+                                &err,
+                            ));
                             *this.done = true;
                         }
                         Fed::Ended => *this.done = true,
@@ -186,7 +189,10 @@ where
                     match feed(this.decoder, this.translator, &data, &mut out) {
                         Fed::More => {}
                         Fed::Failed(err) => {
-                            out.extend_from_slice(&sse::error_event(&err));
+                            out.extend_from_slice(&sse::error_event_as(
+                                this.translator.protocol(),
+                                &err,
+                            ));
                             *this.done = true;
                         }
                         Fed::Ended => *this.done = true,
@@ -195,7 +201,7 @@ where
                 Poll::Ready(Some(Err(err))) => {
                     let err = body_error(err.into(), this.provider);
                     tracing::warn!(provider = %this.provider, error = %err, "upstream failed mid-stream");
-                    out.extend_from_slice(&sse::error_event(&err));
+                    out.extend_from_slice(&sse::error_event_as(this.translator.protocol(), &err));
                     *this.done = true;
                 }
                 Poll::Ready(None) => {

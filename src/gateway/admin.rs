@@ -11,22 +11,65 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use serde_json::json;
 use tower_http::catch_panic::ResponseForPanic;
 
-use super::build::Shared;
+use super::build::{anthropic_model, openai_model, Shared};
 use crate::body::Body;
 use crate::error::{ErrorKind, GatewayError};
 use crate::metering::report::{aggregate, ReportQuery};
 use crate::metering::Meter;
+use crate::protocol::Protocol;
 
 /// `GET /health`: the process is up.
 pub(super) fn health() -> Response<Body> {
     json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"))
 }
 
-/// `GET /v1/models`: every provider's `models`, the aliases and the combos.
+/// `GET /v1/models`: every provider's `models`, the aliases and the combos; in
+/// Anthropic's shape when the client sends `anthropic-version` (as Anthropic's SDKs do).
 pub(super) fn models(shared: &Shared, req: &Request<impl Sized>) -> Response<Body> {
+    let protocol = protocol_of(req.headers());
     match shared.keys.check(req.headers()) {
-        Ok(_) => json_response(StatusCode::OK, shared.models.clone()),
-        Err(err) => err.into_response(),
+        Ok(_) => match protocol {
+            Protocol::Anthropic => json_response(StatusCode::OK, shared.models.anthropic.clone()),
+            Protocol::OpenAi => json_response(StatusCode::OK, shared.models.openai.clone()),
+        },
+        Err(err) => err.into_response_as(protocol),
+    }
+}
+
+/// `GET /v1/models/{id}`: one model of the list. Ids hold `/` (`provider/model`), sent
+/// as is or percent-encoded.
+pub(super) fn model(shared: &Shared, req: &Request<impl Sized>, id: &str) -> Response<Body> {
+    let protocol = protocol_of(req.headers());
+    if let Err(err) = shared.keys.check(req.headers()) {
+        return err.into_response_as(protocol);
+    }
+    let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+    let Some((id, owner)) = shared.models.ids.iter().find(|(known, _)| *known == *id) else {
+        let err = GatewayError::new(
+            ErrorKind::InvalidRequest,
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("The model `{id}` does not exist (GET /v1/models lists them)."),
+        )
+        .with_param("model")
+        .with_code("model_not_found");
+        return err.into_response_as(protocol);
+    };
+    let body = match protocol {
+        Protocol::Anthropic => anthropic_model(id),
+        Protocol::OpenAi => openai_model(id, owner),
+    };
+    json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&body).expect("json").into(),
+    )
+}
+
+/// Anthropic's clients send `anthropic-version` with every request.
+fn protocol_of(headers: &HeaderMap) -> Protocol {
+    match headers.contains_key("anthropic-version") {
+        true => Protocol::Anthropic,
+        false => Protocol::OpenAi,
     }
 }
 

@@ -22,6 +22,46 @@ use crate::idempotency::{Idempotency, IdempotencyLayer, IdempotencySettings};
 use crate::metering::{Meter, Metering, MeteringLayer};
 use crate::parse::{Parse, ParseLayer};
 
+/// What `GET /v1/models` lists, serialised once in OpenAI's and Anthropic's shapes.
+pub(super) struct Models {
+    /// `(id, owned_by)` in listing order.
+    pub(super) ids: Vec<(String, String)>,
+    pub(super) openai: Bytes,
+    pub(super) anthropic: Bytes,
+}
+
+impl Models {
+    fn new(ids: Vec<(String, String)>) -> Self {
+        let openai: Vec<_> = ids
+            .iter()
+            .map(|(id, owner)| openai_model(id, owner))
+            .collect();
+        let anthropic: Vec<_> = ids.iter().map(|(id, _)| anthropic_model(id)).collect();
+        let openai = json!({ "object": "list", "data": openai });
+        let anthropic = json!({
+            "data": anthropic,
+            "has_more": false,
+            "first_id": ids.first().map(|(id, _)| id),
+            "last_id": ids.last().map(|(id, _)| id),
+        });
+        Self {
+            openai: serde_json::to_vec(&openai).expect("json").into(),
+            anthropic: serde_json::to_vec(&anthropic).expect("json").into(),
+            ids,
+        }
+    }
+}
+
+/// One model as OpenAI lists it.
+pub(super) fn openai_model(id: &str, owner: &str) -> serde_json::Value {
+    json!({ "id": id, "object": "model", "created": 0, "owned_by": owner })
+}
+
+/// One model as Anthropic lists it.
+pub(super) fn anthropic_model(id: &str) -> serde_json::Value {
+    json!({ "type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z" })
+}
+
 /// The LLM routes' stack: auth → parse → metering → alias → idempotency → cache → combo →
 /// executors.
 pub(super) type LlmStack = Auth<Parse<Metering<Alias<Idempotency<Cache<Combo<Executors>>>>>>>;
@@ -42,7 +82,7 @@ pub(super) struct Shared {
     pub(super) meter: Option<Meter>,
     /// Whether a master key is configured (`/v1/usage` needs it).
     pub(super) master_key: bool,
-    pub(super) models: Bytes,
+    pub(super) models: Arc<Models>,
     pub(super) executors: Executors,
     pub(super) prometheus: Option<PrometheusHandle>,
 }
@@ -148,12 +188,10 @@ impl GatewayBuilder {
 
     /// The gateway.
     pub fn build(self) -> Gateway {
-        let mut models: Vec<_> = self
+        let mut models: Vec<(String, String)> = self
             .models
             .iter()
-            .map(|(provider, m)| {
-                json!({ "id": format!("{provider}/{m}"), "object": "model", "created": 0, "owned_by": provider })
-            })
+            .map(|(provider, m)| (format!("{provider}/{m}"), provider.clone()))
             .collect();
         let mut named: Vec<_> = self
             .aliases
@@ -162,12 +200,12 @@ impl GatewayBuilder {
             .chain(self.combos.names().map(|name| (name, "combo")))
             .collect();
         named.sort_unstable();
-        models.extend(named.into_iter().map(|(id, kind)| {
-            json!({ "id": id, "object": "model", "created": 0, "owned_by": format!("llm-tower-{kind}") })
-        }));
-        let models = serde_json::to_vec(&json!({ "object": "list", "data": models }))
-            .expect("json")
-            .into();
+        models.extend(
+            named
+                .into_iter()
+                .map(|(id, kind)| (id.to_owned(), format!("llm-tower-{kind}"))),
+        );
+        let models = Models::new(models);
         let meter = self.metering.meter().cloned();
         let llm = ServiceBuilder::new()
             .layer(AuthLayer::new(self.keys.clone()))
@@ -182,7 +220,7 @@ impl GatewayBuilder {
             shared: Arc::new(Shared {
                 master_key: self.keys.has_master(),
                 keys: self.keys,
-                models,
+                models: Arc::new(models),
                 executors: self.executors,
                 prometheus: None,
                 meter,

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::header::HeaderValue;
 use http::{Method, Request, Response};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
@@ -22,6 +23,8 @@ use crate::error::GatewayError;
 enum Route {
     Chat,
     Embeddings,
+    Messages,
+    CountTokens,
     Models,
     Usage,
     Health,
@@ -34,6 +37,8 @@ impl Route {
         match self {
             Self::Chat => "/v1/chat/completions",
             Self::Embeddings => "/v1/embeddings",
+            Self::Messages => "/v1/messages",
+            Self::CountTokens => "/v1/messages/count_tokens",
             Self::Models => "/v1/models",
             Self::Usage => "/v1/usage",
             Self::Health => "/health",
@@ -50,6 +55,7 @@ pin_project! {
         inner: Inner<F>,
         route: Route,
         started: Instant,
+        request_id: Option<HeaderValue>,
     }
 }
 
@@ -81,6 +87,10 @@ where
                 Poll::Pending => return Poll::Pending,
             },
         };
+        let mut response = response;
+        if let Some(id) = this.request_id.take() {
+            response.headers_mut().entry("request-id").or_insert(id);
+        }
         let labels = [
             ("route", this.route.label()),
             ("status", status_label(response.status())),
@@ -107,6 +117,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let started = Instant::now();
+        let req_id = req.headers().get("x-request-id").cloned();
         let path = req.uri().path();
         let ready = |route, response| {
             (
@@ -129,8 +140,24 @@ where
                     future: self.llm.call(req),
                 },
             ),
+            (_, "/v1/messages" | "/messages") => (
+                Route::Messages,
+                Inner::Llm {
+                    future: self.llm.call(req),
+                },
+            ),
+            (_, "/v1/messages/count_tokens" | "/messages/count_tokens") => (
+                Route::CountTokens,
+                Inner::Llm {
+                    future: self.llm.call(req),
+                },
+            ),
             (&Method::GET, "/v1/models" | "/models") => {
                 ready(Route::Models, admin::models(&self.shared, &req))
+            }
+            (&Method::GET, _) if model_id(path).is_some() => {
+                let id = model_id(path).expect("matched");
+                ready(Route::Models, admin::model(&self.shared, &req, id))
             }
             (&Method::GET, "/health") => ready(Route::Health, admin::health()),
             (&Method::GET, "/v1/usage" | "/usage") => (
@@ -163,12 +190,25 @@ where
                 GatewayError::route_not_found(method, path).into_response(),
             ),
         };
+        // Anthropic's SDKs read the request id from `request-id`.
+        let request_id = match route {
+            Route::Messages | Route::CountTokens => req_id,
+            _ => None,
+        };
         GatewayFuture {
             inner,
             route,
             started,
+            request_id,
         }
     }
+}
+
+/// The id of `GET /v1/models/{id}` (which may itself hold `/`).
+fn model_id(path: &str) -> Option<&str> {
+    path.strip_prefix("/v1/models/")
+        .or_else(|| path.strip_prefix("/models/"))
+        .filter(|id| !id.is_empty())
 }
 
 #[cfg(test)]

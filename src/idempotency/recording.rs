@@ -13,12 +13,15 @@ use tokio::sync::watch;
 use super::key::Fingerprint;
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
+use crate::protocol::Protocol;
 use crate::sse;
 use crate::tap::{self, Observer};
 
 /// One key's response while it is produced.
 pub(crate) struct Recording {
     pub(crate) fingerprint: Fingerprint,
+    /// The client's API: the shape of the errors made here.
+    pub(crate) protocol: Protocol,
     state: Mutex<State>,
     /// Bumped whenever `state` changes.
     changed: watch::Sender<()>,
@@ -44,9 +47,10 @@ pub(crate) enum End {
 }
 
 impl Recording {
-    pub(crate) fn new(fingerprint: Fingerprint) -> Arc<Self> {
+    pub(crate) fn new(fingerprint: Fingerprint, protocol: Protocol) -> Arc<Self> {
         Arc::new(Self {
             fingerprint,
+            protocol,
             state: Mutex::new(State::default()),
             changed: watch::Sender::new(()),
         })
@@ -182,7 +186,10 @@ impl http_body::Body for JoinBody {
                         "the original request of this Idempotency-Key failed mid-response",
                     );
                     return Poll::Ready(Some(if this.sse {
-                        Ok(Frame::data(sse::error_event(&failure)))
+                        Ok(Frame::data(sse::error_event_as(
+                            this.recording.protocol,
+                            &failure,
+                        )))
                     } else {
                         Err(Box::new(failure))
                     }));

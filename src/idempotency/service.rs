@@ -22,6 +22,8 @@ use crate::auth::KeyId;
 use crate::body::Body;
 use crate::error::{ErrorKind, GatewayError};
 use crate::future::LayerFuture;
+use crate::protocol::Protocol;
+use crate::request::LlmRequest;
 use crate::settings::SettingsError;
 use crate::store::RedisSettings;
 use crate::tap::Tap;
@@ -173,10 +175,14 @@ where
                     .map_or("anonymous", |k| &k.0);
                 let key = storage_key(scope, key);
                 let fingerprint = fingerprint(req.method(), req.uri().path(), req.body());
+                let protocol = req
+                    .extensions()
+                    .get::<LlmRequest>()
+                    .map_or(Protocol::OpenAi, |llm| llm.endpoint().protocol());
                 let shared = self.shared.clone().expect("checked above");
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
-                LayerFuture::boxed(handle(shared, ready, req, key, fingerprint))
+                LayerFuture::boxed(handle(shared, ready, req, key, (fingerprint, protocol)))
             }
         }
     }
@@ -187,7 +193,7 @@ async fn handle<S>(
     inner: S,
     req: Request<Bytes>,
     key: String,
-    fingerprint: Fingerprint,
+    (fingerprint, protocol): (Fingerprint, Protocol),
 ) -> Result<Response<Body>, GatewayError>
 where
     S: Service<Request<Bytes>, Response = Response<Body>, Error = GatewayError> + Send + 'static,
@@ -199,7 +205,7 @@ where
             match in_flight.get(&key) {
                 Some(recording) => (recording.clone(), false),
                 None => {
-                    let recording = Recording::new(fingerprint);
+                    let recording = Recording::new(fingerprint, protocol);
                     in_flight.insert(key.clone(), recording.clone());
                     (recording, true)
                 }
@@ -254,9 +260,10 @@ impl Leader {
     }
 
     fn fail(self, err: GatewayError) -> Result<Response<Body>, GatewayError> {
-        let response = err.clone().into_response();
+        let protocol = self.recording.protocol;
+        let response = err.clone().into_response_as(protocol);
         let headers = response.headers().clone();
-        self.answer(err.status(), headers, err.to_json());
+        self.answer(response.status(), headers, err.to_json_as(protocol));
         Err(err)
     }
 
@@ -437,7 +444,7 @@ where
 
     let response = match inner.call(req).await {
         Ok(response) => response,
-        Err(err) => err.into_response(),
+        Err(err) => err.into_response_as(leader.recording.protocol),
     };
     let (mut parts, body) = response.into_parts();
     let status = parts.status;
@@ -509,10 +516,16 @@ fn renew(shared: Arc<Shared>, key: String, token: String) -> JoinHandle<()> {
     })
 }
 
-/// A stream is whole when its last event is `[DONE]`; anything else was cut short.
+/// A stream is whole when its last event is the one that ends its API's streams (OpenAI's
+/// `[DONE]`, Anthropic's `message_stop`); anything else was cut short.
 fn ends_with_done(body: &[u8]) -> bool {
     let trimmed = body.trim_ascii_end();
-    trimmed.ends_with(b"data: [DONE]") || trimmed.ends_with(b"data:[DONE]")
+    let last_line = trimmed.rsplit(|&b| b == b'\n').next().unwrap_or_default();
+    let Some(data) = last_line.strip_prefix(b"data:") else {
+        return false;
+    };
+    let data = data.trim_ascii();
+    data == b"[DONE]" || data.starts_with(b"{\"type\":\"message_stop\"")
 }
 
 fn replayed_headers(headers: &HeaderMap) -> HeaderMap {

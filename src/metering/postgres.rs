@@ -6,7 +6,9 @@ use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row};
 
 use super::record::UsageRecord;
-use super::sink::{create_table, known, SinkError, SinkFuture, UsageSink, COLUMNS};
+use super::sink::{
+    create_table, known, SinkError, SinkFuture, UsageSink, COLUMNS, MIGRATE_ENDPOINT,
+};
 
 /// A PostgreSQL ledger. Connects lazily and again after a failure, so a database that is
 /// down only costs the batches written meanwhile (counted as dropped by the writer).
@@ -49,6 +51,7 @@ impl PostgresSink {
                 .batch_execute(&create_table("BIGSERIAL PRIMARY KEY"))
                 .await
                 .map_err(err)?;
+            client.batch_execute(MIGRATE_ENDPOINT).await.map_err(err)?;
             *guard = Some(client);
         }
         Ok(guard)
@@ -60,7 +63,7 @@ impl UsageSink for PostgresSink {
         Box::pin(async move {
             let mut guard = self.client().await?;
             let client = guard.as_mut().expect("connected");
-            let placeholders = (1..=22)
+            let placeholders = (1..=23)
                 .map(|i| format!("${i}"))
                 .collect::<Vec<_>>()
                 .join(", ");
@@ -105,6 +108,7 @@ impl UsageSink for PostgresSink {
                             &r.replay,
                             &r.error_type,
                             &r.usage_source,
+                            &r.endpoint,
                         ],
                     )
                     .await?;
@@ -160,5 +164,6 @@ fn record(row: &Row) -> UsageRecord {
         replay: row.get(19),
         error_type: row.get(20),
         usage_source: known(row.get(21)),
+        endpoint: row.get(22),
     }
 }

@@ -49,6 +49,8 @@ pub struct UsageRecord {
     pub error_type: Option<String>,
     /// `upstream` (reported), `estimated` (tokenizer) or `none`.
     pub usage_source: &'static str,
+    /// The API the client called: `chat`, `embeddings`, `messages`, `count_tokens`.
+    pub endpoint: String,
 }
 
 /// The most of a response body metering keeps (a longer one's usage comes from its

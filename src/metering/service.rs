@@ -157,6 +157,7 @@ where
                         .map_or("anonymous", |k| &k.0)
                         .to_owned(),
                     requested_model: llm.model().to_owned(),
+                    endpoint: llm.endpoint().as_str().to_owned(),
                     stream: llm.stream(),
                     attempts: 1,
                     outcome: "ok",

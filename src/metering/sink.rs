@@ -32,7 +32,7 @@ pub trait UsageSink: Send + Sync + 'static {
 /// The ledger's columns, in the order both sinks write and read them.
 pub(crate) const COLUMNS: &str = "request_id, started_at_ms, key_name, requested_model, route, provider, \
     upstream_model, status, outcome, stream, prompt_tokens, completion_tokens, cached_tokens, \
-    reasoning_tokens, cost_usd, latency_ms, ttft_ms, attempts, cache, replay, error_type, usage_source";
+    reasoning_tokens, cost_usd, latency_ms, ttft_ms, attempts, cache, replay, error_type, usage_source, endpoint";
 
 /// The schema, for SQLite and PostgreSQL alike (`{id}` is the key column's type).
 pub(crate) fn create_table(id: &str) -> String {
@@ -60,11 +60,17 @@ pub(crate) fn create_table(id: &str) -> String {
             cache TEXT,
             replay BOOLEAN NOT NULL,
             error_type TEXT,
-            usage_source TEXT NOT NULL
+            usage_source TEXT NOT NULL,
+            endpoint TEXT NOT NULL DEFAULT 'chat'
         );
         CREATE INDEX IF NOT EXISTS llm_usage_started_at ON llm_usage (started_at_ms);"
     )
 }
+
+/// Adds what later versions added to a ledger made before them (PostgreSQL syntax; SQLite
+/// checks the column itself).
+pub(crate) const MIGRATE_ENDPOINT: &str =
+    "ALTER TABLE llm_usage ADD COLUMN IF NOT EXISTS endpoint TEXT NOT NULL DEFAULT 'chat'";
 
 /// The `&'static str` a stored outcome or usage source names.
 pub(crate) fn known(value: &str) -> &'static str {

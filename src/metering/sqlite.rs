@@ -30,6 +30,19 @@ impl SqliteSink {
             .map_err(err)?;
         conn.execute_batch(&create_table("INTEGER PRIMARY KEY AUTOINCREMENT"))
             .map_err(err)?;
+        let has_endpoint: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('llm_usage') WHERE name = 'endpoint'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(err)?;
+        if !has_endpoint {
+            conn.execute_batch(
+                "ALTER TABLE llm_usage ADD COLUMN endpoint TEXT NOT NULL DEFAULT 'chat'",
+            )
+            .map_err(err)?;
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -54,7 +67,7 @@ impl UsageSink for SqliteSink {
             {
                 let mut insert = tx
                     .prepare_cached(&format!(
-                        "INSERT INTO llm_usage ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
+                        "INSERT INTO llm_usage ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
                     ))
                     .map_err(err)?;
                 for r in &records {
@@ -82,6 +95,7 @@ impl UsageSink for SqliteSink {
                             r.replay,
                             r.error_type,
                             r.usage_source,
+                            r.endpoint,
                         ])
                         .map_err(err)?;
                 }
@@ -122,6 +136,7 @@ impl UsageSink for SqliteSink {
                         replay: row.get(19)?,
                         error_type: row.get(20)?,
                         usage_source: known(&row.get::<_, String>(21)?),
+                        endpoint: row.get(22)?,
                     })
                 })
                 .map_err(err)?;

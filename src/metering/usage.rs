@@ -6,45 +6,107 @@ use serde_json::value::RawValue;
 
 use crate::sse;
 
-/// Token counts.
+/// Token counts, as every API reports them: OpenAI's `prompt_tokens`/`completion_tokens`,
+/// and the `input_tokens`/`output_tokens` of Anthropic (whose input excludes the tokens
+/// read from or written to its cache) and of OpenAI's Responses API.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "Reported")]
 pub struct Usage {
     /// Prompt tokens, cached included.
-    #[serde(default)]
     pub prompt_tokens: u64,
     /// Completion tokens, reasoning included.
-    #[serde(default)]
     pub completion_tokens: u64,
-    #[serde(default)]
-    prompt_tokens_details: Option<PromptDetails>,
-    #[serde(default)]
-    completion_tokens_details: Option<CompletionDetails>,
+    cached_tokens: u64,
+    reasoning_tokens: u64,
+}
+
+/// A usage object as reported, every field optional: streams report usage in pieces
+/// (Anthropic's `message_start` the input, `message_delta` the output), merged field by
+/// field.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub(crate) struct Reported {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    prompt_tokens_details: Option<Details>,
+    completion_tokens_details: Option<Details>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
+    input_tokens_details: Option<Details>,
+    output_tokens_details: Option<Details>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-struct PromptDetails {
-    #[serde(default)]
+struct Details {
     cached_tokens: Option<u64>,
+    reasoning_tokens: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-struct CompletionDetails {
-    #[serde(default)]
-    reasoning_tokens: Option<u64>,
+impl Reported {
+    /// Later values win, field by field.
+    pub(crate) fn merge(&mut self, later: Reported) {
+        fn pick<T: Copy>(a: &mut Option<T>, b: Option<T>) {
+            if b.is_some() {
+                *a = b;
+            }
+        }
+        pick(&mut self.prompt_tokens, later.prompt_tokens);
+        pick(&mut self.completion_tokens, later.completion_tokens);
+        pick(&mut self.prompt_tokens_details, later.prompt_tokens_details);
+        pick(
+            &mut self.completion_tokens_details,
+            later.completion_tokens_details,
+        );
+        pick(&mut self.input_tokens, later.input_tokens);
+        pick(&mut self.output_tokens, later.output_tokens);
+        pick(
+            &mut self.cache_read_input_tokens,
+            later.cache_read_input_tokens,
+        );
+        pick(
+            &mut self.cache_creation_input_tokens,
+            later.cache_creation_input_tokens,
+        );
+        pick(&mut self.input_tokens_details, later.input_tokens_details);
+        pick(&mut self.output_tokens_details, later.output_tokens_details);
+    }
+}
+
+impl From<Reported> for Usage {
+    fn from(r: Reported) -> Self {
+        let detail = |d: Option<Details>, f: fn(Details) -> Option<u64>| d.and_then(f).unwrap_or(0);
+        match r.prompt_tokens {
+            Some(prompt) => Self {
+                prompt_tokens: prompt,
+                completion_tokens: r.completion_tokens.unwrap_or(0),
+                cached_tokens: detail(r.prompt_tokens_details, |d| d.cached_tokens),
+                reasoning_tokens: detail(r.completion_tokens_details, |d| d.reasoning_tokens),
+            },
+            None => {
+                // Anthropic's cache counts come beside its input; the Responses API's
+                // cached tokens are part of its input.
+                let read = r.cache_read_input_tokens.unwrap_or(0);
+                let creation = r.cache_creation_input_tokens.unwrap_or(0);
+                Self {
+                    prompt_tokens: r.input_tokens.unwrap_or(0) + read + creation,
+                    completion_tokens: r.output_tokens.unwrap_or(0),
+                    cached_tokens: read + detail(r.input_tokens_details, |d| d.cached_tokens),
+                    reasoning_tokens: detail(r.output_tokens_details, |d| d.reasoning_tokens),
+                }
+            }
+        }
+    }
 }
 
 impl Usage {
     /// Prompt tokens served from the provider's cache.
     pub fn cached_tokens(&self) -> u64 {
-        self.prompt_tokens_details
-            .and_then(|d| d.cached_tokens)
-            .unwrap_or(0)
+        self.cached_tokens
     }
     /// Reasoning tokens.
     pub fn reasoning_tokens(&self) -> u64 {
-        self.completion_tokens_details
-            .and_then(|d| d.reasoning_tokens)
-            .unwrap_or(0)
+        self.reasoning_tokens
     }
     pub(crate) fn estimated(prompt_tokens: u64, completion_tokens: u64) -> Self {
         Self {
@@ -63,6 +125,11 @@ struct WithError<'a> {
 
 /// The `usage` of a JSON body or of one stream chunk.
 pub(crate) fn from_json(body: &[u8]) -> Option<Usage> {
+    reported(body).map(Usage::from)
+}
+
+/// The `usage` object of a JSON body or of one stream event, as reported.
+pub(crate) fn reported(body: &[u8]) -> Option<Reported> {
     // Read only the `usage` value: find its key (the last one: it follows the choices),
     // then parse the object after it, skipping the rest of the body.
     let at = memchr::memmem::rfind(body, b"\"usage\"")?;
@@ -72,7 +139,7 @@ pub(crate) fn from_json(body: &[u8]) -> Option<Usage> {
         return None;
     }
     let mut value =
-        serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Option<Usage>>();
+        serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Option<Reported>>();
     value.next()?.ok()?
 }
 
@@ -103,6 +170,15 @@ pub(crate) fn prompt_text(request: &[u8]) -> String {
         text.push_str(s);
         text.push('\n');
     };
+    // Anthropic's system prompt: a string or text blocks.
+    match &value["system"] {
+        serde_json::Value::String(s) => push(s),
+        serde_json::Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|b| b["text"].as_str())
+            .for_each(&mut push),
+        _ => {}
+    }
     if let Some(messages) = value["messages"].as_array() {
         for message in messages {
             match &message["content"] {
@@ -141,16 +217,35 @@ pub(crate) fn answer_text(body: &[u8], sse_body: bool) -> String {
             }
         }
     };
+    // Anthropic's shapes: content blocks, or the stream's block deltas.
+    let anthropic = |value: &serde_json::Value, text: &mut String| {
+        let blocks = value["content"].as_array().into_iter().flatten();
+        for block in blocks.chain(std::iter::once(&value["delta"])) {
+            for field in ["text", "thinking", "partial_json", "name"] {
+                text.push_str(block[field].as_str().unwrap_or_default());
+            }
+            if let Some(input) = block
+                .get("input")
+                .filter(|i| !i.as_object().is_some_and(|o| o.is_empty()))
+            {
+                text.push_str(&input.to_string());
+            }
+        }
+    };
+    let mut blocks = String::new();
     if sse_body {
         sse::each_event(body, &mut |event| {
             if let Ok(value) = serde_json::from_slice(&event.data) {
                 take(&value, "delta");
+                anthropic(&value, &mut blocks);
             }
             true
         });
     } else if let Ok(value) = serde_json::from_slice(body) {
         take(&value, "message");
+        anthropic(&value, &mut blocks);
     }
+    text.push_str(&blocks);
     text
 }
 
@@ -190,11 +285,42 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_usage_counts_its_cache_as_prompt() {
+        let message = br#"{"id":"msg_1","type":"message","content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":10,"cache_creation_input_tokens":200,"cache_read_input_tokens":1000,"output_tokens":30}}"#;
+        let usage = from_json(message).unwrap();
+        assert_eq!(
+            (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_tokens()
+            ),
+            (1210, 30, 1000)
+        );
+        // A stream's pieces, merged: message_start's input, message_delta's output.
+        let mut merged = reported(br#"{"type":"message_start","message":{"usage":{"input_tokens":25,"cache_read_input_tokens":5,"output_tokens":1}}}"#).unwrap();
+        merged
+            .merge(reported(br#"{"type":"message_delta","usage":{"output_tokens":15}}"#).unwrap());
+        let usage = Usage::from(merged);
+        assert_eq!(
+            (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cached_tokens()
+            ),
+            (30, 15, 5)
+        );
+    }
+
+    #[test]
     fn texts_for_estimates() {
         let request = br#"{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":[{"type":"text","text":"Hello there"}]}]}"#;
         assert_eq!(prompt_text(request), "Be brief.\nHello there\n");
         let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\" you\"}}]}\n\ndata: [DONE]\n\n";
         assert_eq!(answer_text(stream, true), "Hi you");
+        let anthropic = br#"{"system":[{"type":"text","text":"Be brief."}],"messages":[{"role":"user","content":"Hello"}]}"#;
+        assert_eq!(prompt_text(anthropic), "Be brief.\nHello\n");
+        let events = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n";
+        assert_eq!(answer_text(events, true), "Hi");
         assert_eq!(count_tokens("Hello there, how are you?"), 7);
     }
 }

@@ -186,19 +186,19 @@ pub(crate) fn finish(u: Unfinished, prices: &PriceTable) -> UsageRecord {
     record
 }
 
-/// The usage chunk of a stream, if it has one.
+/// The usage a stream reported: its usage chunk (OpenAI), or the pieces of its events
+/// merged (Anthropic's `message_start` and `message_delta`).
 fn stream_usage(body: &[u8]) -> Option<Usage> {
-    // The last event that carries usage (the usage chunk comes last but for `[DONE]`).
-    let mut found = None;
+    let mut found: Option<usage::Reported> = None;
     sse::each_event(body, &mut |event| {
         if memchr::memmem::find(&event.data, b"\"usage\":{").is_some() {
-            if let Some(usage) = usage::from_json(&event.data) {
-                found = Some(usage);
+            if let Some(usage) = usage::reported(&event.data) {
+                found.get_or_insert_with(Default::default).merge(usage);
             }
         }
         true
     });
-    found
+    found.map(Usage::from)
 }
 
 /// Model names come from clients: after this many distinct ones, further names are

@@ -45,6 +45,7 @@ use tower::{Layer, Service};
 
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
+use crate::protocol::Protocol;
 use crate::request::{Endpoint, LlmRequest};
 
 /// Layer that applies the [`Parse`] middleware.
@@ -109,8 +110,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> ParseFuture {
+        // Errors reach the client in its endpoint's API (Anthropic's for `/v1/messages`).
+        let protocol =
+            Endpoint::from_path(req.uri().path()).map_or(Protocol::OpenAi, Endpoint::protocol);
         if let Some(err) = self.not_ready.take() {
-            return Box::pin(std::future::ready(Ok(err.into_response())));
+            return Box::pin(std::future::ready(Ok(err.into_response_as(protocol))));
         }
         // The ready service goes into the future; `self` keeps a fresh clone.
         let clone = self.inner.clone();
@@ -120,9 +124,9 @@ where
             match read(req, limit).await {
                 Ok(req) => match inner.call(req).await {
                     Ok(response) => Ok(response),
-                    Err(err) => Ok(err.into_response()),
+                    Err(err) => Ok(err.into_response_as(protocol)),
                 },
-                Err(err) => Ok(err.into_response()),
+                Err(err) => Ok(err.into_response_as(protocol)),
             }
         })
     }

@@ -29,6 +29,7 @@
 pub(crate) mod anthropic;
 pub(crate) mod chat;
 pub(crate) mod gemini;
+pub(crate) mod messages;
 pub(crate) mod stream;
 
 pub(crate) use self::chat::Chat;

@@ -5,6 +5,7 @@ use bytes::BytesMut;
 
 use super::Native;
 use crate::error::GatewayError;
+use crate::protocol::Protocol;
 use crate::sse::{self, Decoder};
 
 /// Turns a native event stream into OpenAI chunks, one event at a time.
@@ -21,6 +22,11 @@ pub(crate) trait StreamTranslator {
 
     /// The upstream ended without a final event: finish the stream, or fail it.
     fn end(&mut self, out: &mut BytesMut) -> Result<(), GatewayError>;
+
+    /// The API the client reads: the shape of the error event that ends a failed stream.
+    fn protocol(&self) -> Protocol {
+        Protocol::OpenAi
+    }
 }
 
 /// What [`feed`] left.
@@ -86,10 +92,10 @@ pub(crate) fn finish<T: StreamTranslator>(
         },
     );
     if let Some(err) = failure {
-        out.extend_from_slice(&sse::error_event(&err));
+        out.extend_from_slice(&sse::error_event_as(translator.protocol(), &err));
     } else if !ended {
         if let Err(err) = translator.end(out) {
-            out.extend_from_slice(&sse::error_event(&err));
+            out.extend_from_slice(&sse::error_event_as(translator.protocol(), &err));
         }
     }
 }
@@ -121,6 +127,9 @@ impl StreamTranslator for Box<dyn StreamTranslator + Send> {
     }
     fn end(&mut self, out: &mut BytesMut) -> Result<(), GatewayError> {
         (**self).end(out)
+    }
+    fn protocol(&self) -> Protocol {
+        (**self).protocol()
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::body::BoxError;
 use crate::error::GatewayError;
+use crate::protocol::Protocol;
 use crate::sse;
 
 pin_project! {
@@ -21,7 +22,7 @@ pin_project! {
     /// are the client's frames), with an idle timeout between frames.
     ///
     /// If the upstream fails mid-body (connection lost, idle timeout), an SSE response ends
-    /// with an OpenAI-style `error` event and then closes cleanly; any other response ends
+    /// with an `error` event (OpenAI's shape, or the one [`speaking`](Self::speaking) names) and then closes cleanly; any other response ends
     /// with the error, which aborts the client's connection rather than pass off a
     /// truncated body as whole. Dropping the body (the client went away) drops the upstream
     /// connection, which cancels the upstream request.
@@ -35,6 +36,7 @@ pin_project! {
         idle_timeout: Duration,
         last_frame: Instant,
         sse: bool,
+        protocol: Protocol,
         done: bool,
         provider: Arc<str>,
     }
@@ -54,9 +56,17 @@ impl UpstreamBody {
             idle_timeout,
             last_frame: now,
             sse,
+            protocol: Protocol::OpenAi,
             done: false,
             provider,
         }
+    }
+
+    /// Ends a failed SSE body with an error event in `protocol`'s shape (OpenAI's unless
+    /// told).
+    pub fn speaking(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
     }
 }
 
@@ -102,7 +112,10 @@ impl http_body::Body for UpstreamBody {
         *this.done = true;
         tracing::warn!(provider = %this.provider, error = %failure, "upstream failed mid-response");
         if *this.sse {
-            Poll::Ready(Some(Ok(Frame::data(sse::error_event(&failure)))))
+            Poll::Ready(Some(Ok(Frame::data(sse::error_event_as(
+                *this.protocol,
+                &failure,
+            )))))
         } else {
             Poll::Ready(Some(Err(Box::new(failure))))
         }

@@ -293,6 +293,10 @@ fn answer(
     match llm.endpoint() {
         Endpoint::ChatCompletions => Ok(chat(llm, &request, model, options, seq, cut)),
         Endpoint::Embeddings => embeddings(&request, model, options),
+        other => Err(GatewayError::bad_request(format!(
+            "The mock has no {} endpoint.",
+            other.path()
+        ))),
     }
 }
 

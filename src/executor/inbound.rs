@@ -1,0 +1,119 @@
+//! Endpoints an executor does not speak, served through the one it does: an Anthropic
+//! Messages request for a chat upstream is sent as a chat completion, and the answer comes
+//! back as a `message` (or Anthropic's event stream). Token counts for such upstreams are
+//! estimated here (the o200k tokenizer), as no chat server counts them.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Limited};
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::registry::BoxExecutor;
+use super::translated::TranslatedBody;
+use crate::body::Body;
+use crate::error::GatewayError;
+use crate::request::{Endpoint, LlmRequest};
+use crate::sse;
+use crate::translate::messages::{self, MessagesStream};
+
+/// Largest chat answer read to translate it.
+const MAX_ANSWER: usize = 32 * 1024 * 1024;
+
+/// Serves `req` (a parsed request for an endpoint `service` does not speak) through the
+/// chat endpoint.
+pub(super) async fn via_chat(
+    service: BoxExecutor,
+    mut req: Request<Bytes>,
+    provider: &Arc<str>,
+) -> Result<Response<Body>, GatewayError> {
+    let llm = req.extensions_mut().remove::<LlmRequest>().ok_or_else(|| {
+        GatewayError::internal("request reached the executors without being parsed")
+    })?;
+    match llm.endpoint() {
+        Endpoint::Messages => {}
+        Endpoint::CountTokens => return count_tokens(req.body()),
+        other => {
+            return Err(GatewayError::internal(format!(
+                "no translation from {other:?} to chat"
+            )))
+        }
+    }
+    let chat = messages::to_chat(req.body())?;
+    let chat = Bytes::from(serde_json::to_vec(&chat).expect("a request serialises"));
+    let chat_llm = LlmRequest::parse(Endpoint::ChatCompletions, &chat)?;
+    *req.body_mut() = chat;
+    req.extensions_mut().insert(chat_llm);
+    let response = service.oneshot(req).await?;
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(CONTENT_LENGTH);
+    if sse::is_event_stream(&parts.headers) {
+        let translator = MessagesStream::new(llm.model(), provider.clone());
+        let body = TranslatedBody::new(body, translator, provider.clone());
+        return Ok(Response::from_parts(parts, Body::new(body)));
+    }
+    let whole = Limited::new(body, MAX_ANSWER)
+        .collect()
+        .await
+        .map_err(|e| GatewayError::upstream_protocol(provider, format_args!("body broken: {e}")))?
+        .to_bytes();
+    let message = messages::from_chat(&whole, llm.model(), provider)?;
+    parts
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(Response::from_parts(parts, Body::full(message)))
+}
+
+/// `{"input_tokens": n}` for a Messages request: the text of its system prompt, messages
+/// and tool definitions by the o200k tokenizer.
+fn count_tokens(body: &[u8]) -> Result<Response<Body>, GatewayError> {
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|e| GatewayError::bad_request(format!("Invalid request body: {e}.")))?;
+    let mut text = String::new();
+    collect_text(&request["system"], &mut text);
+    if let Some(turns) = request["messages"].as_array() {
+        for turn in turns {
+            collect_text(&turn["content"], &mut text);
+        }
+    }
+    if let Some(tools) = request.get("tools").filter(|t| t.is_array()) {
+        text.push_str(&tools.to_string());
+    }
+    let tokens = tiktoken_rs::o200k_base_singleton()
+        .encode_ordinary(&text)
+        .len();
+    let mut response = Response::new(Body::full(format!("{{\"input_tokens\":{tokens}}}")));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
+}
+
+/// The text of a content value: a string, or blocks' `text`, `thinking`, tool inputs and
+/// tool results.
+fn collect_text(content: &Value, out: &mut String) {
+    match content {
+        Value::String(s) => {
+            out.push_str(s);
+            out.push('\n');
+        }
+        Value::Array(blocks) => {
+            for block in blocks {
+                for field in ["text", "thinking"] {
+                    if let Some(s) = block[field].as_str() {
+                        out.push_str(s);
+                        out.push('\n');
+                    }
+                }
+                if let Some(input) = block.get("input") {
+                    out.push_str(&input.to_string());
+                }
+                collect_text(&block["content"], out);
+            }
+        }
+        _ => {}
+    }
+}
