@@ -83,7 +83,7 @@ fn count_tokens(body: &[u8]) -> Result<Response<Body>, GatewayError> {
         text.push_str(&tools.to_string());
     }
     let tokens = tiktoken_rs::o200k_base_singleton()
-        .encode_ordinary(&text)
+        .encode_ordinary(text.trim_end())
         .len();
     let mut response = Response::new(Body::full(format!("{{\"input_tokens\":{tokens}}}")));
     response

@@ -18,6 +18,7 @@
 //! | `words=N` | answer `N` words instead of the echo |
 //! | `usage=false` | report no usage at all (like some OpenAI-compatible servers) |
 //! | `context=N` | a context window of `N` prompt tokens: longer prompts get OpenAI's 400 `context_length_exceeded` |
+//! | `tool=NAME` | when the request offers tool `NAME`, call it (arguments: the first text part of the last user message that is a JSON object, else `{}`); once the last message is its result, answer `Tool said: …` |
 //!
 //! The same logic runs in process ([`MockExecutor`], `kind: mock`) and as an HTTP server
 //! (`MockUpstream`, with the `test-util` feature; `cargo run --features test-util --bin
@@ -59,6 +60,7 @@ struct MockOptions {
     words: Option<usize>,
     context: Option<usize>,
     usage: bool,
+    tool: Option<String>,
 }
 
 impl MockOptions {
@@ -77,7 +79,7 @@ impl MockOptions {
                     "model",
                     format!(
                         "Mock option `{pair}` is not understood: use status=N, delay=DURATION, \
-                         chunk_delay=DURATION, cut=N, words=N, context=N or usage=false."
+                         chunk_delay=DURATION, cut=N, words=N, context=N, tool=NAME or usage=false."
                     ),
                 )
             };
@@ -97,6 +99,7 @@ impl MockOptions {
                 "words" => options.words = Some(number()?.min(100_000)),
                 "context" => options.context = Some(number()?),
                 "usage" => options.usage = value.parse::<bool>().map_err(|_| bad())?,
+                "tool" if !value.is_empty() => options.tool = Some(value.to_owned()),
                 _ => return Err(bad()),
             }
         }
@@ -350,7 +353,42 @@ fn chat(
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let prompt_tokens = prompt_tokens(request);
+    let last = messages.last();
+    if last.is_some_and(|m| m["role"] == "tool") {
+        let result = content_text(&last.expect("checked")["content"]);
+        return completion(
+            llm,
+            request,
+            model,
+            options,
+            seq,
+            cut,
+            &format!("Tool said: {result}"),
+            None,
+        );
+    }
+    if let Some(name) = options
+        .tool
+        .as_deref()
+        .filter(|name| offers_tool(request, name))
+    {
+        let arguments = messages
+            .iter()
+            .rev()
+            .find(|m| m["role"] == "user")
+            .and_then(|m| json_argument(&m["content"]))
+            .unwrap_or_else(|| "{}".to_owned());
+        return completion(
+            llm,
+            request,
+            model,
+            options,
+            seq,
+            cut,
+            "",
+            Some((name, &arguments)),
+        );
+    }
     let text = match options.words {
         Some(n) => (0..n)
             .map(|i| format!("w{i}"))
@@ -365,18 +403,58 @@ fn chat(
             format!("You said: {}", last_user.unwrap_or_default())
         }
     };
+    completion(llm, request, model, options, seq, cut, &text, None)
+}
+
+/// Whether the request offers a function tool of this name.
+fn offers_tool(request: &Value, name: &str) -> bool {
+    request["tools"]
+        .as_array()
+        .is_some_and(|tools| tools.iter().any(|t| t["function"]["name"] == name))
+}
+
+/// The first text of a content value that is a JSON object, as the mock's tool arguments.
+fn json_argument(content: &Value) -> Option<String> {
+    let texts: Vec<&str> = match content {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(parts) => parts.iter().filter_map(|p| p["text"].as_str()).collect(),
+        _ => Vec::new(),
+    };
+    texts
+        .into_iter()
+        .find_map(|text| match serde_json::from_str::<Value>(text.trim()) {
+            Ok(v @ Value::Object(_)) => Some(v.to_string()),
+            _ => None,
+        })
+}
+
+/// The mock's answer: `text` (cut to the request's token limit), or one tool call.
+#[allow(clippy::too_many_arguments)]
+fn completion(
+    llm: &LlmRequest,
+    request: &Value,
+    model: &str,
+    options: &MockOptions,
+    seq: u64,
+    cut: Cut,
+    text: &str,
+    tool_call: Option<(&str, &str)>,
+) -> Response<Body> {
+    let prompt_tokens = prompt_tokens(request);
     let limit = request["max_completion_tokens"]
         .as_u64()
         .or_else(|| request["max_tokens"].as_u64());
     let mut answer: Vec<&str> = text.split_whitespace().collect();
     let finish_reason = match limit {
+        _ if tool_call.is_some() => "tool_calls",
         Some(limit) if (limit as usize) < answer.len() => {
             answer.truncate(limit as usize);
             "length"
         }
         _ => "stop",
     };
-    let completion_tokens = answer.len();
+    let call_id = format!("call_mock_{seq}");
+    let completion_tokens = answer.len() + tool_call.map_or(0, |(_, args)| words(args).max(1));
     let usage = json!({
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
@@ -400,6 +478,13 @@ fn chat(
                 "finish_reason": finish_reason,
             }],
         });
+        if let Some((name, arguments)) = tool_call {
+            completion["choices"][0]["message"]["content"] = Value::Null;
+            completion["choices"][0]["message"]["tool_calls"] = json!([{
+                "id": call_id, "type": "function",
+                "function": { "name": name, "arguments": arguments },
+            }]);
+        }
         if options.usage {
             completion["usage"] = usage;
         }
@@ -425,6 +510,17 @@ fn chat(
             format!(" {word}")
         };
         events.push_back(chunk(json!({ "content": piece }), Value::Null));
+    }
+    if let Some((name, arguments)) = tool_call {
+        events.push_back(chunk(
+            json!({ "tool_calls": [{ "index": 0, "id": call_id, "type": "function",
+                "function": { "name": name, "arguments": "" } }] }),
+            Value::Null,
+        ));
+        events.push_back(chunk(
+            json!({ "tool_calls": [{ "index": 0, "function": { "arguments": arguments } }] }),
+            Value::Null,
+        ));
     }
     events.push_back(chunk(json!({}), json!(finish_reason)));
     if llm.include_usage() && options.usage {
