@@ -77,6 +77,15 @@ pub(crate) fn to_chat(body: &[u8]) -> Result<Value, GatewayError> {
         match turn.get("role").and_then(Value::as_str) {
             Some("user") => user_turn(turn.get("content"), &param, &mut messages)?,
             Some("assistant") => messages.push(assistant_turn(turn.get("content"), &param)?),
+            // Instructions mid-conversation (Claude Code sends them as of 2.1).
+            Some("system") => {
+                let text = match turn.get("content") {
+                    Some(Value::String(text)) => text.clone(),
+                    Some(Value::Array(blocks)) => joined_text(blocks, &param)?,
+                    _ => return Err(bad(&param, format!("{param}.content: Field required"))),
+                };
+                messages.push(json!({"role": "system", "content": text}));
+            }
             _ => {
                 return Err(bad(
                     &param,
@@ -981,6 +990,7 @@ mod tests {
             "top_k": 5,
             "messages": [
                 {"role": "user", "content": [{"type": "text", "text": "list files", "cache_control": {"type": "ephemeral"}}]},
+                {"role": "system", "content": [{"type": "text", "text": "Be terse."}]},
                 {"role": "assistant", "content": [
                     {"type": "thinking", "thinking": "I should run ls", "signature": "sig"},
                     {"type": "text", "text": "Running ls."},
@@ -1009,6 +1019,7 @@ mod tests {
                 "messages": [
                     {"role": "system", "content": "You are Claude Code."},
                     {"role": "user", "content": "list files"},
+                    {"role": "system", "content": "Be terse."},
                     {"role": "assistant", "content": "Running ls.", "reasoning_content": "I should run ls",
                      "thinking_blocks": [{"type": "thinking", "thinking": "I should run ls", "signature": "sig"}],
                      "tool_calls": [{"id": "toolu_1", "type": "function", "function": {"name": "Bash", "arguments": "{\"command\":\"ls\"}"}}]},
