@@ -61,6 +61,32 @@ fn streams(c: &mut Criterion) {
             )
         });
     }
+    // The other way: a chat upstream's stream as Anthropic Messages events (for Messages
+    // clients such as Claude Code served by an OpenAI-compatible upstream).
+    for name in [
+        "openai/stream-text-include-usage",
+        "openai/stream-parallel-tool-calls",
+    ] {
+        let stream = fixture(&format!("{name}.sse"), "");
+        if stream.is_empty() {
+            continue;
+        }
+        group.throughput(Throughput::Elements(events(&stream)));
+        let frames: Vec<&[u8]> = split_events(&stream);
+        group.bench_function(format!("messages-from-chat/{name}"), |b| {
+            b.iter_batched(
+                || StreamTranslation::chat_to_messages("model"),
+                |mut t| {
+                    let mut n = 0;
+                    for frame in &frames {
+                        n += t.feed(frame).len();
+                    }
+                    n + t.finish().len()
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
     group.finish();
 }
 

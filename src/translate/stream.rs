@@ -156,6 +156,16 @@ impl StreamTranslation {
         }
     }
 
+    /// The translation of an OpenAI chat stream into Anthropic's Messages events, as a
+    /// Messages client served by a chat upstream gets it.
+    pub fn chat_to_messages(model: &str) -> Self {
+        Self {
+            translator: Box::new(super::messages::MessagesStream::new(model, "chat".into())),
+            decoder: Decoder::default(),
+            done: false,
+        }
+    }
+
     /// What the client gets for one more upstream frame.
     pub fn feed(&mut self, frame: &[u8]) -> bytes::Bytes {
         let mut out = BytesMut::new();
@@ -164,7 +174,7 @@ impl StreamTranslation {
                 Fed::More => {}
                 Fed::Ended => self.done = true,
                 Fed::Failed(err) => {
-                    out.extend_from_slice(&sse::error_event(&err));
+                    out.extend_from_slice(&sse::error_event_as(self.translator.protocol(), &err));
                     self.done = true;
                 }
             }
