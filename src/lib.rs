@@ -2,7 +2,7 @@
 //!
 //! An LLM gateway built as a library of [tower] layers around one terminal service per
 //! upstream. Clients speak the OpenAI API (`/v1/chat/completions`, `/v1/embeddings`,
-//! `/v1/models`); the gateway answers from OpenAI-compatible servers, Anthropic and Gemini
+//! `/v1/models`) or Anthropic's Messages API (`/v1/messages`); the gateway answers from OpenAI-compatible servers, Anthropic and Gemini
 //! (translated), a LiteLLM proxy, its built-in mock or the application's own executor,
 //! passing same-format streams through frame by frame.
 //!

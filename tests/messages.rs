@@ -392,7 +392,7 @@ async fn messages_are_metered_with_their_endpoint_and_anthropic_usage() {
     let body = message("claude/claude-sonnet-4-5", "hi", true);
     let answer = post(&format!("{}/v1/messages", gw.url()), &body, HEADERS).await;
     assert_eq!(answer.status, StatusCode::OK);
-    let rows = ledger_rows(&*ledger, 1).await;
+    let rows = ledger_rows(&ledger, 1).await;
     // stream-text.sse: message_start reports 11 input tokens, message_delta 6 output.
     assert_eq!(
         rows[0],
@@ -427,4 +427,25 @@ async fn ledger_rows(path: &std::path::Path, count: usize) -> Vec<Value> {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("fewer than {count} ledger rows");
+}
+
+#[tokio::test]
+async fn a_streamed_message_is_replayed_for_its_idempotency_key() {
+    let (gw, _upstream, replay) = passing_through("").await;
+    let url = format!("{}/v1/messages", gw.url());
+    let stream = fixture("anthropic/stream-text.sse");
+    replay.push(Canned::sse(&stream));
+    let body = message("claude/claude-sonnet-4-5", "hi", true);
+    let headers = [("x-api-key", KEY), ("idempotency-key", "messages-key-1")];
+    let first = post(&url, &body, &headers).await;
+    assert_eq!(&first.body[..], &stream[..]);
+    // Stored once whole (its `message_stop`), then replayed without the upstream.
+    let again = post(&url, &body, &headers).await;
+    assert_eq!(again.headers["idempotency-replayed"], "true", "{:?}", again.headers);
+    assert_eq!(&again.body[..], &stream[..]);
+    assert_eq!(replay.seen().len(), 1);
+    // A different body under the same key is Anthropic's kind of error.
+    let other = message("claude/claude-sonnet-4-5", "something else", true);
+    let err = anthropic_error(&post(&url, &other, &headers).await, 422);
+    assert_eq!(err["type"], "invalid_request_error");
 }

@@ -66,8 +66,8 @@ pub(super) fn anthropic_model(id: &str) -> serde_json::Value {
 /// executors.
 pub(super) type LlmStack = Auth<Parse<Metering<Alias<Idempotency<Cache<Combo<Executors>>>>>>>;
 
-/// The gateway: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`,
-/// `GET /v1/usage`, `GET /health`, `GET /health/readiness`, `GET /metrics`.
+/// The gateway: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/messages`,
+/// `POST /v1/messages/count_tokens`, `GET /v1/models`, `GET /v1/models/{id}`, `GET /v1/usage`, `GET /health`, `GET /health/readiness`, `GET /metrics`.
 ///
 /// Serve [`Gateway::into_service`] (request ids, tracing, panics as 500s) with
 /// [`server::serve`](crate::server::serve), or mount it in an axum router.

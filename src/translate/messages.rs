@@ -700,11 +700,14 @@ enum Block<'a> {
 }
 
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type")]
 enum BlockDelta<'a> {
-    TextDelta { text: &'a str },
-    ThinkingDelta { thinking: &'a str },
-    InputJsonDelta { partial_json: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
 }
 
 #[derive(Serialize)]
@@ -799,7 +802,7 @@ impl MessagesStream {
         self.open(Open::Text, Block::Text { text: "" }, out);
         Event::ContentBlockDelta {
             index: self.index,
-            delta: BlockDelta::TextDelta { text },
+            delta: BlockDelta::Text { text },
         }
         .write(out);
     }
@@ -833,7 +836,7 @@ impl MessagesStream {
         {
             Event::ContentBlockDelta {
                 index: self.index,
-                delta: BlockDelta::InputJsonDelta {
+                delta: BlockDelta::InputJson {
                     partial_json: arguments,
                 },
             }
@@ -931,7 +934,7 @@ impl StreamTranslator for MessagesStream {
                 );
                 Event::ContentBlockDelta {
                     index: self.index,
-                    delta: BlockDelta::ThinkingDelta { thinking },
+                    delta: BlockDelta::Thinking { thinking },
                 }
                 .write(out);
             }
