@@ -441,7 +441,11 @@ async fn a_streamed_message_is_replayed_for_its_idempotency_key() {
     assert_eq!(&first.body[..], &stream[..]);
     // Stored once whole (its `message_stop`), then replayed without the upstream.
     let again = post(&url, &body, &headers).await;
-    assert_eq!(again.headers["idempotency-replayed"], "true", "{:?}", again.headers);
+    assert_eq!(
+        again.headers["idempotency-replayed"], "true",
+        "{:?}",
+        again.headers
+    );
     assert_eq!(&again.body[..], &stream[..]);
     assert_eq!(replay.seen().len(), 1);
     // A different body under the same key is Anthropic's kind of error.
