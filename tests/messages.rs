@@ -392,7 +392,23 @@ async fn messages_are_metered_with_their_endpoint_and_anthropic_usage() {
     let body = message("claude/claude-sonnet-4-5", "hi", true);
     let answer = post(&format!("{}/v1/messages", gw.url()), &body, HEADERS).await;
     assert_eq!(answer.status, StatusCode::OK);
-    let rows = ledger_rows(&ledger, 1).await;
+    replay.push(Canned::json(200, br#"{"input_tokens":42}"#.to_vec()));
+    let count =
+        r#"{"model":"claude/claude-sonnet-4-5","messages":[{"role":"user","content":"Hi"}]}"#;
+    let counted = post(
+        &format!("{}/v1/messages/count_tokens", gw.url()),
+        count,
+        HEADERS,
+    )
+    .await;
+    assert_eq!(counted.status, StatusCode::OK);
+    let rows = ledger_rows(&ledger, 2).await;
+    // Counting tokens uses none.
+    assert_eq!(
+        rows[1],
+        json!({"endpoint": "count_tokens", "prompt_tokens": 0, "completion_tokens": 0,
+        "usage_source": "none", "outcome": "ok", "stream": false})
+    );
     // stream-text.sse: message_start reports 11 input tokens, message_delta 6 output.
     assert_eq!(
         rows[0],

@@ -147,12 +147,17 @@ pub(crate) fn finish(u: Unfinished, prices: &PriceTable) -> UsageRecord {
     if record.status >= 400 && !u.sse {
         record.error_type = record.error_type.or_else(|| usage::error_type(&body));
     }
+    // Counting tokens uses none (and costs nothing): its answer is a count, not usage.
+    let reported = reported.filter(|_| record.endpoint != "count_tokens");
     let usage = match reported {
         Some(usage) => {
             record.usage_source = "upstream";
             Some(usage)
         }
-        None if record.status < 400 && !u.request.is_empty() => {
+        None if record.status < 400
+            && !u.request.is_empty()
+            && record.endpoint != "count_tokens" =>
+        {
             record.usage_source = "estimated";
             Some(Usage::estimated(
                 usage::count_tokens(&usage::prompt_text(&u.request)),
