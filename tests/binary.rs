@@ -1,5 +1,6 @@
 //! The `llm-tower` binary: `--check`, log formats, exit codes.
 
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -72,7 +73,7 @@ fn run_briefly(args: &[&str]) -> String {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gateway.yaml");
-    let child = binary()
+    let mut child = binary()
         .current_dir(&dir)
         .arg("--config")
         .arg(&config)
@@ -83,16 +84,30 @@ fn run_briefly(args: &[&str]) -> String {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Wait for the line saying it listens (its signal handlers are installed by then: a
+    // fixed sleep raced a slow start on a busy machine).
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut out = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !out.contains("listening") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no listening line: {out}"
+        );
+        if stdout.read_line(&mut out).unwrap() == 0 {
+            panic!("exited before listening: {out}");
+        }
+    }
     // SIGTERM: a graceful stop, which logs that it is shutting down.
     Command::new("kill")
         .arg(child.id().to_string())
         .status()
         .unwrap();
-    let output = child.wait_with_output().unwrap();
+    stdout.read_to_string(&mut out).unwrap();
+    let status = child.wait().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
-    assert!(output.status.success(), "{:?}", output.status);
-    String::from_utf8(output.stdout).unwrap()
+    assert!(status.success(), "{status:?}");
+    out
 }
 
 #[test]
