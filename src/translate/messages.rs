@@ -16,14 +16,13 @@
 //! back as `thinking` blocks without a signature; a tool result marked `is_error` reaches
 //! the model prefixed with `Error: `.
 
-use std::borrow::Cow;
-
 use bytes::{BufMut, BytesMut};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use super::chunk::{self, ChatUsage, Chunk, ChunkToolCall};
 use super::stream::StreamTranslator;
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::GatewayError;
 use crate::protocol::Protocol;
 
 fn bad(param: &str, message: impl Into<String>) -> GatewayError {
@@ -447,25 +446,6 @@ fn stop_reason(finish: &str) -> &'static str {
     }
 }
 
-/// Chat usage, as read from a completion or the usage chunk.
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
-struct ChatUsage {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-    #[serde(default)]
-    prompt_tokens_details: Option<PromptDetails>,
-}
-
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
-struct PromptDetails {
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-    #[serde(default)]
-    cache_creation_tokens: Option<u64>,
-}
-
 /// Anthropic's usage: `input_tokens` excludes what was read from or written to the cache.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
 struct MessageUsage {
@@ -477,9 +457,8 @@ struct MessageUsage {
 
 impl From<ChatUsage> for MessageUsage {
     fn from(usage: ChatUsage) -> Self {
-        let details = usage.prompt_tokens_details.unwrap_or_default();
-        let read = details.cached_tokens.unwrap_or(0);
-        let creation = details.cache_creation_tokens.unwrap_or(0);
+        let read = usage.cached_tokens();
+        let creation = usage.cache_creation_tokens();
         Self {
             input_tokens: usage.prompt_tokens.saturating_sub(read + creation),
             cache_creation_input_tokens: creation,
@@ -565,58 +544,6 @@ pub(crate) fn from_chat(body: &[u8], model: &str, provider: &str) -> Result<Vec<
 
 // ---------------------------------------------------------------------------------------
 // Streams
-
-#[derive(Deserialize)]
-struct Chunk<'a> {
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    model: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    choices: Vec<ChunkChoice<'a>>,
-    #[serde(default)]
-    usage: Option<ChatUsage>,
-}
-
-#[derive(Deserialize)]
-struct ChunkChoice<'a> {
-    #[serde(borrow, default)]
-    delta: ChunkDelta<'a>,
-    #[serde(borrow, default)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize, Default)]
-struct ChunkDelta<'a> {
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    refusal: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reasoning_content: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reasoning: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    tool_calls: Option<Vec<ChunkToolCall<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct ChunkToolCall<'a> {
-    #[serde(default)]
-    index: Option<usize>,
-    #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    function: Option<ChunkFunction<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ChunkFunction<'a> {
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    arguments: Option<Cow<'a, str>>,
-}
 
 /// One event of Anthropic's stream, serialised straight from borrowed fields.
 #[derive(Serialize)]
@@ -858,35 +785,6 @@ impl MessagesStream {
     }
 }
 
-/// The chat stream's in-band error (an `error` event, or a chunk that is an error body)
-/// as the gateway's error, keeping what Anthropic's clients tell apart.
-fn stream_error(data: &[u8], provider: &str) -> GatewayError {
-    let value: Value = serde_json::from_slice(data).unwrap_or(Value::Null);
-    let error = &value["error"];
-    let message = error["message"]
-        .as_str()
-        .map_or_else(|| String::from_utf8_lossy(data).into_owned(), str::to_owned);
-    let code = error["code"].as_str();
-    let status = match (code, error["type"].as_str()) {
-        (Some("overloaded"), _) => 503,
-        (Some("upstream_timeout"), _) => 504,
-        (Some("rate_limit_exceeded"), _)
-        | (_, Some("rate_limit_exceeded" | "rate_limit_error")) => 429,
-        _ => 500,
-    };
-    let status = http::StatusCode::from_u16(status).expect("a valid status");
-    let err = GatewayError::new(
-        ErrorKind::UpstreamStatus,
-        status,
-        "upstream_error",
-        format!("Upstream `{provider}` failed mid-stream: {message}"),
-    );
-    match code {
-        Some(code) => err.with_code(code),
-        None => err,
-    }
-}
-
 impl StreamTranslator for MessagesStream {
     fn event(
         &mut self,
@@ -894,8 +792,8 @@ impl StreamTranslator for MessagesStream {
         data: &[u8],
         out: &mut BytesMut,
     ) -> Result<bool, GatewayError> {
-        if name == Some(b"error") || data.starts_with(b"{\"error\"") {
-            return Err(stream_error(data, &self.provider));
+        if chunk::is_error(name, data) {
+            return Err(chunk::stream_error(data, &self.provider));
         }
         if data.trim_ascii() == b"[DONE]" {
             if !self.started {
@@ -918,12 +816,7 @@ impl StreamTranslator for MessagesStream {
         }
         for choice in &chunk.choices {
             let delta = &choice.delta;
-            if let Some(thinking) = delta
-                .reasoning_content
-                .as_deref()
-                .or(delta.reasoning.as_deref())
-                .filter(|t| !t.is_empty())
-            {
+            if let Some(thinking) = delta.reasoning() {
                 self.open(
                     Open::Thinking,
                     Block::Thinking {

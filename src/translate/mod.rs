@@ -28,6 +28,7 @@
 
 pub(crate) mod anthropic;
 pub(crate) mod chat;
+mod chunk;
 pub(crate) mod gemini;
 pub(crate) mod messages;
 pub(crate) mod stream;
