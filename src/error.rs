@@ -92,6 +92,17 @@ impl GatewayError {
         Self::bad_request(message).with_param(param)
     }
 
+    /// 404 `invalid_request_error` for a thing the request names that does not exist (a
+    /// stored response, for instance).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(
+            ErrorKind::InvalidRequest,
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            message,
+        )
+    }
+
     /// 404 for a model no provider, alias or combo answers to.
     pub fn model_not_found(model: &str) -> Self {
         Self::new(

@@ -59,6 +59,7 @@ pub mod metering;
 pub mod parse;
 mod protocol;
 mod request;
+pub mod responses;
 pub mod server;
 mod settings;
 pub mod sse;

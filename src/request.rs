@@ -28,6 +28,8 @@ pub enum Endpoint {
     Messages,
     /// Anthropic `POST /v1/messages/count_tokens`
     CountTokens,
+    /// OpenAI `POST /v1/responses`
+    Responses,
 }
 
 impl Endpoint {
@@ -43,6 +45,8 @@ impl Endpoint {
             Some(Self::CountTokens)
         } else if path.ends_with("/messages") {
             Some(Self::Messages)
+        } else if path.ends_with("/responses") {
+            Some(Self::Responses)
         } else {
             None
         }
@@ -55,13 +59,14 @@ impl Endpoint {
             Self::Embeddings => "/embeddings",
             Self::Messages => "/messages",
             Self::CountTokens => "/messages/count_tokens",
+            Self::Responses => "/responses",
         }
     }
 
     /// The API the endpoint belongs to: the shape of the errors its clients expect.
     pub fn protocol(self) -> Protocol {
         match self {
-            Self::ChatCompletions | Self::Embeddings => Protocol::OpenAi,
+            Self::ChatCompletions | Self::Embeddings | Self::Responses => Protocol::OpenAi,
             Self::Messages | Self::CountTokens => Protocol::Anthropic,
         }
     }
@@ -73,6 +78,7 @@ impl Endpoint {
             Self::Embeddings => "embeddings",
             Self::Messages => "messages",
             Self::CountTokens => "count_tokens",
+            Self::Responses => "responses",
         }
     }
 }
@@ -118,6 +124,8 @@ impl LlmRequest {
                     )
                 })
             }
+            Endpoint::Responses => serde_json::from_slice::<ResponsesFields>(body)
+                .map(|f| (f.model, None, f.stream, None, true)),
         };
         let (model, messages, stream, stream_options, has_input) =
             fields.map_err(|err| json_error(&err))?;
@@ -181,6 +189,9 @@ impl LlmRequest {
                 }
                 Some(_) => {}
             },
+            // `input` may be absent (a `previous_response_id` turn): the translation or
+            // the upstream says what is missing.
+            Endpoint::Responses => {}
         }
 
         Ok(Self {
@@ -294,6 +305,13 @@ struct MessagesFields<'a> {
     messages: Option<ArrayLen>,
     stream: Option<bool>,
     max_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct ResponsesFields<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    stream: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,7 @@ use super::Config;
 use crate::cache::CacheStoreKind;
 use crate::idempotency::IdempotencyStoreKind;
 use crate::metering::SinkKind;
+use crate::responses::ResponsesStoreKind;
 
 impl Config {
     /// A plain-text summary of what this config serves: the listen address, who may call,
@@ -79,6 +80,11 @@ impl Config {
             (true, IdempotencyStoreKind::Redis) => "redis",
         };
         let _ = writeln!(out, "idempotency  {idempotency}");
+        let responses = match self.responses.store {
+            ResponsesStoreKind::Memory => "memory",
+            ResponsesStoreKind::Redis => "redis",
+        };
+        let _ = writeln!(out, "responses    {responses}");
         let metering = match (self.metering.enabled, self.metering.sink) {
             (false, _) => "off".to_owned(),
             (true, SinkKind::Sqlite) => format!("sqlite {}", self.metering.sqlite_path.display()),

@@ -7,6 +7,7 @@ use crate::cache::CacheLayer;
 use crate::gateway::Gateway;
 use crate::idempotency::IdempotencyLayer;
 use crate::metering::MeteringLayer;
+use crate::responses::ResponsesLayer;
 use crate::settings::SettingsError;
 
 impl Gateway {
@@ -36,6 +37,10 @@ impl Gateway {
         Ok(Gateway::builder(executors)
             .keys(keys)
             .max_body_bytes(config.server.max_body_bytes)
+            .responses(
+                ResponsesLayer::from_settings(&config.responses, redis)
+                    .map_err(section("responses"))?,
+            )
             .metering(MeteringLayer::from_settings(&config.metering).map_err(section("metering"))?)
             .aliases(aliases)
             .idempotency(

@@ -36,6 +36,7 @@ use crate::executor::{
 };
 use crate::idempotency::{IdempotencySettings, IdempotencyStoreKind};
 use crate::metering::MeteringSettings;
+use crate::responses::{ResponsesSettings, ResponsesStoreKind};
 use crate::server::ServerSettings;
 use crate::settings::SettingsError;
 use crate::store::RedisSettings;
@@ -70,13 +71,17 @@ pub struct Config {
     /// `Idempotency-Key` handling.
     #[serde(default)]
     pub idempotency: IdempotencySettings,
+    /// Stored responses of the Responses API (`previous_response_id`).
+    #[serde(default)]
+    pub responses: ResponsesSettings,
     /// The response cache: exact and semantic matching (off by default).
     #[serde(default)]
     pub cache: CacheSettings,
     /// Usage metering: what every request cost, and where the records go.
     #[serde(default)]
     pub metering: MeteringSettings,
-    /// A Redis server shared by gateway instances (for `idempotency.store: redis`).
+    /// A Redis server shared by gateway instances (for `idempotency.store: redis`,
+    /// `responses.store: redis`, `cache.store: redis`).
     #[serde(default)]
     pub redis: Option<RedisSettings>,
     /// The server side: limits and timeouts towards clients.
@@ -219,6 +224,10 @@ impl Config {
                 "cache",
                 self.cache.enabled && self.cache.store == CacheStoreKind::Redis,
             ),
+            (
+                "responses",
+                self.responses.store == ResponsesStoreKind::Redis,
+            ),
         ];
         for (name, redis) in needs_redis {
             if redis && self.redis.is_none() {
@@ -231,6 +240,7 @@ impl Config {
             .validate()
             .map_err(section("idempotency"))?;
         self.cache.validate().map_err(section("cache"))?;
+        self.responses.validate().map_err(section("responses"))?;
         self.metering.validate().map_err(section("metering"))?;
         self.server.validate().map_err(section("server"))?;
         if let Some(redis) = &self.redis {

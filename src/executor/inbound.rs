@@ -1,6 +1,6 @@
 //! Endpoints an executor does not speak, served through the one it does: an Anthropic
-//! Messages request for a chat upstream is sent as a chat completion, and the answer comes
-//! back as a `message` (or Anthropic's event stream). Token counts for such upstreams are
+//! Messages or OpenAI Responses request for a chat upstream is sent as a chat completion,
+//! and the answer comes back as a `message` or a `response` (or their event streams). Token counts for such upstreams are
 //! estimated here (the o200k tokenizer), as no chat server counts them.
 
 use std::sync::Arc;
@@ -17,8 +17,10 @@ use super::translated::TranslatedBody;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::request::{Endpoint, LlmRequest};
+use crate::responses::ResolvedPrevious;
 use crate::sse;
 use crate::translate::messages::{self, MessagesStream};
+use crate::translate::responses::{self, ResponsesStream};
 
 /// Largest chat answer read to translate it.
 const MAX_ANSWER: usize = 32 * 1024 * 1024;
@@ -36,6 +38,7 @@ pub(super) async fn via_chat(
     match llm.endpoint() {
         Endpoint::Messages => {}
         Endpoint::CountTokens => return count_tokens(req.body()),
+        Endpoint::Responses => return responses_via_chat(service, req, llm, provider).await,
         other => {
             return Err(GatewayError::internal(format!(
                 "no translation from {other:?} to chat"
@@ -43,6 +46,46 @@ pub(super) async fn via_chat(
         }
     }
     let chat = messages::to_chat(req.body())?;
+    let (parts, body) = chat_call(service, req, chat).await?;
+    if sse::is_event_stream(&parts.headers) {
+        let translator = MessagesStream::new(llm.model(), provider.clone());
+        let body = TranslatedBody::new(body, translator, provider.clone());
+        return Ok(Response::from_parts(parts, Body::new(body)));
+    }
+    let whole = read_answer(body, provider).await?;
+    let message = messages::from_chat(&whole, llm.model(), provider)?;
+    Ok(json_answer(parts, message))
+}
+
+/// A Responses request through the chat endpoint.
+async fn responses_via_chat(
+    service: BoxExecutor,
+    req: Request<Bytes>,
+    llm: LlmRequest,
+    provider: &Arc<str>,
+) -> Result<Response<Body>, GatewayError> {
+    let responses::Translated { chat, mut echo } = responses::to_chat(req.body())?;
+    if let Some(previous) = req.extensions().get::<ResolvedPrevious>() {
+        echo = echo.previous(&previous.0);
+    }
+    echo = echo.model(llm.model());
+    let (parts, body) = chat_call(service, req, chat).await?;
+    if sse::is_event_stream(&parts.headers) {
+        let translator = ResponsesStream::new(echo, provider.clone());
+        let body = TranslatedBody::new(body, translator, provider.clone());
+        return Ok(Response::from_parts(parts, Body::new(body)));
+    }
+    let whole = read_answer(body, provider).await?;
+    let response = responses::from_chat(&whole, &echo, provider)?;
+    Ok(json_answer(parts, response))
+}
+
+/// Sends `chat` (a chat request body) in place of `req`'s body.
+async fn chat_call(
+    service: BoxExecutor,
+    mut req: Request<Bytes>,
+    chat: Value,
+) -> Result<(http::response::Parts, Body), GatewayError> {
     let chat = Bytes::from(serde_json::to_vec(&chat).expect("a request serialises"));
     let chat_llm = LlmRequest::parse(Endpoint::ChatCompletions, &chat)?;
     *req.body_mut() = chat;
@@ -50,21 +93,23 @@ pub(super) async fn via_chat(
     let response = service.oneshot(req).await?;
     let (mut parts, body) = response.into_parts();
     parts.headers.remove(CONTENT_LENGTH);
-    if sse::is_event_stream(&parts.headers) {
-        let translator = MessagesStream::new(llm.model(), provider.clone());
-        let body = TranslatedBody::new(body, translator, provider.clone());
-        return Ok(Response::from_parts(parts, Body::new(body)));
-    }
-    let whole = Limited::new(body, MAX_ANSWER)
+    Ok((parts, body))
+}
+
+/// The whole chat answer, to translate it.
+async fn read_answer(body: Body, provider: &str) -> Result<Bytes, GatewayError> {
+    Ok(Limited::new(body, MAX_ANSWER)
         .collect()
         .await
         .map_err(|e| GatewayError::upstream_protocol(provider, format_args!("body broken: {e}")))?
-        .to_bytes();
-    let message = messages::from_chat(&whole, llm.model(), provider)?;
+        .to_bytes())
+}
+
+fn json_answer(mut parts: http::response::Parts, body: Vec<u8>) -> Response<Body> {
     parts
         .headers
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(Response::from_parts(parts, Body::full(message)))
+    Response::from_parts(parts, Body::full(body))
 }
 
 /// `{"input_tokens": n}` for a Messages request: the text of its system prompt, messages

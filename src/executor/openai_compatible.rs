@@ -55,6 +55,22 @@ pub struct OpenAiSettings {
     /// Overrides the client's `idle_timeout` for this provider.
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
+    /// How Responses API requests reach this upstream: `chat` (translated to Chat
+    /// Completions; the default) or `native` (its own `/responses`, passed through).
+    #[serde(default)]
+    pub responses: ResponsesApi,
+}
+
+/// How an OpenAI-compatible upstream answers the Responses API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponsesApi {
+    /// Through Chat Completions, translated both ways (most servers have no `/responses`).
+    #[default]
+    Chat,
+    /// Its own `POST /responses` (OpenAI, LiteLLM, vLLM…): bytes passed through, the model
+    /// rewritten.
+    Native,
 }
 
 setters!(OpenAiSettings {
@@ -68,6 +84,8 @@ setters!(OpenAiSettings {
     first_byte_timeout: Option<Duration>,
     /// Overrides the client's `idle_timeout`.
     idle_timeout: Option<Duration>,
+    /// How Responses API requests reach the upstream.
+    responses: ResponsesApi,
 });
 
 impl OpenAiSettings {
@@ -80,6 +98,7 @@ impl OpenAiSettings {
             models: Vec::new(),
             first_byte_timeout: None,
             idle_timeout: None,
+            responses: ResponsesApi::Chat,
         }
     }
 
@@ -122,6 +141,7 @@ struct Inner {
     flavor: Flavor,
     chat_uri: Uri,
     embeddings_uri: Uri,
+    responses_uri: Uri,
     health_uri: Option<Uri>,
 }
 
@@ -155,6 +175,7 @@ impl OpenAiExecutor {
             inner: Arc::new(Inner {
                 chat_uri: uri(format!("{v1}{}", Route::ChatCompletions.path()))?,
                 embeddings_uri: uri(format!("{v1}{}", Route::Embeddings.path()))?,
+                responses_uri: uri(format!("{v1}{}", Route::Responses.path()))?,
                 health_uri: match flavor {
                     Flavor::OpenAi => None,
                     Flavor::LiteLlm => Some(uri(format!("{root}{}", litellm::LIVELINESS_PATH))?),
@@ -177,6 +198,8 @@ impl OpenAiExecutor {
         let uri = match llm.endpoint() {
             Route::ChatCompletions => inner.chat_uri.clone(),
             Route::Embeddings => inner.embeddings_uri.clone(),
+            // Only with `responses: native` (the registry translates it to chat otherwise).
+            Route::Responses => inner.responses_uri.clone(),
             // The registry sends other endpoints here translated to chat.
             other => return Err(unsupported(inner.upstream.name(), other)),
         };

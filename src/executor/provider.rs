@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{
     AnthropicExecutor, AnthropicSettings, ExecutorsBuilder, Flavor, GeminiExecutor, GeminiSettings,
-    MockExecutor, MockSettings, OpenAiExecutor, OpenAiSettings,
+    MockExecutor, MockSettings, OpenAiExecutor, OpenAiSettings, ResponsesApi,
 };
 use crate::request::Endpoint;
 use crate::settings::SettingsError;
@@ -54,7 +54,23 @@ impl ProviderSettings for OpenAiSettings {
         client: &UpstreamClient,
     ) -> Result<ExecutorsBuilder, SettingsError> {
         let executor = OpenAiExecutor::new(name, Flavor::OpenAi, self, defaults, client.clone())?;
-        Ok(registry.service(name, executor))
+        Ok(speaks_responses(
+            registry.service(name, executor),
+            name,
+            self,
+        ))
+    }
+}
+
+/// Registers the Responses API as spoken by provider `name` when its settings say so.
+fn speaks_responses(
+    registry: ExecutorsBuilder,
+    name: &str,
+    settings: &OpenAiSettings,
+) -> ExecutorsBuilder {
+    match settings.responses {
+        ResponsesApi::Native => registry.speaks(name, Endpoint::Responses),
+        ResponsesApi::Chat => registry,
     }
 }
 
@@ -86,7 +102,8 @@ impl ProviderSettings for LiteLlmSettings {
         let executor =
             OpenAiExecutor::new(name, Flavor::LiteLlm, &self.0, defaults, client.clone())?;
         let probe = executor.clone();
-        Ok(registry.service(name, executor).readiness(
+        let registry = speaks_responses(registry.service(name, executor), name, &self.0);
+        Ok(registry.readiness(
             name,
             Arc::new(move || {
                 let probe = probe.clone();

@@ -14,7 +14,7 @@ use pin_project_lite::pin_project;
 
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
-use crate::sse::{self, Decoder};
+use crate::sse::Decoder;
 use crate::translate::stream::{feed, finish, Fed, StreamTranslator};
 use crate::upstream::{clean_response_headers, HttpUpstream};
 
@@ -119,10 +119,7 @@ where
                         Fed::More => {}
                         Fed::Failed(err) if out.is_empty() => return Err(err),
                         Fed::Failed(err) => {
-                            out.extend_from_slice(&sse::error_event_as(
-                                this.translator.protocol(),
-                                &err,
-                            ));
+                            this.translator.fail(&err, &mut out);
                             *this.done = true;
                         }
                         Fed::Ended => *this.done = true,
@@ -189,10 +186,7 @@ where
                     match feed(this.decoder, this.translator, &data, &mut out) {
                         Fed::More => {}
                         Fed::Failed(err) => {
-                            out.extend_from_slice(&sse::error_event_as(
-                                this.translator.protocol(),
-                                &err,
-                            ));
+                            this.translator.fail(&err, &mut out);
                             *this.done = true;
                         }
                         Fed::Ended => *this.done = true,
@@ -201,7 +195,7 @@ where
                 Poll::Ready(Some(Err(err))) => {
                     let err = body_error(err.into(), this.provider);
                     tracing::warn!(provider = %this.provider, error = %err, "upstream failed mid-stream");
-                    out.extend_from_slice(&sse::error_event_as(this.translator.protocol(), &err));
+                    this.translator.fail(&err, &mut out);
                     *this.done = true;
                 }
                 Poll::Ready(None) => {

@@ -21,6 +21,7 @@ use crate::executor::Executors;
 use crate::idempotency::{Idempotency, IdempotencyLayer, IdempotencySettings};
 use crate::metering::{Meter, Metering, MeteringLayer};
 use crate::parse::{Parse, ParseLayer};
+use crate::responses::{ResponseStore, Responses, ResponsesLayer, ResponsesSettings};
 
 /// What `GET /v1/models` lists, serialised once in OpenAI's and Anthropic's shapes.
 pub(super) struct Models {
@@ -64,10 +65,12 @@ pub(super) fn anthropic_model(id: &str) -> serde_json::Value {
 
 /// The LLM routes' stack: auth → parse → metering → alias → idempotency → cache → combo →
 /// executors.
-pub(super) type LlmStack = Auth<Parse<Metering<Alias<Idempotency<Cache<Combo<Executors>>>>>>>;
+pub(super) type LlmStack =
+    Auth<Parse<Responses<Metering<Alias<Idempotency<Cache<Combo<Executors>>>>>>>>;
 
 /// The gateway: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/messages`,
-/// `POST /v1/messages/count_tokens`, `GET /v1/models`, `GET /v1/models/{id}`, `GET /v1/usage`, `GET /health`, `GET /health/readiness`, `GET /metrics`.
+/// `POST /v1/messages/count_tokens`, `POST /v1/responses`, `GET`/`DELETE /v1/responses/{id}`,
+/// `GET /v1/responses/{id}/input_items`, `GET /v1/models`, `GET /v1/models/{id}`, `GET /v1/usage`, `GET /health`, `GET /health/readiness`, `GET /metrics`.
 ///
 /// Serve [`Gateway::into_service`] (request ids, tracing, panics as 500s) with
 /// [`server::serve`](crate::server::serve), or mount it in an axum router.
@@ -85,6 +88,8 @@ pub(super) struct Shared {
     pub(super) models: Arc<Models>,
     pub(super) executors: Executors,
     pub(super) prometheus: Option<PrometheusHandle>,
+    /// Stored responses, for `GET`/`DELETE /v1/responses/{id}`.
+    pub(super) responses: Arc<dyn ResponseStore>,
 }
 
 /// The gateway ready to serve: an incoming `x-request-id` is kept, otherwise one is made
@@ -123,6 +128,7 @@ pub struct GatewayBuilder {
     executors: Executors,
     keys: Keys,
     max_body_bytes: usize,
+    responses: ResponsesLayer,
     metering: MeteringLayer,
     aliases: Aliases,
     idempotency: IdempotencyLayer,
@@ -141,6 +147,13 @@ impl GatewayBuilder {
     /// Largest request body (413 beyond). Default 4 MiB.
     pub fn max_body_bytes(mut self, max: usize) -> Self {
         self.max_body_bytes = max;
+        self
+    }
+
+    /// Stored responses for the Responses API (`previous_response_id`, `GET
+    /// /v1/responses/{id}`). Default: in memory.
+    pub fn responses(mut self, layer: ResponsesLayer) -> Self {
+        self.responses = layer;
         self
     }
 
@@ -207,9 +220,11 @@ impl GatewayBuilder {
         );
         let models = Models::new(models);
         let meter = self.metering.meter().cloned();
+        let responses = self.responses.store();
         let llm = ServiceBuilder::new()
             .layer(AuthLayer::new(self.keys.clone()))
             .layer(ParseLayer::new(self.max_body_bytes))
+            .layer(self.responses)
             .layer(self.metering)
             .layer(AliasLayer::new(self.aliases))
             .layer(self.idempotency)
@@ -224,6 +239,7 @@ impl GatewayBuilder {
                 executors: self.executors,
                 prometheus: None,
                 meter,
+                responses,
             }),
             llm,
         }
@@ -238,6 +254,8 @@ impl Gateway {
             executors,
             keys: Keys::new(None, Vec::new()),
             max_body_bytes: 4 * 1024 * 1024,
+            responses: ResponsesLayer::from_settings(&ResponsesSettings::default(), None)
+                .expect("the default responses settings are valid"),
             metering: MeteringLayer::disabled(),
             aliases: Aliases::default(),
             idempotency: IdempotencyLayer::from_settings(&IdempotencySettings::default(), None)
@@ -265,6 +283,7 @@ impl Gateway {
                 models: shared.models.clone(),
                 executors: shared.executors.clone(),
                 prometheus: handle,
+                responses: shared.responses.clone(),
             });
         }
         self

@@ -17,6 +17,7 @@ use super::build::{Gateway, LlmStack};
 use super::metrics::status_label;
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
+use crate::responses::routes;
 
 /// Which route a request took, for metrics.
 #[derive(Clone, Copy)]
@@ -25,6 +26,8 @@ enum Route {
     Embeddings,
     Messages,
     CountTokens,
+    Responses,
+    StoredResponses,
     Models,
     Usage,
     Health,
@@ -39,6 +42,8 @@ impl Route {
             Self::Embeddings => "/v1/embeddings",
             Self::Messages => "/v1/messages",
             Self::CountTokens => "/v1/messages/count_tokens",
+            Self::Responses => "/v1/responses",
+            Self::StoredResponses => "/v1/responses/{id}",
             Self::Models => "/v1/models",
             Self::Usage => "/v1/usage",
             Self::Health => "/health",
@@ -152,6 +157,23 @@ where
                     future: self.llm.call(req),
                 },
             ),
+            (_, "/v1/responses" | "/responses") => (
+                Route::Responses,
+                Inner::Llm {
+                    future: self.llm.call(req),
+                },
+            ),
+            (&Method::GET | &Method::DELETE, _) if routes::target(path).is_some() => (
+                Route::StoredResponses,
+                Inner::Boxed {
+                    future: Box::pin(stored_response(
+                        self.shared.clone(),
+                        req.method().clone(),
+                        req.uri().clone(),
+                        req.headers().clone(),
+                    )),
+                },
+            ),
             (&Method::GET, "/v1/models" | "/models") => {
                 ready(Route::Models, admin::models(&self.shared, &req))
             }
@@ -202,6 +224,30 @@ where
             request_id,
         }
     }
+}
+
+/// `GET`/`DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`: for the key
+/// that created the response.
+async fn stored_response(
+    shared: std::sync::Arc<super::build::Shared>,
+    method: Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+) -> Response<Body> {
+    let owner = match shared.keys.check(&headers) {
+        Ok(owner) => owner,
+        Err(err) => return err.into_response(),
+    };
+    let target = routes::target(uri.path()).expect("matched by the router");
+    routes::serve(
+        shared.responses.clone(),
+        method,
+        target,
+        uri.query(),
+        &owner.0,
+    )
+    .await
+    .unwrap_or_else(GatewayError::into_response)
 }
 
 /// The id of `GET /v1/models/{id}` (which may itself hold `/`).

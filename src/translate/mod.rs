@@ -31,6 +31,7 @@ pub(crate) mod chat;
 mod chunk;
 pub(crate) mod gemini;
 pub(crate) mod messages;
+pub(crate) mod responses;
 pub(crate) mod stream;
 
 pub(crate) use self::chat::Chat;

@@ -27,6 +27,11 @@ pub(crate) trait StreamTranslator {
     fn protocol(&self) -> Protocol {
         Protocol::OpenAi
     }
+
+    /// Ends a failed stream with `err`: by default the protocol's error event.
+    fn fail(&mut self, err: &GatewayError, out: &mut BytesMut) {
+        out.extend_from_slice(&sse::error_event_as(self.protocol(), err));
+    }
 }
 
 /// What [`feed`] left.
@@ -92,10 +97,10 @@ pub(crate) fn finish<T: StreamTranslator>(
         },
     );
     if let Some(err) = failure {
-        out.extend_from_slice(&sse::error_event_as(translator.protocol(), &err));
+        translator.fail(&err, out);
     } else if !ended {
         if let Err(err) = translator.end(out) {
-            out.extend_from_slice(&sse::error_event_as(translator.protocol(), &err));
+            translator.fail(&err, out);
         }
     }
 }
@@ -130,6 +135,9 @@ impl StreamTranslator for Box<dyn StreamTranslator + Send> {
     }
     fn protocol(&self) -> Protocol {
         (**self).protocol()
+    }
+    fn fail(&mut self, err: &GatewayError, out: &mut BytesMut) {
+        (**self).fail(err, out);
     }
 }
 
@@ -166,6 +174,18 @@ impl StreamTranslation {
         }
     }
 
+    /// The translation of an OpenAI chat stream into the Responses API's events, as a
+    /// Responses client served by a chat upstream gets it.
+    pub fn chat_to_responses(model: &str) -> Self {
+        let request = serde_json::json!({"model": model, "input": "", "stream": true});
+        let echo = super::responses::Echo::new(request.as_object().expect("an object"), model);
+        Self {
+            translator: Box::new(super::responses::ResponsesStream::new(echo, "chat".into())),
+            decoder: Decoder::default(),
+            done: false,
+        }
+    }
+
     /// What the client gets for one more upstream frame.
     pub fn feed(&mut self, frame: &[u8]) -> bytes::Bytes {
         let mut out = BytesMut::new();
@@ -174,7 +194,7 @@ impl StreamTranslation {
                 Fed::More => {}
                 Fed::Ended => self.done = true,
                 Fed::Failed(err) => {
-                    out.extend_from_slice(&sse::error_event_as(self.translator.protocol(), &err));
+                    self.translator.fail(&err, &mut out);
                     self.done = true;
                 }
             }

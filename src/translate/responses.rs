@@ -1,0 +1,1229 @@
+//! OpenAI Responses (what the client sent) ⇄ OpenAI Chat Completions (what the upstream
+//! speaks), for clients such as the Codex CLI served by a provider without a Responses API.
+//!
+//! A Responses request becomes a chat request — `instructions` and `system`/`developer`
+//! input messages as system messages, `function_call` items as the assistant's tool calls,
+//! `function_call_output` items as tool messages, `text.format` as `response_format`,
+//! `reasoning.effort` as `reasoning_effort`, `max_output_tokens` as `max_tokens` — and the
+//! chat answer comes back as a `response` object or, streamed, as the Responses event
+//! sequence: `response.created`, `response.in_progress`, per output item
+//! `response.output_item.added`, its parts and deltas (`response.content_part.*` and
+//! `response.output_text.*` for a message, `response.function_call_arguments.*` for a
+//! call, `response.reasoning_summary_part.*` and `response.reasoning_summary_text.*` for
+//! reasoning the upstream streams), `response.output_item.done`, and finally
+//! `response.completed`, `response.incomplete` (the token limit or a content filter) or
+//! `response.failed`; every event carries its `sequence_number`.
+//!
+//! State (`previous_response_id`) is resolved before this translation, by the
+//! [`responses`](crate::responses) layer; what reaches here is the whole conversation.
+//! What only OpenAI runs — built-in tools (web search, file search, computer use, code
+//! interpreter…), `background`, stored prompts and conversations, `item_reference` — is a
+//! 400 naming the field. Reasoning items in the input are dropped (their encrypted
+//! content means nothing to another provider).
+
+use std::fmt::Write as _;
+
+use bytes::{BufMut, BytesMut};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::chat::{mint_id, now};
+use super::chunk::{self, ChatUsage, Chunk, ChunkToolCall};
+use super::stream::StreamTranslator;
+use crate::error::GatewayError;
+
+fn bad(param: &str, message: impl Into<String>) -> GatewayError {
+    GatewayError::invalid_param(param, message)
+}
+
+/// Request parameters a `response` object repeats.
+const ECHOED: &[&str] = &[
+    "instructions",
+    "max_output_tokens",
+    "parallel_tool_calls",
+    "previous_response_id",
+    "reasoning",
+    "service_tier",
+    "store",
+    "temperature",
+    "text",
+    "tool_choice",
+    "tools",
+    "top_p",
+    "truncation",
+    "user",
+    "metadata",
+];
+
+/// What a `response` object says for a parameter the request did not set.
+fn echo_default(field: &str) -> Value {
+    match field {
+        "parallel_tool_calls" | "store" => Value::Bool(true),
+        "reasoning" => json!({"effort": null, "summary": null}),
+        "service_tier" => Value::from("default"),
+        "temperature" | "top_p" => Value::from(1.0),
+        "text" => json!({"format": {"type": "text"}}),
+        "tool_choice" => Value::from("auto"),
+        "tools" => json!([]),
+        "truncation" => Value::from("disabled"),
+        "metadata" => json!({}),
+        _ => Value::Null,
+    }
+}
+
+/// What the answer to a Responses request repeats of it: its id (minted here), model and
+/// parameters.
+#[derive(Debug, Clone)]
+pub(crate) struct Echo {
+    id: String,
+    created_at: u64,
+    model: String,
+    params: Map<String, Value>,
+}
+
+impl Echo {
+    pub(crate) fn new(request: &Map<String, Value>, model: &str) -> Self {
+        let mut params = Map::new();
+        for field in ECHOED {
+            let value = request
+                .get(*field)
+                .filter(|v| !v.is_null())
+                .cloned()
+                .unwrap_or_else(|| echo_default(field));
+            params.insert((*field).to_owned(), value);
+        }
+        Self {
+            id: mint_id("resp_", 40),
+            created_at: now(),
+            model: model.to_owned(),
+            params,
+        }
+    }
+
+    /// The same, continuing the stored response `id` (which the request named).
+    pub(crate) fn previous(mut self, id: &str) -> Self {
+        self.params
+            .insert("previous_response_id".into(), Value::from(id));
+        self
+    }
+
+    /// The same, answering as `model` (the name the client asked for).
+    pub(crate) fn model(mut self, model: &str) -> Self {
+        model.clone_into(&mut self.model);
+        self
+    }
+
+    /// The `response` object in `status`, with its output so far.
+    fn response(&self, status: &str, output: &[Item], end: &End) -> Value {
+        let mut response = Map::new();
+        response.insert("id".into(), Value::from(self.id.as_str()));
+        response.insert("object".into(), Value::from("response"));
+        response.insert("created_at".into(), Value::from(self.created_at));
+        response.insert("status".into(), Value::from(status));
+        response.insert("background".into(), Value::Bool(false));
+        response.insert(
+            "error".into(),
+            end.error.as_ref().map_or(
+                Value::Null,
+                |e| json!({"code": e.code().unwrap_or("server_error"), "message": e.message()}),
+            ),
+        );
+        response.insert(
+            "incomplete_details".into(),
+            end.incomplete
+                .map_or(Value::Null, |reason| json!({ "reason": reason })),
+        );
+        response.insert("model".into(), Value::from(self.model.as_str()));
+        response.insert(
+            "output".into(),
+            serde_json::to_value(output).expect("items serialise"),
+        );
+        response.extend(self.params.clone());
+        response.insert(
+            "usage".into(),
+            end.usage.map_or(Value::Null, |u| {
+                serde_json::to_value(ResponseUsage::from(u)).expect("usage serialises")
+            }),
+        );
+        Value::Object(response)
+    }
+}
+
+/// How a response ended.
+#[derive(Default)]
+struct End {
+    usage: Option<ChatUsage>,
+    /// `incomplete_details.reason`.
+    incomplete: Option<&'static str>,
+    error: Option<GatewayError>,
+}
+
+/// A chat request and what its answer repeats.
+pub(crate) struct Translated {
+    pub chat: Value,
+    pub echo: Echo,
+}
+
+/// The OpenAI chat request for a Responses request body (its conversation whole: any
+/// `previous_response_id` already resolved).
+pub(crate) fn to_chat(body: &[u8]) -> Result<Translated, GatewayError> {
+    let request: Map<String, Value> = serde_json::from_slice(body).map_err(|err| {
+        GatewayError::bad_request(format!(
+            "We could not parse the JSON body of your request: {err}."
+        ))
+    })?;
+    for field in ["background", "conversation", "prompt"] {
+        if request
+            .get(field)
+            .is_some_and(|v| !v.is_null() && v != &Value::Bool(false))
+        {
+            return Err(bad(
+                field,
+                format!("`{field}` is only available from OpenAI's Responses API; this provider is served through Chat Completions."),
+            ));
+        }
+    }
+    if let Some(id) = request.get("previous_response_id").and_then(Value::as_str) {
+        return Err(GatewayError::not_found(format!(
+            "Previous response with id '{id}' not found."
+        ))
+        .with_param("previous_response_id")
+        .with_code("previous_response_not_found"));
+    }
+    let model = request.get("model").and_then(Value::as_str).unwrap_or("");
+    let echo = Echo::new(&request, model);
+    let mut chat = Map::new();
+    chat.insert("model".into(), Value::from(model));
+    let mut messages = Vec::new();
+    if let Some(instructions) = request.get("instructions").filter(|v| !v.is_null()) {
+        let text = instructions.as_str().ok_or_else(|| {
+            bad(
+                "instructions",
+                "Invalid type for 'instructions': expected a string.",
+            )
+        })?;
+        messages.push(json!({"role": "system", "content": text}));
+    }
+    match request.get("input") {
+        Some(Value::String(text)) => messages.push(json!({"role": "user", "content": text})),
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                input_item(item, &format!("input[{i}]"), &mut messages)?;
+            }
+        }
+        None | Some(Value::Null) => {}
+        Some(_) => {
+            return Err(bad(
+                "input",
+                "Invalid type for 'input': expected a string or an array of input items.",
+            ))
+        }
+    }
+    if messages.iter().all(|m| m["role"] == "system") {
+        return Err(bad("input", "Missing required parameter: 'input'."));
+    }
+    chat.insert("messages".into(), Value::Array(messages));
+    if let Some(max) = request.get("max_output_tokens").filter(|v| !v.is_null()) {
+        chat.insert("max_tokens".into(), max.clone());
+    }
+    for field in ["temperature", "top_p", "user"] {
+        if let Some(value) = request.get(field).filter(|v| !v.is_null()) {
+            chat.insert(field.into(), value.clone());
+        }
+    }
+    if request.get("stream").and_then(Value::as_bool) == Some(true) {
+        chat.insert("stream".into(), Value::Bool(true));
+        chat.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    if let Some(effort) = request
+        .get("reasoning")
+        .and_then(|r| r.get("effort"))
+        .filter(|v| !v.is_null())
+    {
+        chat.insert("reasoning_effort".into(), effort.clone());
+    }
+    if let Some(text) = request.get("text").filter(|v| !v.is_null()) {
+        text_format(text, &mut chat)?;
+    }
+    let tools = match request.get("tools") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(tools)) => tools
+            .iter()
+            .enumerate()
+            .map(|(i, tool)| function_tool(tool, i))
+            .collect::<Result<_, _>>()?,
+        Some(_) => return Err(bad("tools", "Invalid type for 'tools': expected an array.")),
+    };
+    if !tools.is_empty() {
+        chat.insert("tools".into(), Value::Array(tools));
+        if let Some(choice) = request.get("tool_choice").filter(|v| !v.is_null()) {
+            chat.insert("tool_choice".into(), tool_choice(choice)?);
+        }
+        if let Some(parallel) = request.get("parallel_tool_calls").filter(|v| !v.is_null()) {
+            chat.insert("parallel_tool_calls".into(), parallel.clone());
+        }
+    }
+    Ok(Translated {
+        chat: Value::Object(chat),
+        echo,
+    })
+}
+
+/// Appends the chat messages for one input item.
+fn input_item(item: &Value, param: &str, messages: &mut Vec<Value>) -> Result<(), GatewayError> {
+    let kind = match item.get("type").and_then(Value::as_str) {
+        Some(kind) => kind,
+        // An "easy" input message: `{role, content}` without a type.
+        None if item.get("role").is_some() => "message",
+        None => {
+            return Err(bad(
+                param,
+                format!("Missing required parameter: '{param}.type'."),
+            ))
+        }
+    };
+    match kind {
+        "message" => {
+            let role = item.get("role").and_then(Value::as_str).unwrap_or("");
+            let content = item.get("content").unwrap_or(&Value::Null);
+            match role {
+                "user" => messages.push(json!({"role": "user", "content": user_content(content, param)?})),
+                "system" | "developer" => {
+                    messages.push(json!({"role": "system", "content": plain_text(content, param)?}));
+                }
+                "assistant" => {
+                    let text = plain_text(content, param)?;
+                    messages.push(json!({"role": "assistant", "content": text}));
+                }
+                _ => {
+                    return Err(bad(
+                        &format!("{param}.role"),
+                        format!("Invalid value: '{role}'. Supported values are: 'user', 'assistant', 'system', and 'developer'."),
+                    ))
+                }
+            }
+        }
+        "function_call" => {
+            let field = |name: &str| {
+                item.get(name)
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad(param, format!("Missing required parameter: '{param}.{name}'.")))
+            };
+            let call = json!({
+                "id": field("call_id")?,
+                "type": "function",
+                "function": {"name": field("name")?, "arguments": field("arguments")?},
+            });
+            // Calls of one turn join the assistant message before them.
+            match messages.last_mut() {
+                Some(last) if last["role"] == "assistant" => {
+                    let calls = last
+                        .as_object_mut()
+                        .expect("a message is an object")
+                        .entry("tool_calls")
+                        .or_insert_with(|| json!([]));
+                    calls.as_array_mut().expect("tool_calls is a list").push(call);
+                }
+                _ => messages.push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
+            }
+        }
+        "function_call_output" => {
+            let call_id = item.get("call_id").and_then(Value::as_str).ok_or_else(|| {
+                bad(param, format!("Missing required parameter: '{param}.call_id'."))
+            })?;
+            let output = match item.get("output") {
+                Some(Value::String(text)) => text.clone(),
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                _ => {
+                    return Err(bad(
+                        param,
+                        format!("Missing required parameter: '{param}.output'."),
+                    ))
+                }
+            };
+            messages.push(json!({"role": "tool", "tool_call_id": call_id, "content": output}));
+        }
+        "reasoning" => {}
+        other => {
+            return Err(bad(
+                &format!("{param}.type"),
+                format!("Input items of type '{other}' are only available from OpenAI's Responses API; this provider is served through Chat Completions."),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// A user message's content as chat content parts.
+fn user_content(content: &Value, param: &str) -> Result<Value, GatewayError> {
+    let parts = match content {
+        Value::String(_) => return Ok(content.clone()),
+        Value::Array(parts) => parts,
+        _ => {
+            return Err(bad(
+                param,
+                format!("Missing required parameter: '{param}.content'."),
+            ))
+        }
+    };
+    parts
+        .iter()
+        .enumerate()
+        .map(|(j, part)| {
+            let param = format!("{param}.content[{j}]");
+            match part.get("type").and_then(Value::as_str) {
+                Some("input_text" | "output_text") => Ok(json!({"type": "text", "text": part["text"]})),
+                Some("input_image") => {
+                    let url = part.get("image_url").and_then(Value::as_str).ok_or_else(|| {
+                        bad(&param, "Only images given by `image_url` (an https or data URL) can be sent to this provider.")
+                    })?;
+                    let mut image = json!({"url": url});
+                    if let Some(detail) = part.get("detail").filter(|v| !v.is_null()) {
+                        image["detail"] = detail.clone();
+                    }
+                    Ok(json!({"type": "image_url", "image_url": image}))
+                }
+                Some("input_file") => {
+                    let data = part.get("file_data").and_then(Value::as_str).ok_or_else(|| {
+                        bad(&param, "Only files given by `file_data` (a data URL) can be sent to this provider.")
+                    })?;
+                    let mut file = json!({"file_data": data});
+                    if let Some(name) = part.get("filename").filter(|v| !v.is_null()) {
+                        file["filename"] = name.clone();
+                    }
+                    Ok(json!({"type": "file", "file": file}))
+                }
+                other => Err(bad(
+                    &param,
+                    format!("Invalid content part type: {}.", other.unwrap_or("(none)")),
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Value::Array)
+}
+
+/// The text of a system, developer or assistant message's content.
+fn plain_text(content: &Value, param: &str) -> Result<String, GatewayError> {
+    match content {
+        Value::String(text) => Ok(text.clone()),
+        Value::Array(parts) => {
+            let mut text = String::new();
+            for (j, part) in parts.iter().enumerate() {
+                match (
+                    part.get("type").and_then(Value::as_str),
+                    part.get("text").and_then(Value::as_str),
+                ) {
+                    (Some("input_text" | "output_text"), Some(t)) => text.push_str(t),
+                    (Some("refusal"), _) => {
+                        text.push_str(part.get("refusal").and_then(Value::as_str).unwrap_or(""));
+                    }
+                    _ => {
+                        return Err(bad(
+                            &format!("{param}.content[{j}]"),
+                            "Only text parts are supported in this message.",
+                        ))
+                    }
+                }
+            }
+            Ok(text)
+        }
+        _ => Err(bad(
+            param,
+            format!("Missing required parameter: '{param}.content'."),
+        )),
+    }
+}
+
+/// `text.format` as the chat `response_format`; `text.verbosity` as is.
+fn text_format(text: &Value, chat: &mut Map<String, Value>) -> Result<(), GatewayError> {
+    if let Some(verbosity) = text.get("verbosity").filter(|v| !v.is_null()) {
+        chat.insert("verbosity".into(), verbosity.clone());
+    }
+    let Some(format) = text.get("format").filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => {}
+        Some("json_object") => {
+            chat.insert("response_format".into(), json!({"type": "json_object"}));
+        }
+        Some("json_schema") => {
+            let mut schema = Map::new();
+            for field in ["name", "schema", "strict", "description"] {
+                if let Some(value) = format.get(field).filter(|v| !v.is_null()) {
+                    schema.insert(field.into(), value.clone());
+                }
+            }
+            if !schema.contains_key("name") {
+                return Err(bad("text.format.name", "Missing required parameter: 'text.format.name'."));
+            }
+            chat.insert(
+                "response_format".into(),
+                json!({"type": "json_schema", "json_schema": schema}),
+            );
+        }
+        _ => {
+            return Err(bad(
+                "text.format.type",
+                "Invalid value for 'text.format.type': expected 'text', 'json_object' or 'json_schema'.",
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// A Responses function tool as a chat tool; other tool types are OpenAI's own.
+fn function_tool(tool: &Value, i: usize) -> Result<Value, GatewayError> {
+    match tool.get("type").and_then(Value::as_str) {
+        Some("function") => {
+            let name = tool.get("name").and_then(Value::as_str).ok_or_else(|| {
+                bad(&format!("tools[{i}].name"), format!("Missing required parameter: 'tools[{i}].name'."))
+            })?;
+            let mut function = json!({"name": name});
+            for field in ["description", "parameters", "strict"] {
+                if let Some(value) = tool.get(field).filter(|v| !v.is_null()) {
+                    function[field] = value.clone();
+                }
+            }
+            Ok(json!({"type": "function", "function": function}))
+        }
+        other => Err(bad(
+            &format!("tools[{i}].type"),
+            format!(
+                "Tools of type '{}' are run by OpenAI's Responses API only; this provider is served through Chat Completions and supports function tools.",
+                other.unwrap_or("(none)")
+            ),
+        )),
+    }
+}
+
+/// `tool_choice` in chat's shape.
+fn tool_choice(choice: &Value) -> Result<Value, GatewayError> {
+    match choice {
+        Value::String(mode) if matches!(mode.as_str(), "auto" | "none" | "required") => {
+            Ok(choice.clone())
+        }
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+            let name = o.get("name").and_then(Value::as_str).ok_or_else(|| {
+                bad(
+                    "tool_choice.name",
+                    "Missing required parameter: 'tool_choice.name'.",
+                )
+            })?;
+            Ok(json!({"type": "function", "function": {"name": name}}))
+        }
+        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("allowed_tools") => Ok(o
+            .get("mode")
+            .cloned()
+            .unwrap_or_else(|| Value::from("auto"))),
+        _ => Err(bad(
+            "tool_choice",
+            "Invalid value for 'tool_choice': expected 'auto', 'none', 'required' or a function.",
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Output items and usage, shared by the JSON answer and the stream.
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Item {
+    Reasoning {
+        id: String,
+        summary: Vec<SummaryText>,
+    },
+    Message {
+        id: String,
+        status: &'static str,
+        role: &'static str,
+        content: Vec<OutputText>,
+    },
+    FunctionCall {
+        id: String,
+        call_id: String,
+        name: String,
+        arguments: String,
+        status: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct OutputText {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: String,
+    annotations: [(); 0],
+    logprobs: [(); 0],
+}
+
+impl OutputText {
+    fn new(text: String) -> Self {
+        Self {
+            kind: "output_text",
+            text,
+            annotations: [],
+            logprobs: [],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct SummaryText {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: String,
+}
+
+impl SummaryText {
+    fn new(text: String) -> Self {
+        Self {
+            kind: "summary_text",
+            text,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ResponseUsage {
+    input_tokens: u64,
+    input_tokens_details: CachedTokens,
+    output_tokens: u64,
+    output_tokens_details: ReasoningTokens,
+    total_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct CachedTokens {
+    cached_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct ReasoningTokens {
+    reasoning_tokens: u64,
+}
+
+impl From<ChatUsage> for ResponseUsage {
+    fn from(usage: ChatUsage) -> Self {
+        Self {
+            input_tokens: usage.prompt_tokens,
+            input_tokens_details: CachedTokens {
+                cached_tokens: usage.cached_tokens(),
+            },
+            output_tokens: usage.completion_tokens,
+            output_tokens_details: ReasoningTokens {
+                reasoning_tokens: usage.reasoning_tokens(),
+            },
+            total_tokens: usage.prompt_tokens + usage.completion_tokens,
+        }
+    }
+}
+
+/// `response.incomplete`'s reason for chat's `finish_reason`, if it is one.
+fn incomplete(finish: &str) -> Option<&'static str> {
+    match finish {
+        "length" => Some("max_output_tokens"),
+        "content_filter" => Some("content_filter"),
+        _ => None,
+    }
+}
+
+/// The id of the `n`th output item of a response (`msg_…`, `fc_…`, `rs_…`).
+fn item_id(prefix: &str, response_id: &str, n: usize) -> String {
+    let base = response_id.strip_prefix("resp_").unwrap_or(response_id);
+    format!("{prefix}_{base}{n}")
+}
+
+/// An OpenAI `chat.completion` as a `response` object (JSON bytes).
+pub(crate) fn from_chat(body: &[u8], echo: &Echo, provider: &str) -> Result<Vec<u8>, GatewayError> {
+    let chat: Value = serde_json::from_slice(body).map_err(|err| {
+        GatewayError::upstream_protocol(provider, format_args!("not a chat completion: {err}"))
+    })?;
+    let message = &chat["choices"][0]["message"];
+    let mut output = Vec::new();
+    let reasoning = message["reasoning_content"]
+        .as_str()
+        .or(message["reasoning"].as_str())
+        .filter(|t| !t.is_empty());
+    if let Some(text) = reasoning {
+        output.push(Item::Reasoning {
+            id: item_id("rs", &echo.id, output.len()),
+            summary: vec![SummaryText::new(text.to_owned())],
+        });
+    }
+    let text: String = ["content", "refusal"]
+        .iter()
+        .filter_map(|field| message[*field].as_str())
+        .collect();
+    if !text.is_empty() {
+        output.push(Item::Message {
+            id: item_id("msg", &echo.id, output.len()),
+            status: "completed",
+            role: "assistant",
+            content: vec![OutputText::new(text)],
+        });
+    }
+    for call in message["tool_calls"].as_array().into_iter().flatten() {
+        output.push(Item::FunctionCall {
+            id: item_id("fc", &echo.id, output.len()),
+            call_id: call["id"].as_str().unwrap_or_default().to_owned(),
+            name: call["function"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            arguments: call["function"]["arguments"]
+                .as_str()
+                .unwrap_or("{}")
+                .to_owned(),
+            status: "completed",
+        });
+    }
+    let finish = chat["choices"][0]["finish_reason"]
+        .as_str()
+        .unwrap_or("stop");
+    let end = End {
+        usage: serde_json::from_value(chat["usage"].clone()).ok(),
+        incomplete: incomplete(finish),
+        error: None,
+    };
+    let status = if end.incomplete.is_some() {
+        "incomplete"
+    } else {
+        "completed"
+    };
+    let mut response = echo.response(status, &output, &end);
+    if let Some(model) = chat["model"].as_str() {
+        response["model"] = Value::from(model);
+    }
+    Ok(serde_json::to_vec(&response).expect("a response serialises"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Streams
+
+/// The item being streamed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Open {
+    None,
+    Message,
+    Reasoning,
+    /// A function call, by its index in the chat stream.
+    Call(usize),
+}
+
+/// One event's fields after `type` and `sequence_number`, serialised from borrowed data.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Body<'a> {
+    Response {
+        response: &'a Value,
+    },
+    Item {
+        output_index: usize,
+        item: &'a Item,
+    },
+    Part {
+        item_id: &'a str,
+        output_index: usize,
+        content_index: usize,
+        part: &'a OutputText,
+    },
+    TextDelta {
+        item_id: &'a str,
+        output_index: usize,
+        content_index: usize,
+        delta: &'a str,
+        logprobs: [(); 0],
+    },
+    TextDone {
+        item_id: &'a str,
+        output_index: usize,
+        content_index: usize,
+        text: &'a str,
+        logprobs: [(); 0],
+    },
+    ArgumentsDelta {
+        item_id: &'a str,
+        output_index: usize,
+        delta: &'a str,
+    },
+    ArgumentsDone {
+        item_id: &'a str,
+        output_index: usize,
+        name: &'a str,
+        arguments: &'a str,
+    },
+    SummaryPart {
+        item_id: &'a str,
+        output_index: usize,
+        summary_index: usize,
+        part: &'a SummaryText,
+    },
+    SummaryDelta {
+        item_id: &'a str,
+        output_index: usize,
+        summary_index: usize,
+        delta: &'a str,
+    },
+    SummaryDone {
+        item_id: &'a str,
+        output_index: usize,
+        summary_index: usize,
+        text: &'a str,
+    },
+    Error(ErrorEvent<'a>),
+}
+
+/// The fields of an `error` event, and of the `error` object nested in it.
+#[derive(Serialize, Clone, Copy)]
+struct ErrorEvent<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    code: &'a str,
+    message: &'a str,
+    param: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a ErrorEvent<'a>>,
+}
+
+/// OpenAI `chat.completion.chunk` events → the Responses stream.
+pub(crate) struct ResponsesStream {
+    echo: Echo,
+    provider: std::sync::Arc<str>,
+    started: bool,
+    sequence: u64,
+    /// Finished output items, then the open one (when `open` is not `None`).
+    items: Vec<Item>,
+    open: Open,
+    finish: Option<&'static str>,
+    incomplete: Option<&'static str>,
+    usage: Option<ChatUsage>,
+    /// The model the upstream named.
+    model: Option<String>,
+}
+
+/// Writes one event: `type` and `sequence_number`, then `body`'s fields.
+fn emit(sequence: &mut u64, kind: &'static str, body: &Body<'_>, out: &mut BytesMut) {
+    out.put_slice(b"event: ");
+    out.put_slice(kind.as_bytes());
+    out.put_slice(b"\ndata: {\"type\":\"");
+    out.put_slice(kind.as_bytes());
+    out.put_slice(b"\",\"sequence_number\":");
+    let _ = write!(out, "{sequence}");
+    *sequence += 1;
+    // The body is a non-empty object: its `{` becomes the `,` after the fields above.
+    let at = out.len();
+    serde_json::to_writer(out.writer(), body).expect("an event serialises");
+    debug_assert_eq!(out[at], b'{');
+    out[at] = b',';
+    out.put_slice(b"\n\n");
+}
+
+impl ResponsesStream {
+    pub(crate) fn new(echo: Echo, provider: std::sync::Arc<str>) -> Self {
+        Self {
+            echo,
+            provider,
+            started: false,
+            sequence: 0,
+            items: Vec::new(),
+            open: Open::None,
+            finish: None,
+            incomplete: None,
+            usage: None,
+            model: None,
+        }
+    }
+
+    fn snapshot(&mut self, kind: &'static str, status: &str, end: &End, out: &mut BytesMut) {
+        let mut response = self.echo.response(status, &self.items, end);
+        if let Some(model) = &self.model {
+            response["model"] = Value::from(model.as_str());
+        }
+        emit(
+            &mut self.sequence,
+            kind,
+            &Body::Response {
+                response: &response,
+            },
+            out,
+        );
+    }
+
+    fn start(&mut self, chunk: &Chunk<'_>, out: &mut BytesMut) {
+        self.started = true;
+        self.model = chunk.model.as_deref().map(str::to_owned);
+        let end = End::default();
+        self.snapshot("response.created", "in_progress", &end, out);
+        self.snapshot("response.in_progress", "in_progress", &end, out);
+    }
+
+    /// Closes the open item: its `*.done` events, then `response.output_item.done`.
+    fn close(&mut self, out: &mut BytesMut) {
+        if std::mem::replace(&mut self.open, Open::None) == Open::None {
+            return;
+        }
+        let output_index = self.items.len() - 1;
+        let item = self.items.last_mut().expect("an open item");
+        let seq = &mut self.sequence;
+        match item {
+            Item::Message {
+                id,
+                status,
+                content,
+                ..
+            } => {
+                let part = &content[0];
+                let (item_id, content_index) = (id.as_str(), 0);
+                let text = &part.text;
+                emit(
+                    seq,
+                    "response.output_text.done",
+                    &Body::TextDone {
+                        item_id,
+                        output_index,
+                        content_index,
+                        text,
+                        logprobs: [],
+                    },
+                    out,
+                );
+                emit(
+                    seq,
+                    "response.content_part.done",
+                    &Body::Part {
+                        item_id,
+                        output_index,
+                        content_index,
+                        part,
+                    },
+                    out,
+                );
+                *status = "completed";
+            }
+            Item::Reasoning { id, summary } => {
+                let part = &summary[0];
+                let (item_id, summary_index) = (id.as_str(), 0);
+                let text = &part.text;
+                emit(
+                    seq,
+                    "response.reasoning_summary_text.done",
+                    &Body::SummaryDone {
+                        item_id,
+                        output_index,
+                        summary_index,
+                        text,
+                    },
+                    out,
+                );
+                emit(
+                    seq,
+                    "response.reasoning_summary_part.done",
+                    &Body::SummaryPart {
+                        item_id,
+                        output_index,
+                        summary_index,
+                        part,
+                    },
+                    out,
+                );
+            }
+            Item::FunctionCall {
+                id,
+                name,
+                arguments,
+                status,
+                ..
+            } => {
+                emit(
+                    seq,
+                    "response.function_call_arguments.done",
+                    &Body::ArgumentsDone {
+                        item_id: id,
+                        output_index,
+                        name,
+                        arguments,
+                    },
+                    out,
+                );
+                *status = "completed";
+            }
+        }
+        emit(
+            seq,
+            "response.output_item.done",
+            &Body::Item { output_index, item },
+            out,
+        );
+    }
+
+    /// Opens a new item (closing the open one) and announces it.
+    fn open(&mut self, open: Open, item: Item, out: &mut BytesMut) {
+        self.close(out);
+        let output_index = self.items.len();
+        let seq = &mut self.sequence;
+        emit(
+            seq,
+            "response.output_item.added",
+            &Body::Item {
+                output_index,
+                item: &item,
+            },
+            out,
+        );
+        match &item {
+            Item::Message { id, .. } => {
+                let part = &OutputText::new(String::new());
+                emit(
+                    seq,
+                    "response.content_part.added",
+                    &Body::Part {
+                        item_id: id,
+                        output_index,
+                        content_index: 0,
+                        part,
+                    },
+                    out,
+                );
+            }
+            Item::Reasoning { id, .. } => {
+                let part = &SummaryText::new(String::new());
+                emit(
+                    seq,
+                    "response.reasoning_summary_part.added",
+                    &Body::SummaryPart {
+                        item_id: id,
+                        output_index,
+                        summary_index: 0,
+                        part,
+                    },
+                    out,
+                );
+            }
+            Item::FunctionCall { .. } => {}
+        }
+        self.items.push(item);
+        self.open = open;
+    }
+
+    fn text(&mut self, delta: &str, out: &mut BytesMut) {
+        if delta.is_empty() {
+            return;
+        }
+        if self.open != Open::Message {
+            let item = Item::Message {
+                id: item_id("msg", &self.echo.id, self.items.len()),
+                status: "in_progress",
+                role: "assistant",
+                content: Vec::new(),
+            };
+            self.open(Open::Message, item, out);
+        }
+        let output_index = self.items.len() - 1;
+        let Some(Item::Message { id, content, .. }) = self.items.last_mut() else {
+            unreachable!("the open item is a message")
+        };
+        if content.is_empty() {
+            content.push(OutputText::new(String::new()));
+        }
+        content[0].text.push_str(delta);
+        let body = Body::TextDelta {
+            item_id: id,
+            output_index,
+            content_index: 0,
+            delta,
+            logprobs: [],
+        };
+        emit(&mut self.sequence, "response.output_text.delta", &body, out);
+    }
+
+    fn reasoning(&mut self, delta: &str, out: &mut BytesMut) {
+        if self.open != Open::Reasoning {
+            let item = Item::Reasoning {
+                id: item_id("rs", &self.echo.id, self.items.len()),
+                summary: Vec::new(),
+            };
+            self.open(Open::Reasoning, item, out);
+        }
+        let output_index = self.items.len() - 1;
+        let Some(Item::Reasoning { id, summary }) = self.items.last_mut() else {
+            unreachable!("the open item is reasoning")
+        };
+        if summary.is_empty() {
+            summary.push(SummaryText::new(String::new()));
+        }
+        summary[0].text.push_str(delta);
+        let body = Body::SummaryDelta {
+            item_id: id,
+            output_index,
+            summary_index: 0,
+            delta,
+        };
+        emit(
+            &mut self.sequence,
+            "response.reasoning_summary_text.delta",
+            &body,
+            out,
+        );
+    }
+
+    fn tool_call(&mut self, call: &ChunkToolCall<'_>, out: &mut BytesMut) {
+        let index = call.index.unwrap_or(0);
+        let function = call.function.as_ref();
+        let call_id = call.id.as_deref();
+        // A call starts where its index changes, or where a new id comes at the same index
+        // (some servers repeat the id in every delta of a call).
+        let same = match (self.open, self.items.last()) {
+            (Open::Call(open), Some(Item::FunctionCall { call_id: id, .. })) => {
+                open == index && call_id.is_none_or(|c| c == id)
+            }
+            _ => false,
+        };
+        if !same {
+            let item = Item::FunctionCall {
+                id: item_id("fc", &self.echo.id, self.items.len()),
+                call_id: call_id.unwrap_or_default().to_owned(),
+                name: function
+                    .and_then(|f| f.name.as_deref())
+                    .unwrap_or_default()
+                    .to_owned(),
+                arguments: String::new(),
+                status: "in_progress",
+            };
+            self.open(Open::Call(index), item, out);
+        }
+        let Some(delta) = function
+            .and_then(|f| f.arguments.as_deref())
+            .filter(|a| !a.is_empty())
+        else {
+            return;
+        };
+        let output_index = self.items.len() - 1;
+        let Some(Item::FunctionCall { id, arguments, .. }) = self.items.last_mut() else {
+            unreachable!("the open item is a call")
+        };
+        arguments.push_str(delta);
+        let body = Body::ArgumentsDelta {
+            item_id: id,
+            output_index,
+            delta,
+        };
+        emit(
+            &mut self.sequence,
+            "response.function_call_arguments.delta",
+            &body,
+            out,
+        );
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) {
+        self.close(out);
+        let end = End {
+            usage: self.usage,
+            incomplete: self.incomplete,
+            error: None,
+        };
+        if end.incomplete.is_some() {
+            self.snapshot("response.incomplete", "incomplete", &end, out);
+        } else {
+            self.snapshot("response.completed", "completed", &end, out);
+        }
+    }
+}
+
+impl StreamTranslator for ResponsesStream {
+    fn event(
+        &mut self,
+        name: Option<&[u8]>,
+        data: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<bool, GatewayError> {
+        if chunk::is_error(name, data) {
+            return Err(chunk::stream_error(data, &self.provider));
+        }
+        if data.trim_ascii() == b"[DONE]" {
+            if !self.started {
+                return Err(GatewayError::upstream_protocol(
+                    &self.provider,
+                    "the stream ended before any event",
+                ));
+            }
+            self.finish(out);
+            return Ok(false);
+        }
+        let chunk: Chunk<'_> = serde_json::from_slice(data).map_err(|err| {
+            GatewayError::upstream_protocol(&self.provider, format_args!("unreadable chunk: {err}"))
+        })?;
+        if !self.started {
+            self.start(&chunk, out);
+        }
+        if let Some(usage) = chunk.usage {
+            self.usage = Some(usage);
+        }
+        for choice in &chunk.choices {
+            let delta = &choice.delta;
+            if let Some(reasoning) = delta.reasoning() {
+                self.reasoning(reasoning, out);
+            }
+            for text in [&delta.content, &delta.refusal].into_iter().flatten() {
+                self.text(text, out);
+            }
+            for call in delta.tool_calls.iter().flatten() {
+                self.tool_call(call, out);
+            }
+            if let Some(finish) = &choice.finish_reason {
+                self.finish = Some("stop");
+                self.incomplete = incomplete(finish);
+            }
+        }
+        Ok(true)
+    }
+
+    fn end(&mut self, out: &mut BytesMut) -> Result<(), GatewayError> {
+        // Some servers end without `[DONE]`; a stream that said why it stopped is whole.
+        if self.started && self.finish.is_some() {
+            self.finish(out);
+            return Ok(());
+        }
+        Err(GatewayError::upstream_protocol(
+            &self.provider,
+            "the stream ended before the answer was complete",
+        ))
+    }
+
+    fn fail(&mut self, err: &GatewayError, out: &mut BytesMut) {
+        // A response that started ends `failed` (items in progress stay as they are);
+        // then the `error` event, in the flat shape of the API reference and with the
+        // nested `error` object the SDKs raise on.
+        if self.started {
+            self.open = Open::None;
+            let end = End {
+                usage: self.usage,
+                incomplete: None,
+                error: Some(err.clone()),
+            };
+            self.snapshot("response.failed", "failed", &end, out);
+        }
+        let code = err.code().unwrap_or(err.error_type());
+        let nested = ErrorEvent {
+            kind: Some(err.error_type()),
+            code,
+            message: err.message(),
+            param: err.param(),
+            error: None,
+        };
+        let body = ErrorEvent {
+            kind: None,
+            error: Some(&nested),
+            ..nested
+        };
+        let mut data = BytesMut::new();
+        emit(&mut self.sequence, "error", &Body::Error(body), &mut data);
+        out.extend_from_slice(&data);
+    }
+}
