@@ -1227,3 +1227,395 @@ impl StreamTranslator for ResponsesStream {
         out.extend_from_slice(&data);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sse;
+    use crate::translate::stream::{feed, finish, Fed};
+
+    fn chat(body: Value) -> Value {
+        to_chat(&serde_json::to_vec(&body).unwrap()).unwrap().chat
+    }
+
+    fn refused(body: Value) -> GatewayError {
+        match to_chat(&serde_json::to_vec(&body).unwrap()) {
+            Ok(_) => panic!("accepted {body}"),
+            Err(err) => err,
+        }
+    }
+
+    #[test]
+    fn a_codex_style_request_becomes_a_chat_request() {
+        // The shape Codex 0.171 sends: no `instructions`, developer messages first, every
+        // item with an id, the whole history each turn, `store: false`.
+        let out = chat(json!({
+            "model": "gpt-x",
+            "stream": true,
+            "store": false,
+            "instructions": "Be brief.",
+            "input": [
+                {"type": "message", "id": "msg_1", "role": "developer", "content": [{"type": "input_text", "text": "You are Codex."}]},
+                {"type": "message", "id": "msg_2", "role": "user", "content": [{"type": "input_text", "text": "list files"}, {"type": "input_image", "image_url": "data:image/png;base64,AAAA", "detail": "low"}]},
+                {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"},
+                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Running ls.", "annotations": []}]},
+                {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "exec_command", "arguments": "{\"cmd\":\"ls\"}", "status": "completed"},
+                {"type": "function_call", "call_id": "call_2", "name": "exec_command", "arguments": "{\"cmd\":\"pwd\"}"},
+                {"type": "function_call_output", "id": "fco_1", "call_id": "call_1", "output": "a.txt\n"},
+                {"type": "function_call_output", "call_id": "call_2", "output": [{"type": "input_text", "text": "/tmp"}]},
+                {"role": "user", "content": "thanks"},
+            ],
+            "tools": [{"type": "function", "name": "exec_command", "description": "Run", "strict": false, "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}}],
+            "tool_choice": "auto",
+            "parallel_tool_calls": true,
+            "reasoning": {"effort": "medium", "summary": "auto"},
+            "text": {"verbosity": "low", "format": {"type": "json_schema", "name": "answer", "schema": {"type": "object"}, "strict": true}},
+            "max_output_tokens": 1000,
+            "temperature": 0.2,
+            "include": ["reasoning.encrypted_content"],
+            "prompt_cache_key": "session-1",
+        }));
+        assert_eq!(
+            out["messages"],
+            json!([
+                {"role": "system", "content": "Be brief."},
+                {"role": "system", "content": "You are Codex."},
+                {"role": "user", "content": [{"type": "text", "text": "list files"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA", "detail": "low"}}]},
+                {"role": "assistant", "content": "Running ls.", "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "exec_command", "arguments": "{\"cmd\":\"ls\"}"}},
+                    {"id": "call_2", "type": "function", "function": {"name": "exec_command", "arguments": "{\"cmd\":\"pwd\"}"}},
+                ]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "a.txt\n"},
+                {"role": "tool", "tool_call_id": "call_2", "content": "/tmp"},
+                {"role": "user", "content": "thanks"},
+            ])
+        );
+        assert_eq!(out["tools"][0]["function"]["name"], "exec_command");
+        assert_eq!(out["tools"][0]["function"]["strict"], false);
+        assert_eq!(out["tool_choice"], "auto");
+        assert_eq!(out["parallel_tool_calls"], true);
+        assert_eq!(out["reasoning_effort"], "medium");
+        assert_eq!(out["verbosity"], "low");
+        assert_eq!(
+            out["response_format"],
+            json!({"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}, "strict": true}})
+        );
+        assert_eq!(out["max_tokens"], 1000);
+        assert_eq!(out["temperature"], 0.2);
+        assert_eq!(out["stream_options"]["include_usage"], true);
+        assert!(out.get("prompt_cache_key").is_none() && out.get("include").is_none());
+    }
+
+    #[test]
+    fn what_only_openai_runs_is_refused_by_name() {
+        let err = refused(
+            json!({"model": "m", "input": "hi", "tools": [{"type": "function", "name": "f"}, {"type": "web_search"}]}),
+        );
+        assert_eq!(
+            (err.status().as_u16(), err.param()),
+            (400, Some("tools[1].type"))
+        );
+        assert!(err.message().contains("web_search"), "{}", err.message());
+        let err = refused(json!({"model": "m", "input": "hi", "background": true}));
+        assert_eq!(err.param(), Some("background"));
+        let err =
+            refused(json!({"model": "m", "input": [{"type": "item_reference", "id": "msg_1"}]}));
+        assert_eq!(err.param(), Some("input[0].type"));
+        let err = refused(json!({"model": "m", "input": "hi", "previous_response_id": "resp_x"}));
+        assert_eq!(err.status().as_u16(), 404);
+        assert_eq!(err.code(), Some("previous_response_not_found"));
+        let err = refused(json!({"model": "m"}));
+        assert_eq!(err.param(), Some("input"));
+        let err = refused(
+            json!({"model": "m", "input": [{"type": "message", "role": "tool", "content": "x"}]}),
+        );
+        assert_eq!(err.param(), Some("input[0].role"));
+    }
+
+    fn echo(request: Value) -> Echo {
+        Echo::new(request.as_object().unwrap(), "m")
+    }
+
+    #[test]
+    fn a_completion_becomes_a_response() {
+        let completion = json!({"id": "c1", "model": "gpt-4o", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "Let me look.", "reasoning_content": "The user wants files.", "tool_calls": [
+                {"id": "call_a", "type": "function", "function": {"name": "exec_command", "arguments": "{\"cmd\":\"ls\"}"}}]}}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 7, "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": {"reasoning_tokens": 3}}});
+        let echo = echo(
+            json!({"model": "m", "input": "hi", "instructions": "Be brief.", "max_output_tokens": 100}),
+        );
+        let out: Value = serde_json::from_slice(
+            &from_chat(&serde_json::to_vec(&completion).unwrap(), &echo, "p").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out["object"], "response");
+        assert!(out["id"].as_str().unwrap().starts_with("resp_"));
+        assert_eq!(out["status"], "completed");
+        assert_eq!(out["model"], "gpt-4o");
+        assert_eq!(out["instructions"], "Be brief.");
+        assert_eq!(out["max_output_tokens"], 100);
+        let output = out["output"].as_array().unwrap();
+        let kinds: Vec<_> = output.iter().map(|i| i["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["reasoning", "message", "function_call"]);
+        assert_eq!(output[0]["summary"][0]["text"], "The user wants files.");
+        assert_eq!(
+            output[1]["content"][0],
+            json!({"type": "output_text", "text": "Let me look.", "annotations": [], "logprobs": []})
+        );
+        assert_eq!(output[2]["call_id"], "call_a");
+        assert_eq!(output[2]["arguments"], "{\"cmd\":\"ls\"}");
+        assert_eq!(
+            out["usage"],
+            json!({"input_tokens": 12, "input_tokens_details": {"cached_tokens": 4}, "output_tokens": 7, "output_tokens_details": {"reasoning_tokens": 3}, "total_tokens": 19})
+        );
+
+        let truncated =
+            json!({"choices": [{"finish_reason": "length", "message": {"content": "Once upon"}}]});
+        let out: Value = serde_json::from_slice(
+            &from_chat(&serde_json::to_vec(&truncated).unwrap(), &echo, "p").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out["status"], "incomplete");
+        assert_eq!(out["incomplete_details"]["reason"], "max_output_tokens");
+    }
+
+    const STREAM: &str = concat!(
+        "data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"Thinking\"}}]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi \\\"there\\\"\"}}]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"!\"}}]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"exec_command\",\"arguments\":\"\"}}]}}]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"cmd\\\":\"}}]}}]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"ls\\\"}\"}}]}}]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"call_b\",\"type\":\"function\",\"function\":{\"name\":\"view_image\",\"arguments\":\"{}\"}}]}}]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":7}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    fn translate(echo: &Echo, frames: &[&[u8]]) -> Vec<u8> {
+        let mut translator = ResponsesStream::new(echo.clone(), "p".into());
+        let mut decoder = sse::Decoder::default();
+        let mut out = BytesMut::new();
+        let mut done = false;
+        for frame in frames {
+            if !done {
+                match feed(&mut decoder, &mut translator, frame, &mut out) {
+                    Fed::More => {}
+                    Fed::Ended => done = true,
+                    Fed::Failed(err) => {
+                        translator.fail(&err, &mut out);
+                        done = true;
+                    }
+                }
+            }
+        }
+        if !done {
+            finish(&mut decoder, &mut translator, &mut out);
+        }
+        out.to_vec()
+    }
+
+    fn events(bytes: &[u8]) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        sse::each_event(bytes, &mut |event| {
+            let name = String::from_utf8(event.name.unwrap().to_vec()).unwrap();
+            let data: Value = serde_json::from_slice(&event.data).unwrap();
+            assert_eq!(
+                data["type"],
+                name.as_str(),
+                "the event name is the data's type"
+            );
+            assert_eq!(
+                data["sequence_number"],
+                out.len(),
+                "numbered in order from 0"
+            );
+            out.push((name, data));
+            true
+        });
+        out
+    }
+
+    fn plain_echo() -> Echo {
+        echo(json!({"model": "m", "input": "hi", "stream": true}))
+    }
+
+    #[test]
+    fn a_chat_stream_becomes_the_responses_event_sequence() {
+        let events = events(&translate(&plain_echo(), &[STREAM.as_bytes()]));
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.reasoning_summary_part.added",
+                "response.reasoning_summary_text.delta",
+                "response.reasoning_summary_text.done",
+                "response.reasoning_summary_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.function_call_arguments.delta",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        let (_, created) = &events[0];
+        assert_eq!(created["response"]["status"], "in_progress");
+        assert_eq!(created["response"]["output"], json!([]));
+        // What the SDKs' accumulators need: an added message with no content and a part
+        // with empty text; an added call with empty arguments; indexes in order.
+        assert_eq!(events[8].1["item"]["content"], json!([]));
+        assert_eq!(events[9].1["part"]["text"], "");
+        assert_eq!(events[15].1["item"]["arguments"], "");
+        assert_eq!(events[15].1["output_index"], 2);
+        assert_eq!(events[12].1["text"], "Hi \"there\"!");
+        assert_eq!(events[18].1["arguments"], "{\"cmd\":\"ls\"}");
+        assert_eq!(events[18].1["name"], "exec_command");
+        let completed = &events[24].1["response"];
+        assert_eq!(completed["id"], created["response"]["id"]);
+        assert_eq!(completed["status"], "completed");
+        assert_eq!(completed["usage"]["total_tokens"], 19);
+        assert_eq!(completed["output"].as_array().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn any_split_of_the_chat_stream_gives_the_same_events() {
+        let echo = plain_echo();
+        let whole = translate(&echo, &[STREAM.as_bytes()]);
+        let bytes = STREAM.as_bytes();
+        for split in 1..bytes.len() {
+            let (a, b) = bytes.split_at(split);
+            assert_eq!(translate(&echo, &[a, b]), whole, "split at {split}");
+        }
+        let singles: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(translate(&echo, &singles), whole);
+    }
+
+    #[test]
+    fn the_streamed_response_equals_the_json_translation() {
+        // The final `response.completed` and the items assembled from the deltas both
+        // equal `from_chat` of the same answer given as one completion.
+        let echo = plain_echo();
+        let events = events(&translate(&echo, &[STREAM.as_bytes()]));
+        let mut assembled: Vec<Value> = Vec::new();
+        for (name, data) in &events {
+            match name.as_str() {
+                "response.output_item.added" => assembled.push(data["item"].clone()),
+                "response.content_part.added" => {
+                    let item = assembled.last_mut().unwrap();
+                    item["content"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(data["part"].clone());
+                }
+                "response.output_text.delta" => {
+                    let part = &mut assembled.last_mut().unwrap()["content"][0];
+                    part["text"] = json!(
+                        part["text"].as_str().unwrap().to_owned() + data["delta"].as_str().unwrap()
+                    );
+                }
+                "response.reasoning_summary_part.added" => {
+                    let item = assembled.last_mut().unwrap();
+                    item["summary"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(data["part"].clone());
+                }
+                "response.reasoning_summary_text.delta" => {
+                    let part = &mut assembled.last_mut().unwrap()["summary"][0];
+                    part["text"] = json!(
+                        part["text"].as_str().unwrap().to_owned() + data["delta"].as_str().unwrap()
+                    );
+                }
+                "response.function_call_arguments.delta" => {
+                    let item = assembled.last_mut().unwrap();
+                    item["arguments"] = json!(
+                        item["arguments"].as_str().unwrap().to_owned()
+                            + data["delta"].as_str().unwrap()
+                    );
+                }
+                "response.output_item.done" => {
+                    let item = assembled.last_mut().unwrap();
+                    if item.get("status").is_some() {
+                        item["status"] = json!("completed");
+                    }
+                    assert_eq!(*item, data["item"], "done repeats the assembled item");
+                }
+                _ => {}
+            }
+        }
+        let completed = events.last().unwrap().1["response"].clone();
+        assert_eq!(completed["output"], Value::Array(assembled));
+        let completion = json!({"id": "c1", "model": "gpt-4o", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "Hi \"there\"!", "reasoning_content": "Thinking", "tool_calls": [
+                {"id": "call_a", "type": "function", "function": {"name": "exec_command", "arguments": "{\"cmd\":\"ls\"}"}},
+                {"id": "call_b", "type": "function", "function": {"name": "view_image", "arguments": "{}"}}]}}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 7}});
+        let json: Value = serde_json::from_slice(
+            &from_chat(&serde_json::to_vec(&completion).unwrap(), &echo, "p").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(json, completed);
+    }
+
+    #[test]
+    fn a_truncated_answer_is_incomplete() {
+        let stream = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Once\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let events = events(&translate(&plain_echo(), &[stream.as_bytes()]));
+        let (name, last) = events.last().unwrap();
+        assert_eq!(name, "response.incomplete");
+        assert_eq!(last["response"]["status"], "incomplete");
+        assert_eq!(
+            last["response"]["incomplete_details"]["reason"],
+            "max_output_tokens"
+        );
+    }
+
+    #[test]
+    fn failures_end_the_response_and_raise_in_the_sdks() {
+        let stream = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+            "event: error\ndata: {\"error\":{\"message\":\"Overloaded\",\"type\":\"upstream_error\",\"code\":\"overloaded\"}}\n\n",
+        );
+        let failed_events = events(&translate(&plain_echo(), &[stream.as_bytes()]));
+        let names: Vec<&str> = failed_events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(&names[names.len() - 2..], ["response.failed", "error"]);
+        let failed = &failed_events[failed_events.len() - 2].1["response"];
+        assert_eq!(failed["status"], "failed");
+        assert_eq!(failed["error"]["code"], "overloaded");
+        let error = &failed_events.last().unwrap().1;
+        assert_eq!(error["code"], "overloaded");
+        assert!(error["message"].as_str().unwrap().contains("Overloaded"));
+        // The nested object is what the openai SDK raises `APIError` from.
+        assert_eq!(error["error"]["code"], "overloaded");
+
+        // Cut before the answer finished; before any event, only the error.
+        let cut = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n";
+        let cut_events = events(&translate(&plain_echo(), &[cut.as_bytes()]));
+        assert_eq!(cut_events.last().unwrap().0, "error");
+        let events_before = events(&translate(&plain_echo(), &[b"data: [DONE]\n\n"]));
+        let names: Vec<&str> = events_before.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["error"]);
+    }
+}

@@ -13,6 +13,8 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::json;
 use tower::Service;
 
+use super::super::inbound;
+use super::super::registry::BoxExecutor;
 use super::{answer, json_response, Counter, Cut, MockOptions};
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
@@ -77,6 +79,11 @@ impl MockUpstream {
         };
         self.state.requests.fetch_add(1, Ordering::SeqCst);
         *self.state.last.lock().expect("mock state") = Some((parts.headers, body.clone()));
+        if endpoint == Endpoint::Responses {
+            return responses(body)
+                .await
+                .unwrap_or_else(GatewayError::into_response);
+        }
         let result = async {
             let llm = LlmRequest::parse(endpoint, &body)?;
             let options = MockOptions::parse(llm.model())?;
@@ -94,6 +101,16 @@ impl MockUpstream {
         };
         result.await.unwrap_or_else(GatewayError::into_response)
     }
+}
+
+/// What a server with its own Responses API answers (as OpenAI's does): the mock's chat
+/// answer as a `response`, or as the Responses event stream.
+async fn responses(body: Bytes) -> Result<Response<Body>, GatewayError> {
+    let llm = LlmRequest::parse(Endpoint::Responses, &body)?;
+    let mut req = Request::new(body);
+    req.extensions_mut().insert(llm);
+    let mock = BoxExecutor::new(super::MockExecutor::new());
+    inbound::via_chat(mock, req, &Arc::from("mock")).await
 }
 
 impl<B> Service<Request<B>> for MockUpstream
