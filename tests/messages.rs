@@ -417,34 +417,6 @@ async fn messages_are_metered_with_their_endpoint_and_anthropic_usage() {
     );
 }
 
-async fn ledger_rows(path: &std::path::Path, count: usize) -> Vec<Value> {
-    for _ in 0..100 {
-        let rows: Vec<Value> = rusqlite::Connection::open(path)
-            .and_then(|conn| {
-                let mut select = conn.prepare(
-                    "SELECT endpoint, prompt_tokens, completion_tokens, usage_source, outcome, stream FROM llm_usage ORDER BY id",
-                )?;
-                let rows = select.query_map([], |r| {
-                    Ok(json!({
-                        "endpoint": r.get::<_, String>(0)?,
-                        "prompt_tokens": r.get::<_, i64>(1)?,
-                        "completion_tokens": r.get::<_, i64>(2)?,
-                        "usage_source": r.get::<_, String>(3)?,
-                        "outcome": r.get::<_, String>(4)?,
-                        "stream": r.get::<_, bool>(5)?,
-                    }))
-                })?;
-                rows.collect()
-            })
-            .unwrap_or_default();
-        if rows.len() >= count {
-            return rows;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("fewer than {count} ledger rows");
-}
-
 #[tokio::test]
 async fn a_streamed_message_is_replayed_for_its_idempotency_key() {
     let (gw, _upstream, replay) = passing_through("").await;

@@ -517,7 +517,8 @@ fn renew(shared: Arc<Shared>, key: String, token: String) -> JoinHandle<()> {
 }
 
 /// A stream is whole when its last event is the one that ends its API's streams (OpenAI's
-/// `[DONE]`, Anthropic's `message_stop`); anything else was cut short.
+/// `[DONE]`, Anthropic's `message_stop`, the Responses API's `response.completed` or
+/// `response.incomplete`); anything else was cut short.
 fn ends_with_done(body: &[u8]) -> bool {
     let trimmed = body.trim_ascii_end();
     let last_line = trimmed.rsplit(|&b| b == b'\n').next().unwrap_or_default();
@@ -525,7 +526,10 @@ fn ends_with_done(body: &[u8]) -> bool {
         return false;
     };
     let data = data.trim_ascii();
-    data == b"[DONE]" || data.starts_with(b"{\"type\":\"message_stop\"")
+    data == b"[DONE]"
+        || data.starts_with(b"{\"type\":\"message_stop\"")
+        || data.starts_with(b"{\"type\":\"response.completed\"")
+        || data.starts_with(b"{\"type\":\"response.incomplete\"")
 }
 
 fn replayed_headers(headers: &HeaderMap) -> HeaderMap {
