@@ -1,6 +1,6 @@
-//! Shared by tests/anthropic.rs and tests/gemini.rs: the recorded fixtures, a mock native
-//! upstream that replays them over real HTTP (streams paced event by event), and
-//! field-by-field JSON comparison.
+//! Shared by the tests of the native APIs: the recorded fixtures, mock native upstreams
+//! that replay them over real HTTP (streams paced event by event), and field-by-field JSON
+//! comparison.
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
@@ -384,6 +384,62 @@ impl tower::Service<Request<Incoming>> for Replay {
                 }
             });
             Ok(response.body(Body::new(ChannelBody(rx))).unwrap())
+        })
+    }
+}
+
+/// A mock Anthropic: the upstream model `X` gets `tests/fixtures/anthropic/X.sse` when
+/// streamed, else `X.response.json`; `error-NNN-…` models get `X.json` with status NNN;
+/// `count_tokens` answers 42.
+#[derive(Clone)]
+pub struct Fixtures;
+
+impl tower::Service<Request<Incoming>> for Fixtures {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        Box::pin(async move {
+            let path = req.uri().path().to_owned();
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let request: Value = serde_json::from_slice(&body).unwrap();
+            let model = request["model"].as_str().unwrap().to_owned();
+            let json = |status: u16, body: Vec<u8>| {
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .header("request-id", "req_fixture")
+                    .body(Body::full(body))
+                    .unwrap()
+            };
+            if path.ends_with("/count_tokens") {
+                return Ok(json(200, br#"{"input_tokens":42}"#.to_vec()));
+            }
+            if let Some(rest) = model.strip_prefix("error-") {
+                let status: u16 = rest[..3].parse().unwrap();
+                return Ok(json(status, fixture(&format!("anthropic/{model}.json"))));
+            }
+            if request["stream"] == true {
+                let frames = event_frames(&fixture(&format!("anthropic/{model}.sse")));
+                let stream = futures_util::stream::iter(
+                    frames
+                        .into_iter()
+                        .map(|f| Ok::<_, Infallible>(http_body::Frame::data(f))),
+                );
+                return Ok(Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .body(Body::new(http_body_util::StreamBody::new(stream)))
+                    .unwrap());
+            }
+            Ok(json(
+                200,
+                fixture(&format!("anthropic/{model}.response.json")),
+            ))
         })
     }
 }
