@@ -119,16 +119,13 @@ async fn claude_code_answers_from_the_mock_and_runs_the_tool_it_asks_for() {
 }
 
 /// Codex's configuration: the gateway as a Responses API provider, and every feature that
-/// would reach the network (plugins, analytics, update checks, web search) off.
+/// would reach the network (plugins, analytics, update checks) off. Its tools are left as
+/// they are by default: functions, the `multi_agent_v1` namespace, and web search.
 fn codex_config(url: &str, model: &str) -> String {
     format!(
         r#"model = "{model}"
 model_provider = "gateway"
 check_for_update_on_startup = false
-web_search = "disabled"
-
-[agents]
-enabled = false
 
 [analytics]
 enabled = false
@@ -207,8 +204,9 @@ async fn codex_answers_from_the_mock_and_runs_the_command_it_asks_for() {
     let ledger_path = TempPath::new("llm-tower-codex", "db");
     let gw = gateway(&config_for(
         &upstream,
+        // Codex always offers web search, which only OpenAI runs: left out for the mock.
         &format!(
-            "master_key: {KEY}\naliases:\n  codex-mini: up/echo\nmetering: {{ sqlite_path: \"{}\" }}",
+            "master_key: {KEY}\naliases:\n  codex-mini: up/echo\nresponses: {{ builtin_tools: drop }}\nmetering: {{ sqlite_path: \"{}\" }}",
             ledger_path.display()
         ),
     ))
@@ -219,6 +217,19 @@ async fn codex_answers_from_the_mock_and_runs_the_command_it_asks_for() {
     // One prompt, to a model name the alias sends to the mock.
     let out = codex(&gw.url(), &dir, "codex-mini", "hello from codex").await;
     assert_eq!(out.trim_end(), "You said: hello from codex", "{out}");
+    let (_, sent) = mock.last_request().unwrap();
+    let sent: serde_json::Value = serde_json::from_slice(&sent).unwrap();
+    let tools: Vec<&str> = sent["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert!(tools.contains(&"exec_command"), "{tools:?}");
+    assert!(
+        tools.iter().any(|t| t.starts_with("multi_agent_v1__")),
+        "the namespace's functions, flattened: {tools:?}"
+    );
 
     // The mock calls exec_command with the prompt as its arguments; Codex runs the command
     // and sends its output back; the mock answers with it.

@@ -17,7 +17,7 @@ use super::translated::TranslatedBody;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::request::{Endpoint, LlmRequest};
-use crate::responses::ResolvedPrevious;
+use crate::responses::{BuiltinTools, ResolvedPrevious};
 use crate::sse;
 use crate::translate::messages::{self, MessagesStream};
 use crate::translate::responses::{self, ResponsesStream};
@@ -64,7 +64,12 @@ async fn responses_via_chat(
     llm: LlmRequest,
     provider: &Arc<str>,
 ) -> Result<Response<Body>, GatewayError> {
-    let responses::Translated { chat, mut echo } = responses::to_chat(req.body())?;
+    let builtin = req
+        .extensions()
+        .get::<BuiltinTools>()
+        .copied()
+        .unwrap_or_default();
+    let responses::Translated { chat, mut echo } = responses::to_chat(req.body(), builtin)?;
     if let Some(previous) = req.extensions().get::<ResolvedPrevious>() {
         echo = echo.previous(&previous.0);
     }

@@ -17,7 +17,7 @@ use tower::{Layer, Service, ServiceExt};
 
 use super::conversation::Conversation;
 use super::redis::RedisStore;
-use super::settings::{ResponsesSettings, ResponsesStoreKind};
+use super::settings::{BuiltinTools, ResponsesSettings, ResponsesStoreKind};
 use super::store::{MemoryStore, ResponseStore};
 use crate::auth::KeyId;
 use crate::body::{Body, BoxError};
@@ -35,6 +35,7 @@ pub struct ResolvedPrevious(pub Arc<str>);
 pub(crate) struct State {
     pub(crate) store: Arc<dyn ResponseStore>,
     max_conversation_bytes: usize,
+    builtin_tools: BuiltinTools,
 }
 
 /// Layer that applies the [`Responses`] middleware.
@@ -70,7 +71,8 @@ impl ResponsesLayer {
                 )
             }
         };
-        Ok(Self::with_store(store, settings.max_conversation_bytes))
+        Ok(Self::with_store(store, settings.max_conversation_bytes)
+            .builtin_tools(settings.builtin_tools))
     }
 
     /// The layer over any store.
@@ -79,8 +81,25 @@ impl ResponsesLayer {
             state: Arc::new(State {
                 store,
                 max_conversation_bytes,
+                builtin_tools: BuiltinTools::Reject,
             }),
         }
+    }
+
+    /// What a tool only OpenAI runs gets when the request is translated for another
+    /// provider.
+    #[must_use]
+    pub fn builtin_tools(mut self, builtin_tools: BuiltinTools) -> Self {
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.builtin_tools = builtin_tools;
+        } else {
+            self.state = Arc::new(State {
+                store: self.state.store.clone(),
+                max_conversation_bytes: self.state.max_conversation_bytes,
+                builtin_tools,
+            });
+        }
+        self
     }
 
     /// The store, for the routes that read it (`GET`/`DELETE /v1/responses/{id}`).
@@ -153,6 +172,7 @@ where
     S: Service<Request<Bytes>, Response = Response<Body>, Error = GatewayError>,
 {
     let owner = owner(&req);
+    req.extensions_mut().insert(state.builtin_tools);
     let Ok(mut request) = serde_json::from_slice::<Map<String, Value>>(req.body()) else {
         return inner.oneshot(req).await;
     };

@@ -24,6 +24,10 @@ pub struct ResponsesSettings {
     pub max_memory_bytes: u64,
     /// Prefix of the Redis keys.
     pub key_prefix: String,
+    /// A tool only OpenAI runs (web search, file search, computer use…) in a request for
+    /// another provider: `reject` (a 400 naming it; the default) or `drop` (left out, so
+    /// that clients which always offer one, as Codex offers web search, work anyway).
+    pub builtin_tools: BuiltinTools,
 }
 
 impl Default for ResponsesSettings {
@@ -34,8 +38,22 @@ impl Default for ResponsesSettings {
             max_conversation_bytes: 16 * 1024 * 1024,
             max_memory_bytes: 256 * 1024 * 1024,
             key_prefix: "llm-tower:responses:".to_owned(),
+            builtin_tools: BuiltinTools::Reject,
         }
     }
+}
+
+/// What to do with a tool only OpenAI runs (web search, file search…) when the request
+/// goes to another provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuiltinTools {
+    /// A 400 naming the tool.
+    #[default]
+    Reject,
+    /// Leave it out: the model is offered the other tools (a request that forces the tool
+    /// with `tool_choice` is still a 400).
+    Drop,
 }
 
 /// Where responses are kept.
@@ -60,6 +78,8 @@ setters!(ResponsesSettings {
     max_memory_bytes: u64,
     /// Prefix of the Redis keys.
     key_prefix: String,
+    /// What a tool only OpenAI runs gets on other providers.
+    builtin_tools: BuiltinTools,
 });
 
 impl ResponsesSettings {

@@ -31,6 +31,7 @@ use super::chat::{mint_id, now};
 use super::chunk::{self, ChatUsage, Chunk, ChunkToolCall};
 use super::stream::StreamTranslator;
 use crate::error::GatewayError;
+use crate::responses::BuiltinTools;
 
 fn bad(param: &str, message: impl Into<String>) -> GatewayError {
     GatewayError::invalid_param(param, message)
@@ -79,6 +80,10 @@ pub(crate) struct Echo {
     created_at: u64,
     model: String,
     params: Map<String, Value>,
+    /// The request's namespace tools, whose functions chat knows as `namespace__name`.
+    namespaces: Vec<String>,
+    /// The request's custom (free-form) tools, functions of one `input` for chat.
+    custom: Vec<String>,
 }
 
 impl Echo {
@@ -92,11 +97,22 @@ impl Echo {
                 .unwrap_or_else(|| echo_default(field));
             params.insert((*field).to_owned(), value);
         }
+        let named = |kind: &str| -> Vec<String> {
+            let tools = request.get("tools").and_then(Value::as_array);
+            tools
+                .into_iter()
+                .flatten()
+                .filter(|t| t["type"] == kind)
+                .filter_map(|t| t["name"].as_str().map(str::to_owned))
+                .collect()
+        };
         Self {
             id: mint_id("resp_", 40),
             created_at: now(),
             model: model.to_owned(),
             params,
+            namespaces: named("namespace"),
+            custom: named("custom"),
         }
     }
 
@@ -111,6 +127,35 @@ impl Echo {
     pub(crate) fn model(mut self, model: &str) -> Self {
         model.clone_into(&mut self.model);
         self
+    }
+
+    /// The output item of a chat tool call named `name` (the flat name chat knows): a
+    /// function call (with its namespace, if any), or a custom tool call.
+    fn call_item(&self, id: String, call_id: String, name: &str, arguments: String) -> Item {
+        if self.custom.iter().any(|c| c == name) {
+            return Item::CustomToolCall {
+                id,
+                call_id,
+                name: name.to_owned(),
+                input: custom_input(&arguments),
+                arguments,
+            };
+        }
+        let split = name
+            .split_once(NAMESPACED)
+            .filter(|(namespace, _)| self.namespaces.iter().any(|n| n == namespace));
+        let (namespace, name) = match split {
+            Some((namespace, name)) => (Some(namespace.to_owned()), name),
+            None => (None, name),
+        };
+        Item::FunctionCall {
+            id,
+            call_id,
+            namespace,
+            name: name.to_owned(),
+            arguments,
+            status: "completed",
+        }
     }
 
     /// The `response` object in `status`, with its output so far.
@@ -164,9 +209,12 @@ pub(crate) struct Translated {
     pub echo: Echo,
 }
 
+/// Separates a namespace from a function's name in the flat names chat has.
+const NAMESPACED: &str = "__";
+
 /// The OpenAI chat request for a Responses request body (its conversation whole: any
 /// `previous_response_id` already resolved).
-pub(crate) fn to_chat(body: &[u8]) -> Result<Translated, GatewayError> {
+pub(crate) fn to_chat(body: &[u8], builtin: BuiltinTools) -> Result<Translated, GatewayError> {
     let request: Map<String, Value> = serde_json::from_slice(body).map_err(|err| {
         GatewayError::bad_request(format!(
             "We could not parse the JSON body of your request: {err}."
@@ -245,15 +293,16 @@ pub(crate) fn to_chat(body: &[u8]) -> Result<Translated, GatewayError> {
     if let Some(text) = request.get("text").filter(|v| !v.is_null()) {
         text_format(text, &mut chat)?;
     }
-    let tools = match request.get("tools") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(tools)) => tools
-            .iter()
-            .enumerate()
-            .map(|(i, tool)| function_tool(tool, i))
-            .collect::<Result<_, _>>()?,
+    let mut tools = Vec::new();
+    match request.get("tools") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(given)) => {
+            for (i, tool) in given.iter().enumerate() {
+                chat_tools(tool, &format!("tools[{i}]"), builtin, &mut tools)?;
+            }
+        }
         Some(_) => return Err(bad("tools", "Invalid type for 'tools': expected an array.")),
-    };
+    }
     if !tools.is_empty() {
         chat.insert("tools".into(), Value::Array(tools));
         if let Some(choice) = request.get("tool_choice").filter(|v| !v.is_null()) {
@@ -303,16 +352,25 @@ fn input_item(item: &Value, param: &str, messages: &mut Vec<Value>) -> Result<()
                 }
             }
         }
-        "function_call" => {
+        "function_call" | "custom_tool_call" => {
             let field = |name: &str| {
                 item.get(name)
                     .and_then(Value::as_str)
                     .ok_or_else(|| bad(param, format!("Missing required parameter: '{param}.{name}'.")))
             };
+            let mut name = field("name")?.to_owned();
+            if let Some(namespace) = item.get("namespace").and_then(Value::as_str) {
+                name = format!("{namespace}{NAMESPACED}{name}");
+            }
+            let arguments = if kind == "custom_tool_call" {
+                json!({ "input": field("input")? }).to_string()
+            } else {
+                field("arguments")?.to_owned()
+            };
             let call = json!({
                 "id": field("call_id")?,
                 "type": "function",
-                "function": {"name": field("name")?, "arguments": field("arguments")?},
+                "function": {"name": name, "arguments": arguments},
             });
             // Calls of one turn join the assistant message before them.
             match messages.last_mut() {
@@ -327,7 +385,7 @@ fn input_item(item: &Value, param: &str, messages: &mut Vec<Value>) -> Result<()
                 _ => messages.push(json!({"role": "assistant", "content": null, "tool_calls": [call]})),
             }
         }
-        "function_call_output" => {
+        "function_call_output" | "custom_tool_call_output" => {
             let call_id = item.get("call_id").and_then(Value::as_str).ok_or_else(|| {
                 bad(param, format!("Missing required parameter: '{param}.call_id'."))
             })?;
@@ -477,29 +535,84 @@ fn text_format(text: &Value, chat: &mut Map<String, Value>) -> Result<(), Gatewa
     Ok(())
 }
 
-/// A Responses function tool as a chat tool; other tool types are OpenAI's own.
-fn function_tool(tool: &Value, i: usize) -> Result<Value, GatewayError> {
+/// The chat tools for one Responses tool: a function as is, each function of a namespace
+/// under `namespace__name`, a custom (free-form) tool as a function of one string `input`;
+/// a tool only OpenAI runs is refused or dropped.
+fn chat_tools(
+    tool: &Value,
+    param: &str,
+    builtin: BuiltinTools,
+    out: &mut Vec<Value>,
+) -> Result<(), GatewayError> {
+    let name = || {
+        tool.get("name").and_then(Value::as_str).ok_or_else(|| {
+            bad(
+                &format!("{param}.name"),
+                format!("Missing required parameter: '{param}.name'."),
+            )
+        })
+    };
     match tool.get("type").and_then(Value::as_str) {
         Some("function") => {
-            let name = tool.get("name").and_then(Value::as_str).ok_or_else(|| {
-                bad(&format!("tools[{i}].name"), format!("Missing required parameter: 'tools[{i}].name'."))
-            })?;
-            let mut function = json!({"name": name});
+            let mut function = json!({"name": name()?});
             for field in ["description", "parameters", "strict"] {
                 if let Some(value) = tool.get(field).filter(|v| !v.is_null()) {
                     function[field] = value.clone();
                 }
             }
-            Ok(json!({"type": "function", "function": function}))
+            out.push(json!({"type": "function", "function": function}));
         }
-        other => Err(bad(
-            &format!("tools[{i}].type"),
-            format!(
-                "Tools of type '{}' are run by OpenAI's Responses API only; this provider is served through Chat Completions and supports function tools.",
-                other.unwrap_or("(none)")
-            ),
-        )),
+        Some("namespace") => {
+            let namespace = name()?;
+            let inner = tool.get("tools").and_then(Value::as_array).ok_or_else(|| {
+                bad(&format!("{param}.tools"), format!("Missing required parameter: '{param}.tools'."))
+            })?;
+            for (j, function) in inner.iter().enumerate() {
+                let mut flat = Vec::new();
+                chat_tools(function, &format!("{param}.tools[{j}]"), builtin, &mut flat)?;
+                for mut tool in flat {
+                    let name = &mut tool["function"]["name"];
+                    *name = Value::from(format!("{namespace}{NAMESPACED}{}", name.as_str().unwrap_or("")));
+                    out.push(tool);
+                }
+            }
+        }
+        Some("custom") => {
+            let mut description = tool
+                .get("description")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let format = &tool["format"];
+            if let Some(definition) = format.get("definition").and_then(Value::as_str) {
+                let syntax = format.get("syntax").and_then(Value::as_str).unwrap_or("grammar");
+                description.push_str(&format!(
+                    "\n\nThe `input` must follow this {syntax} grammar:\n{definition}"
+                ));
+            }
+            out.push(json!({"type": "function", "function": {
+                "name": name()?,
+                "description": description.trim_start(),
+                "parameters": {
+                    "type": "object",
+                    "properties": {"input": {"type": "string", "description": "The tool's free-form input."}},
+                    "required": ["input"],
+                    "additionalProperties": false,
+                },
+            }}));
+        }
+        _ if builtin == BuiltinTools::Drop => {}
+        other => {
+            return Err(bad(
+                &format!("{param}.type"),
+                format!(
+                    "Tools of type '{}' are run by OpenAI's Responses API only; this provider is served through Chat Completions and supports function, custom and namespace tools (`responses.builtin_tools: drop` leaves such tools out; in Codex, `web_search = \"disabled\"`).",
+                    other.unwrap_or("(none)")
+                ),
+            ))
+        }
     }
+    Ok(())
 }
 
 /// `tool_choice` in chat's shape.
@@ -508,7 +621,12 @@ fn tool_choice(choice: &Value) -> Result<Value, GatewayError> {
         Value::String(mode) if matches!(mode.as_str(), "auto" | "none" | "required") => {
             Ok(choice.clone())
         }
-        Value::Object(o) if o.get("type").and_then(Value::as_str) == Some("function") => {
+        Value::Object(o)
+            if matches!(
+                o.get("type").and_then(Value::as_str),
+                Some("function" | "custom")
+            ) =>
+        {
             let name = o.get("name").and_then(Value::as_str).ok_or_else(|| {
                 bad(
                     "tool_choice.name",
@@ -547,10 +665,33 @@ enum Item {
     FunctionCall {
         id: String,
         call_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        namespace: Option<String>,
         name: String,
         arguments: String,
         status: &'static str,
     },
+    CustomToolCall {
+        id: String,
+        call_id: String,
+        name: String,
+        input: String,
+        /// The chat arguments (`{"input": …}`) as they stream.
+        #[serde(skip)]
+        arguments: String,
+    },
+}
+
+/// A custom tool's input from the chat arguments of its call (`{"input": "…"}`); the
+/// arguments themselves when the model did not follow the shape.
+fn custom_input(arguments: &str) -> String {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(Value::Object(mut o)) => match o.remove("input") {
+            Some(Value::String(input)) => input,
+            _ => arguments.to_owned(),
+        },
+        _ => arguments.to_owned(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -669,19 +810,17 @@ pub(crate) fn from_chat(body: &[u8], echo: &Echo, provider: &str) -> Result<Vec<
         });
     }
     for call in message["tool_calls"].as_array().into_iter().flatten() {
-        output.push(Item::FunctionCall {
-            id: item_id("fc", &echo.id, output.len()),
-            call_id: call["id"].as_str().unwrap_or_default().to_owned(),
-            name: call["function"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-            arguments: call["function"]["arguments"]
-                .as_str()
-                .unwrap_or("{}")
-                .to_owned(),
-            status: "completed",
-        });
+        output.push(
+            echo.call_item(
+                item_id("fc", &echo.id, output.len()),
+                call["id"].as_str().unwrap_or_default().to_owned(),
+                call["function"]["name"].as_str().unwrap_or_default(),
+                call["function"]["arguments"]
+                    .as_str()
+                    .unwrap_or("{}")
+                    .to_owned(),
+            ),
+        );
     }
     let finish = chat["choices"][0]["finish_reason"]
         .as_str()
@@ -775,6 +914,11 @@ enum Body<'a> {
         output_index: usize,
         summary_index: usize,
         text: &'a str,
+    },
+    CustomInputDone {
+        item_id: &'a str,
+        output_index: usize,
+        input: &'a str,
     },
     Error(ErrorEvent<'a>),
 }
@@ -933,6 +1077,35 @@ impl ResponsesStream {
                     out,
                 );
             }
+            Item::CustomToolCall {
+                id,
+                input,
+                arguments,
+                ..
+            } => {
+                *input = custom_input(arguments);
+                let (item_id, delta) = (id.as_str(), input.as_str());
+                emit(
+                    seq,
+                    "response.custom_tool_call_input.delta",
+                    &Body::ArgumentsDelta {
+                        item_id,
+                        output_index,
+                        delta,
+                    },
+                    out,
+                );
+                emit(
+                    seq,
+                    "response.custom_tool_call_input.done",
+                    &Body::CustomInputDone {
+                        item_id,
+                        output_index,
+                        input: delta,
+                    },
+                    out,
+                );
+            }
             Item::FunctionCall {
                 id,
                 name,
@@ -1005,7 +1178,7 @@ impl ResponsesStream {
                     out,
                 );
             }
-            Item::FunctionCall { .. } => {}
+            Item::FunctionCall { .. } | Item::CustomToolCall { .. } => {}
         }
         self.items.push(item);
         self.open = open;
@@ -1078,23 +1251,25 @@ impl ResponsesStream {
         let call_id = call.id.as_deref();
         // A call starts where its index changes, or where a new id comes at the same index
         // (some servers repeat the id in every delta of a call).
-        let same = match (self.open, self.items.last()) {
-            (Open::Call(open), Some(Item::FunctionCall { call_id: id, .. })) => {
-                open == index && call_id.is_none_or(|c| c == id)
+        let open_id = match self.items.last() {
+            Some(Item::FunctionCall { call_id, .. } | Item::CustomToolCall { call_id, .. }) => {
+                Some(call_id.as_str())
             }
-            _ => false,
+            _ => None,
         };
+        let same = matches!(self.open, Open::Call(open) if open == index)
+            && open_id.is_some_and(|open| call_id.is_none_or(|c| c == open));
         if !same {
-            let item = Item::FunctionCall {
-                id: item_id("fc", &self.echo.id, self.items.len()),
-                call_id: call_id.unwrap_or_default().to_owned(),
-                name: function
-                    .and_then(|f| f.name.as_deref())
-                    .unwrap_or_default()
-                    .to_owned(),
-                arguments: String::new(),
-                status: "in_progress",
-            };
+            let name = function.and_then(|f| f.name.as_deref()).unwrap_or_default();
+            let mut item = self.echo.call_item(
+                item_id("fc", &self.echo.id, self.items.len()),
+                call_id.unwrap_or_default().to_owned(),
+                name,
+                String::new(),
+            );
+            if let Item::FunctionCall { status, .. } = &mut item {
+                *status = "in_progress";
+            }
             self.open(Open::Call(index), item, out);
         }
         let Some(delta) = function
@@ -1104,21 +1279,25 @@ impl ResponsesStream {
             return;
         };
         let output_index = self.items.len() - 1;
-        let Some(Item::FunctionCall { id, arguments, .. }) = self.items.last_mut() else {
-            unreachable!("the open item is a call")
-        };
-        arguments.push_str(delta);
-        let body = Body::ArgumentsDelta {
-            item_id: id,
-            output_index,
-            delta,
-        };
-        emit(
-            &mut self.sequence,
-            "response.function_call_arguments.delta",
-            &body,
-            out,
-        );
+        match self.items.last_mut() {
+            Some(Item::FunctionCall { id, arguments, .. }) => {
+                arguments.push_str(delta);
+                let body = Body::ArgumentsDelta {
+                    item_id: id,
+                    output_index,
+                    delta,
+                };
+                emit(
+                    &mut self.sequence,
+                    "response.function_call_arguments.delta",
+                    &body,
+                    out,
+                );
+            }
+            // The input is told whole when the call ends: the deltas are of its JSON.
+            Some(Item::CustomToolCall { arguments, .. }) => arguments.push_str(delta),
+            _ => unreachable!("the open item is a call"),
+        }
     }
 
     fn finish(&mut self, out: &mut BytesMut) {
@@ -1235,11 +1414,13 @@ mod tests {
     use crate::translate::stream::{feed, finish, Fed};
 
     fn chat(body: Value) -> Value {
-        to_chat(&serde_json::to_vec(&body).unwrap()).unwrap().chat
+        to_chat(&serde_json::to_vec(&body).unwrap(), BuiltinTools::Reject)
+            .unwrap()
+            .chat
     }
 
     fn refused(body: Value) -> GatewayError {
-        match to_chat(&serde_json::to_vec(&body).unwrap()) {
+        match to_chat(&serde_json::to_vec(&body).unwrap(), BuiltinTools::Reject) {
             Ok(_) => panic!("accepted {body}"),
             Err(err) => err,
         }
@@ -1617,5 +1798,96 @@ mod tests {
         let events_before = events(&translate(&plain_echo(), &[b"data: [DONE]\n\n"]));
         let names: Vec<&str> = events_before.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["error"]);
+    }
+    #[test]
+    fn namespace_and_custom_tools_round_trip_through_chat_functions() {
+        // Codex's default tools: a namespace of functions, a free-form apply_patch, and
+        // web search (dropped when the gateway is told to).
+        let request = json!({
+            "model": "m",
+            "input": [
+                {"type": "function_call", "call_id": "c1", "namespace": "agents", "name": "spawn", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+                {"type": "custom_tool_call", "call_id": "c2", "name": "apply_patch", "input": "*** Begin Patch"},
+                {"type": "custom_tool_call_output", "call_id": "c2", "output": "Done"},
+            ],
+            "tools": [
+                {"type": "namespace", "name": "agents", "description": "Sub-agents.", "tools": [
+                    {"type": "function", "name": "spawn", "parameters": {"type": "object"}}]},
+                {"type": "custom", "name": "apply_patch", "description": "Edit files.", "format": {"type": "grammar", "syntax": "lark", "definition": "start: patch"}},
+                {"type": "web_search", "external_web_access": false},
+            ],
+            "tool_choice": {"type": "custom", "name": "apply_patch"},
+        });
+        let body = serde_json::to_vec(&request).unwrap();
+        let err = to_chat(&body, BuiltinTools::Reject).err().unwrap();
+        assert_eq!(err.param(), Some("tools[2].type"));
+        let Translated { chat, echo } = to_chat(&body, BuiltinTools::Drop).unwrap();
+        let names: Vec<&str> = chat["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["function"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["agents__spawn", "apply_patch"]);
+        let custom = &chat["tools"][1]["function"];
+        assert!(custom["description"]
+            .as_str()
+            .unwrap()
+            .contains("start: patch"));
+        assert_eq!(custom["parameters"]["required"], json!(["input"]));
+        assert_eq!(
+            chat["tool_choice"],
+            json!({"type": "function", "function": {"name": "apply_patch"}})
+        );
+        let calls = &chat["messages"];
+        assert_eq!(
+            calls[0]["tool_calls"][0]["function"]["name"],
+            "agents__spawn"
+        );
+        assert_eq!(
+            calls[2]["tool_calls"][0]["function"]["arguments"],
+            "{\"input\":\"*** Begin Patch\"}"
+        );
+        assert_eq!(
+            calls[3],
+            json!({"role": "tool", "tool_call_id": "c2", "content": "Done"})
+        );
+
+        // The model's calls come back as the client's own kinds of item.
+        let completion = json!({"choices": [{"finish_reason": "tool_calls", "message": {"tool_calls": [
+            {"id": "c3", "type": "function", "function": {"name": "agents__spawn", "arguments": "{}"}},
+            {"id": "c4", "type": "function", "function": {"name": "apply_patch", "arguments": "{\"input\":\"*** End Patch\"}"}}]}}]});
+        let out: Value = serde_json::from_slice(
+            &from_chat(&serde_json::to_vec(&completion).unwrap(), &echo, "p").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(out["output"][0]["namespace"], "agents");
+        assert_eq!(out["output"][0]["name"], "spawn");
+        assert_eq!(out["output"][1]["type"], "custom_tool_call");
+        assert_eq!(out["output"][1]["input"], "*** End Patch");
+        assert!(out["output"][1].get("arguments").is_none());
+
+        let stream = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c4\",\"function\":{\"name\":\"apply_patch\",\"arguments\":\"{\\\"input\\\":\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"*** End Patch\\\"}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let events = events(&translate(&echo, &[stream.as_bytes()]));
+        let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names[2..],
+            [
+                "response.output_item.added",
+                "response.custom_tool_call_input.delta",
+                "response.custom_tool_call_input.done",
+                "response.output_item.done",
+                "response.completed"
+            ]
+        );
+        assert_eq!(events[2].1["item"]["input"], "");
+        assert_eq!(events[4].1["input"], "*** End Patch");
+        assert_eq!(events[5].1["item"]["input"], "*** End Patch");
     }
 }
