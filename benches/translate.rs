@@ -62,20 +62,28 @@ fn streams(c: &mut Criterion) {
         });
     }
     // The other way: a chat upstream's stream as Anthropic Messages events (for Messages
-    // clients such as Claude Code served by an OpenAI-compatible upstream).
-    for name in [
-        "openai/stream-text-include-usage",
-        "openai/stream-parallel-tool-calls",
-    ] {
+    // clients such as Claude Code served by an OpenAI-compatible upstream) and as Responses
+    // events (for Codex and the Responses API's SDKs).
+    let inbound: [(&str, fn() -> StreamTranslation); 2] = [
+        ("messages", || StreamTranslation::chat_to_messages("model")),
+        ("responses", || StreamTranslation::chat_to_responses("model")),
+    ];
+    for ((protocol, translation), name) in inbound.iter().flat_map(|p| {
+        [
+            "openai/stream-text-include-usage",
+            "openai/stream-parallel-tool-calls",
+        ]
+        .map(|name| (p, name))
+    }) {
         let stream = fixture(&format!("{name}.sse"), "");
         if stream.is_empty() {
             continue;
         }
         group.throughput(Throughput::Elements(events(&stream)));
         let frames: Vec<&[u8]> = split_events(&stream);
-        group.bench_function(format!("messages-from-chat/{name}"), |b| {
+        group.bench_function(format!("{protocol}-from-chat/{name}"), |b| {
             b.iter_batched(
-                || StreamTranslation::chat_to_messages("model"),
+                translation,
                 |mut t| {
                     let mut n = 0;
                     for frame in &frames {
