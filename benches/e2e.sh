@@ -15,8 +15,12 @@
 # callgrind, the gateway's instructions per JSON request and per stream (CALLGRIND_REQUESTS
 # JSON requests, a quarter as many streams; 0 skips; CALLGRIND_OUT=DIR keeps the profiles
 # for callgrind_annotate), per idempotent replay and per exact cache hit (the cache is on for
-# one model name only, `up/echo?usage=true`, so the other workloads pass it by). Compare ratios within one run: absolute numbers move with the
-# machine's noise (wrk, gateway and upstream share the cores).
+# one model name only, `up/echo?usage=true`, so the other workloads pass it by), and (default
+# stack) for the inbound protocols: an Anthropic Messages request passed through to a
+# `kind: anthropic` provider (the mock answers /v1/messages itself), JSON and streamed, the
+# same stream translated from the chat upstream, and a Responses stream translated from chat
+# and passed through to a `responses: native` provider. Compare ratios within one run:
+# absolute numbers move with the machine's noise (wrk, gateway and upstream share the cores).
 #
 #   STACK=full     the full stack instead of the default one: a master key, an alias to a
 #                  priority combo of two providers, idempotency (no key sent), the exact
@@ -96,6 +100,17 @@ body() { # model stream
 {"model":"$1","messages":[{"role":"system","content":"You are a concise assistant for a software team. Answer in plain English, prefer short paragraphs, and say when you are unsure instead of guessing. Keep code samples minimal and runnable."},{"role":"user","content":"We run an LLM gateway in front of several providers. What should we measure to know what the gateway itself costs per request?"},{"role":"assistant","content":"Measure the added latency (gateway p50 minus direct p50), CPU time per request in the gateway process, memory at idle and under load, and for streams the per-event overhead."},{"role":"user","content":[{"type":"text","text":"And how do we keep those numbers comparable on a noisy two-core machine? Give three concrete tips."}]}],"temperature":0.2,"top_p":0.95,"max_tokens":256,"user":"bench-user-0001","metadata":{"team":"platform","purpose":"bench"},"stream":$2}
 EOF
 }
+# The same conversation as an Anthropic Messages and as a Responses request.
+messages_body() { # model stream
+    cat <<EOF
+{"model":"$1","max_tokens":256,"system":"You are a concise assistant for a software team. Answer in plain English, prefer short paragraphs, and say when you are unsure instead of guessing. Keep code samples minimal and runnable.","messages":[{"role":"user","content":"We run an LLM gateway in front of several providers. What should we measure to know what the gateway itself costs per request?"},{"role":"assistant","content":"Measure the added latency (gateway p50 minus direct p50), CPU time per request in the gateway process, memory at idle and under load, and for streams the per-event overhead."},{"role":"user","content":[{"type":"text","text":"And how do we keep those numbers comparable on a noisy two-core machine? Give three concrete tips."}]}],"temperature":0.2,"top_p":0.95,"metadata":{"user_id":"bench-user-0001"},"stream":$2}
+EOF
+}
+responses_body() { # model stream
+    cat <<EOF
+{"model":"$1","instructions":"You are a concise assistant for a software team. Answer in plain English, prefer short paragraphs, and say when you are unsure instead of guessing. Keep code samples minimal and runnable.","input":[{"role":"user","content":"We run an LLM gateway in front of several providers. What should we measure to know what the gateway itself costs per request?"},{"role":"assistant","content":"Measure the added latency (gateway p50 minus direct p50), CPU time per request in the gateway process, memory at idle and under load, and for streams the per-event overhead."},{"role":"user","content":[{"type":"input_text","text":"And how do we keep those numbers comparable on a noisy two-core machine? Give three concrete tips."}]}],"temperature":0.2,"top_p":0.95,"max_output_tokens":256,"user":"bench-user-0001","store":false,"stream":$2}
+EOF
+}
 declare -A MODEL=([json]="echo" [stream]="echo?words=50" [paced]="echo?words=50&chunk_delay=1ms")
 declare -A STREAM=([json]=false [stream]=true [paced]=true)
 for w in json stream paced; do
@@ -149,6 +164,8 @@ cat >"$WORK/gateway.yaml" <<EOF
 listen: 127.0.0.1:0
 providers:
   up: { kind: openai, api_base: "$UPSTREAM/v1", api_key: sk-bench, models: [echo] }
+  claude: { kind: anthropic, api_base: "$UPSTREAM/v1", api_key: sk-bench }
+  native: { kind: openai, api_base: "$UPSTREAM/v1", api_key: sk-bench, responses: native }
 metering: { sqlite_path: "$WORK/usage.db" }   # the default ledger, kept out of the checkout
 cache: { enabled: true, models: ["up/echo?usage=true"] }
 EOF
@@ -208,14 +225,15 @@ wait "$GW_PID" 2>/dev/null || true
 # --- callgrind: instructions per request in the gateway ----------------------------------
 # For each workload: N requests on one keep-alive connection (like wrk -c1), dumped, then an
 # idle baseline over as long (timers, metrics upkeep), dumped and subtracted.
-declare -A IR=([json]=n/a [stream]=n/a [replay]=n/a [hit]=n/a)
+declare -A IR=([json]=n/a [stream]=n/a [replay]=n/a [hit]=n/a [messages]=n/a [messages-stream]=n/a
+    [messages-translated]=n/a [responses-translated]=n/a [responses-stream]=n/a)
 if [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
     CG_OUT=${CALLGRIND_OUT:-$WORK}
     mkdir -p "$CG_OUT"
     start "$WORK/callgrind.log" valgrind --tool=callgrind --callgrind-out-file="$CG_OUT/callgrind.out.%p" \
         "$GATEWAY_BIN" --config "$WORK/gateway.yaml"
     CG_PID=$STARTED_PID
-    CG_URL=http://$STARTED_ADDR/v1/chat/completions
+    CG_BASE=http://$STARTED_ADDR/v1
     ir() { grep -h '^summary:\|^totals:' "$1" | head -n1 | awk '{ print $2 }'; }
     dump=0
     # replay: the JSON request with an Idempotency-Key already answered (served from memory);
@@ -225,11 +243,22 @@ if [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
     else
         body "up/echo?usage=true" false >"$WORK/gateway-hit.json"
     fi
-    for w in json stream replay hit; do
+    # The inbound protocols (default stack): passed through (claude/, native/) and
+    # translated from the chat upstream (up/).
+    messages_body "claude/echo" false >"$WORK/gateway-messages.json"
+    messages_body "claude/echo?words=50" true >"$WORK/gateway-messages-stream.json"
+    messages_body "up/echo?words=50" true >"$WORK/gateway-messages-translated.json"
+    responses_body "up/echo?words=50" true >"$WORK/gateway-responses-translated.json"
+    responses_body "native/echo?words=50" true >"$WORK/gateway-responses-stream.json"
+    workloads="json stream replay hit"
+    [ "$STACK" = full ] || workloads="$workloads messages messages-stream messages-translated responses-translated responses-stream"
+    for w in $workloads; do
         n=$CALLGRIND_REQUESTS
-        [ "$w" = stream ] && n=$(((n + 3) / 4))
-        body=$WORK/gateway-$w.json header="x-bench: 1"
+        case $w in *stream* | *translated*) n=$(((n + 3) / 4)) ;; esac
+        body=$WORK/gateway-$w.json header="x-bench: 1" path=chat/completions
         [ "$w" = replay ] && body=$WORK/gateway-json.json header="idempotency-key: bench-replay"
+        case $w in messages*) path=messages header="anthropic-version: 2023-06-01" ;; responses*) path=responses ;; esac
+        CG_URL=$CG_BASE/$path
         echo "callgrind: $n $w requests (slow) ..." >&2
         sequential "$CG_URL" "$body" 100 "$header" # warm-up: pool, lazy init
         callgrind_control -z "$CG_PID" >/dev/null 2>&1
@@ -277,3 +306,6 @@ done
 echo "gateway RSS: idle after start $((RSS_IDLE / 1024)) MB ($RSS_IDLE kB), after load $((RSS_LOADED / 1024)) MB ($RSS_LOADED kB)"
 echo "stack: $STACK; gateway: $GATEWAY_BIN"
 echo "gateway instructions per request (callgrind, idle subtracted): json ${IR[json]}, stream ${IR[stream]} ($STREAM_EVENTS events), idempotent replay ${IR[replay]}, cache hit ${IR[hit]}"
+if [ "$STACK" != full ] && [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
+    echo "inbound protocols: Messages passed through: json ${IR[messages]} (chat json ${IR[json]}), stream ${IR[messages-stream]}; Messages translated from the chat stream ${IR[messages-translated]}; Responses stream passed through ${IR[responses-stream]}, translated ${IR[responses-translated]} (each from the same $STREAM_EVENTS-event chat answer)"
+fi

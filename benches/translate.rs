@@ -66,7 +66,9 @@ fn streams(c: &mut Criterion) {
     // events (for Codex and the Responses API's SDKs).
     let inbound: [(&str, fn() -> StreamTranslation); 2] = [
         ("messages", || StreamTranslation::chat_to_messages("model")),
-        ("responses", || StreamTranslation::chat_to_responses("model")),
+        ("responses", || {
+            StreamTranslation::chat_to_responses("model")
+        }),
     ];
     for ((protocol, translation), name) in inbound.iter().flat_map(|p| {
         [

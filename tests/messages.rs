@@ -441,3 +441,35 @@ async fn a_streamed_message_is_replayed_for_its_idempotency_key() {
     let err = anthropic_error(&post(&url, &other, &headers).await, 422);
     assert_eq!(err["type"], "invalid_request_error");
 }
+
+#[tokio::test]
+async fn the_http_mock_answers_messages_itself_for_anthropic_providers() {
+    // What benches/e2e.sh measures pass-through Messages against.
+    let (upstream, mock) = mock_upstream().await;
+    let gw = gateway(&format!(
+        "master_key: {KEY}\nproviders:\n  claude: {{ kind: anthropic, api_base: '{}/v1', api_key: sk-ant }}\n",
+        upstream.url()
+    ))
+    .await;
+    let url = format!("{}/v1/messages", gw.url());
+    let answer = post(&url, &message("claude/echo", "pass me", false), HEADERS).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.json()["content"][0]["text"], "You said: pass me");
+    let (headers, sent) = mock.last_request().unwrap();
+    assert_eq!(headers["x-api-key"], "sk-ant");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&sent).unwrap()["model"],
+        "echo"
+    );
+    let answer = post(&url, &message("claude/echo?words=3", "x", true), HEADERS).await;
+    let names: Vec<String> = events(&answer.text()).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names.first().map(String::as_str), Some("message_start"));
+    assert_eq!(names.last().map(String::as_str), Some("message_stop"));
+    let failing = post(
+        &url,
+        &message("claude/echo?status=529", "x", false),
+        HEADERS,
+    )
+    .await;
+    assert_eq!(anthropic_error(&failing, 529)["type"], "overloaded_error");
+}

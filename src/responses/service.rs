@@ -130,6 +130,9 @@ pub struct Responses<S> {
     state: Arc<State>,
 }
 
+/// Largest JSON answer read to store it (the translators read as much).
+const MAX_JSON_ANSWER: usize = 64 * 1024 * 1024;
+
 type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, GatewayError>> + Send>>;
 
 impl<S> Service<Request<Bytes>> for Responses<S>
@@ -173,10 +176,18 @@ where
 {
     let owner = owner(&req);
     req.extensions_mut().insert(state.builtin_tools);
+    // A stateless request (`store: false`, no `previous_response_id`: Codex's) is only
+    // scanned, not parsed into a tree.
+    let Ok(state_fields) = serde_json::from_slice::<StateFields>(req.body()) else {
+        return inner.oneshot(req).await;
+    };
+    let keep = state_fields.store != Some(false);
+    if !keep && state_fields.previous_response_id.is_none() {
+        return inner.oneshot(req).await;
+    }
     let Ok(mut request) = serde_json::from_slice::<Map<String, Value>>(req.body()) else {
         return inner.oneshot(req).await;
     };
-    let keep = request.get("store").and_then(Value::as_bool) != Some(false);
     let mut input = super::conversation::input_items(request.get("input"));
     if let Some(id) = request
         .get("previous_response_id")
@@ -233,18 +244,31 @@ where
         return Ok(Response::from_parts(parts, Body::new(body)));
     }
     // A JSON answer is stored before the client has it: its next turn finds it.
-    let limit = recorder.state.max_conversation_bytes;
-    let whole = Limited::new(body, limit.max(1))
+    let provider = parts
+        .headers
+        .get("x-gateway-provider")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("upstream")
+        .to_owned();
+    let whole = Limited::new(body, MAX_JSON_ANSWER)
         .collect()
         .await
         .map_err(|e| {
-            GatewayError::upstream_protocol("responses", format_args!("body broken: {e}"))
+            GatewayError::upstream_protocol(&provider, format_args!("answer unreadable: {e}"))
         })?
         .to_bytes();
     if let Some(put) = recorder.finish(&whole) {
         put.await;
     }
     Ok(Response::from_parts(parts, Body::full(whole)))
+}
+
+/// The fields of a Responses request that say whether it has state.
+#[derive(serde::Deserialize)]
+struct StateFields<'a> {
+    store: Option<bool>,
+    #[serde(borrow)]
+    previous_response_id: Option<std::borrow::Cow<'a, str>>,
 }
 
 fn owner(req: &Request<Bytes>) -> Arc<str> {

@@ -20,7 +20,8 @@ use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
 use crate::request::{Endpoint, LlmRequest};
 
-/// The mock as an OpenAI-compatible HTTP server: serve it with
+/// The mock as an OpenAI-compatible HTTP server (which also answers the Messages and
+/// Responses APIs, as Anthropic's and OpenAI's servers do): serve it with
 /// [`serve`](crate::server::serve) on any listener. Model names are taken as sent
 /// (`echo?status=500`). Counts requests and keeps the last one's headers and body, so tests
 /// can check what reached the upstream.
@@ -42,12 +43,12 @@ impl MockUpstream {
         Self::default()
     }
 
-    /// How many chat and embeddings requests it has received.
+    /// How many LLM requests (chat, embeddings, Messages, Responses) it has received.
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::SeqCst)
     }
 
-    /// Headers and body of the last chat or embeddings request.
+    /// Headers and body of the last LLM request.
     pub fn last_request(&self) -> Option<(HeaderMap, Bytes)> {
         self.state.last.lock().expect("mock state").clone()
     }
@@ -79,10 +80,10 @@ impl MockUpstream {
         };
         self.state.requests.fetch_add(1, Ordering::SeqCst);
         *self.state.last.lock().expect("mock state") = Some((parts.headers, body.clone()));
-        if endpoint == Endpoint::Responses {
-            return responses(body)
+        if matches!(endpoint, Endpoint::Responses | Endpoint::Messages) {
+            return inbound(endpoint, body)
                 .await
-                .unwrap_or_else(GatewayError::into_response);
+                .unwrap_or_else(|e| e.into_response_as(endpoint.protocol()));
         }
         let result = async {
             let llm = LlmRequest::parse(endpoint, &body)?;
@@ -103,10 +104,11 @@ impl MockUpstream {
     }
 }
 
-/// What a server with its own Responses API answers (as OpenAI's does): the mock's chat
-/// answer as a `response`, or as the Responses event stream.
-async fn responses(body: Bytes) -> Result<Response<Body>, GatewayError> {
-    let llm = LlmRequest::parse(Endpoint::Responses, &body)?;
+/// What a server with its own Responses API (as OpenAI's) or Messages API (as
+/// Anthropic's) answers: the mock's chat answer as a `response` or a `message`, or as
+/// that API's event stream.
+async fn inbound(endpoint: Endpoint, body: Bytes) -> Result<Response<Body>, GatewayError> {
+    let llm = LlmRequest::parse(endpoint, &body)?;
     let mut req = Request::new(body);
     req.extensions_mut().insert(llm);
     let mock = BoxExecutor::new(super::MockExecutor::new());
