@@ -64,7 +64,8 @@ fn streams(c: &mut Criterion) {
     // The other way: a chat upstream's stream as Anthropic Messages events (for Messages
     // clients such as Claude Code served by an OpenAI-compatible upstream) and as Responses
     // events (for Codex and the Responses API's SDKs).
-    let inbound: [(&str, fn() -> StreamTranslation); 2] = [
+    type Translation = fn() -> StreamTranslation;
+    let inbound: [(&str, Translation); 2] = [
         ("messages", || StreamTranslation::chat_to_messages("model")),
         ("responses", || {
             StreamTranslation::chat_to_responses("model")

@@ -17,10 +17,11 @@ use super::translated::TranslatedBody;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::request::{Endpoint, LlmRequest};
-use crate::responses::{BuiltinTools, ResolvedPrevious};
+use crate::responses::ResolvedPrevious;
 use crate::sse;
 use crate::translate::messages::{self, MessagesStream};
 use crate::translate::responses::{self, ResponsesStream};
+use crate::translate::BuiltinTools;
 
 /// Largest chat answer read to translate it.
 const MAX_ANSWER: usize = 32 * 1024 * 1024;

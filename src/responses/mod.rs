@@ -36,5 +36,6 @@ mod store;
 
 pub use self::redis::RedisStore;
 pub use self::service::{ResolvedPrevious, Responses, ResponsesLayer};
-pub use self::settings::{BuiltinTools, ResponsesSettings, ResponsesStoreKind};
+pub use self::settings::{ResponsesSettings, ResponsesStoreKind};
 pub use self::store::{MemoryStore, ResponseStore, StoreError, StoreFuture};
+pub use crate::translate::BuiltinTools;

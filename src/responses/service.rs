@@ -17,7 +17,7 @@ use tower::{Layer, Service, ServiceExt};
 
 use super::conversation::Conversation;
 use super::redis::RedisStore;
-use super::settings::{BuiltinTools, ResponsesSettings, ResponsesStoreKind};
+use super::settings::{ResponsesSettings, ResponsesStoreKind};
 use super::store::{MemoryStore, ResponseStore};
 use crate::auth::KeyId;
 use crate::body::{Body, BoxError};
@@ -26,6 +26,7 @@ use crate::request::{Endpoint, LlmRequest};
 use crate::settings::SettingsError;
 use crate::sse::{self, Decoder};
 use crate::store::RedisSettings;
+use crate::translate::BuiltinTools;
 
 /// The stored response a request continued (`previous_response_id`), for the answer to
 /// repeat: the request itself no longer names it once its conversation is spliced in.

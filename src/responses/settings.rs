@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::settings::{setters, SettingsError};
+use crate::translate::BuiltinTools;
 
 /// How the gateway keeps the responses it answers (`store` is true unless the client says
 /// false), so that `previous_response_id` continues a conversation and
@@ -41,19 +42,6 @@ impl Default for ResponsesSettings {
             builtin_tools: BuiltinTools::Reject,
         }
     }
-}
-
-/// What to do with a tool only OpenAI runs (web search, file search…) when the request
-/// goes to another provider.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BuiltinTools {
-    /// A 400 naming the tool.
-    #[default]
-    Reject,
-    /// Leave it out: the model is offered the other tools (a request that forces the tool
-    /// with `tool_choice` is still a 400).
-    Drop,
 }
 
 /// Where responses are kept.

@@ -35,6 +35,7 @@ pub(crate) mod responses;
 pub(crate) mod stream;
 
 pub(crate) use self::chat::Chat;
+pub use self::responses::BuiltinTools;
 pub use self::stream::StreamTranslation;
 use crate::error::GatewayError;
 

@@ -31,7 +31,6 @@ use super::chat::{mint_id, now};
 use super::chunk::{self, ChatUsage, Chunk, ChunkToolCall};
 use super::stream::StreamTranslator;
 use crate::error::GatewayError;
-use crate::responses::BuiltinTools;
 
 fn bad(param: &str, message: impl Into<String>) -> GatewayError {
     GatewayError::invalid_param(param, message)
@@ -207,6 +206,19 @@ struct End {
 pub(crate) struct Translated {
     pub chat: Value,
     pub echo: Echo,
+}
+
+/// What to do with a tool only OpenAI runs (web search, file search…) when the request
+/// goes to another provider.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuiltinTools {
+    /// A 400 naming the tool.
+    #[default]
+    Reject,
+    /// Leave it out: the model is offered the other tools (a request that forces the tool
+    /// with `tool_choice` is still a 400).
+    Drop,
 }
 
 /// Separates a namespace from a function's name in the flat names chat has.
