@@ -29,7 +29,7 @@ async fn litellm_gateway_with(extra: &str) -> Running {
         liveliness.text()
     );
     gateway(&format!(
-        "providers:\n  litellm: {{ kind: litellm, api_base: '{url}', api_key: '{key}', models: [mock-gpt, echo] }}\n{extra}"
+        "providers:\n  litellm: {{ kind: litellm, api_base: '{url}', api_key: '{key}', models: [mock-gpt, echo] }}\n  litellm-native: {{ kind: litellm, api_base: '{url}', api_key: '{key}', messages: native, responses: native }}\n{extra}"
     ))
     .await
 }
@@ -271,4 +271,47 @@ async fn metering_records_the_cost_litellm_reports() {
     }
     assert_eq!(recorded, Some(reported));
     let _ = std::fs::remove_file(&ledger);
+}
+
+#[tokio::test]
+#[ignore = "needs the LiteLLM proxy at LLM_TOWER_LITELLM_URL: .ci/run starts it"]
+async fn messages_and_responses_reach_litellms_own_endpoints() {
+    // `messages: native` / `responses: native`: LiteLLM's /v1/messages and /v1/responses
+    // answer (here from `mock_response`), the gateway passes them through.
+    let gw = litellm_gateway().await;
+    let message = post(
+        &format!("{}/v1/messages", gw.url()),
+        r#"{"model":"litellm-native/mock-gpt","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#,
+        &[("anthropic-version", "2023-06-01")],
+    )
+    .await;
+    assert_eq!(message.status, StatusCode::OK, "{}", message.text());
+    let message = message.json();
+    assert_eq!(message["type"], "message");
+    assert_eq!(message["content"][0]["text"], "Hello from LiteLLM mock");
+    let response = post(
+        &format!("{}/v1/responses", gw.url()),
+        r#"{"model":"litellm-native/mock-gpt","input":"hi","store":false}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let response = response.json();
+    assert_eq!(response["object"], "response");
+    assert_eq!(
+        response["output"][0]["content"][0]["text"],
+        "Hello from LiteLLM mock"
+    );
+    // The same through LiteLLM's chat endpoint, translated by the gateway.
+    let translated = post(
+        &format!("{}/v1/responses", gw.url()),
+        r#"{"model":"litellm/mock-gpt","input":"hi","store":false}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(translated.status, StatusCode::OK, "{}", translated.text());
+    assert_eq!(
+        translated.json()["output"][0]["content"][0]["text"],
+        "Hello from LiteLLM mock"
+    );
 }

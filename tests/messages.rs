@@ -444,10 +444,11 @@ async fn a_streamed_message_is_replayed_for_its_idempotency_key() {
 
 #[tokio::test]
 async fn the_http_mock_answers_messages_itself_for_anthropic_providers() {
-    // What benches/e2e.sh measures pass-through Messages against.
+    // What benches/e2e.sh measures pass-through Messages against; and an OpenAI-compatible
+    // server with its own Messages API (`messages: native`, as LiteLLM's) gets it as is.
     let (upstream, mock) = mock_upstream().await;
     let gw = gateway(&format!(
-        "master_key: {KEY}\nproviders:\n  claude: {{ kind: anthropic, api_base: '{}/v1', api_key: sk-ant }}\n",
+        "master_key: {KEY}\nproviders:\n  claude: {{ kind: anthropic, api_base: '{0}/v1', api_key: sk-ant }}\n  lite: {{ kind: openai, api_base: '{0}/v1', api_key: sk-lite, messages: native }}\n",
         upstream.url()
     ))
     .await;

@@ -45,7 +45,7 @@ pub use self::metrics::{UpstreamMetrics, UpstreamMetricsLayer};
 #[cfg(feature = "test-util")]
 pub use self::mock::MockUpstream;
 pub use self::mock::{MockBody, MockExecutor, MockSettings};
-pub use self::openai_compatible::{Flavor, OpenAiExecutor, OpenAiSettings, ResponsesApi};
+pub use self::openai_compatible::{ApiMode, Flavor, OpenAiExecutor, OpenAiSettings};
 pub use self::provider::{LiteLlmSettings, ProviderSettings};
 pub(crate) use self::registry::executor_service;
 pub use self::registry::{

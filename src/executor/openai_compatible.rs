@@ -56,20 +56,25 @@ pub struct OpenAiSettings {
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
     /// How Responses API requests reach this upstream: `chat` (translated to Chat
-    /// Completions; the default) or `native` (its own `/responses`, passed through).
+    /// Completions; the default) or `native` (its own `/responses`, passed through:
+    /// OpenAI, LiteLLM, vLLM…).
     #[serde(default)]
-    pub responses: ResponsesApi,
+    pub responses: ApiMode,
+    /// How Anthropic Messages requests reach this upstream: `chat` (the default) or
+    /// `native` (its own `/messages` and `/messages/count_tokens`, passed through: LiteLLM,
+    /// servers with an Anthropic-compatible API).
+    #[serde(default)]
+    pub messages: ApiMode,
 }
 
-/// How an OpenAI-compatible upstream answers the Responses API.
+/// How an OpenAI-compatible upstream answers an API beside Chat Completions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum ResponsesApi {
-    /// Through Chat Completions, translated both ways (most servers have no `/responses`).
+pub enum ApiMode {
+    /// Through Chat Completions, translated both ways (what every such server has).
     #[default]
     Chat,
-    /// Its own `POST /responses` (OpenAI, LiteLLM, vLLM…): bytes passed through, the model
-    /// rewritten.
+    /// The server's own endpoint for it: bytes passed through, the model rewritten.
     Native,
 }
 
@@ -85,7 +90,9 @@ setters!(OpenAiSettings {
     /// Overrides the client's `idle_timeout`.
     idle_timeout: Option<Duration>,
     /// How Responses API requests reach the upstream.
-    responses: ResponsesApi,
+    responses: ApiMode,
+    /// How Anthropic Messages requests reach the upstream.
+    messages: ApiMode,
 });
 
 impl OpenAiSettings {
@@ -98,7 +105,8 @@ impl OpenAiSettings {
             models: Vec::new(),
             first_byte_timeout: None,
             idle_timeout: None,
-            responses: ResponsesApi::Chat,
+            responses: ApiMode::Chat,
+            messages: ApiMode::Chat,
         }
     }
 
@@ -142,6 +150,8 @@ struct Inner {
     chat_uri: Uri,
     embeddings_uri: Uri,
     responses_uri: Uri,
+    messages_uri: Uri,
+    count_tokens_uri: Uri,
     health_uri: Option<Uri>,
 }
 
@@ -176,6 +186,8 @@ impl OpenAiExecutor {
                 chat_uri: uri(format!("{v1}{}", Route::ChatCompletions.path()))?,
                 embeddings_uri: uri(format!("{v1}{}", Route::Embeddings.path()))?,
                 responses_uri: uri(format!("{v1}{}", Route::Responses.path()))?,
+                messages_uri: uri(format!("{v1}{}", Route::Messages.path()))?,
+                count_tokens_uri: uri(format!("{v1}{}", Route::CountTokens.path()))?,
                 health_uri: match flavor {
                     Flavor::OpenAi => None,
                     Flavor::LiteLlm => Some(uri(format!("{root}{}", litellm::LIVELINESS_PATH))?),
@@ -198,10 +210,11 @@ impl OpenAiExecutor {
         let uri = match llm.endpoint() {
             Route::ChatCompletions => inner.chat_uri.clone(),
             Route::Embeddings => inner.embeddings_uri.clone(),
-            // Only with `responses: native` (the registry translates it to chat otherwise).
+            // Only with `responses: native` / `messages: native` (the registry translates
+            // them to chat otherwise).
             Route::Responses => inner.responses_uri.clone(),
-            // The registry sends other endpoints here translated to chat.
-            other => return Err(unsupported(inner.upstream.name(), other)),
+            Route::Messages => inner.messages_uri.clone(),
+            Route::CountTokens => inner.count_tokens_uri.clone(),
         };
         let body = llm.body_with_model(&body, model);
         let response = inner
@@ -220,7 +233,10 @@ impl OpenAiExecutor {
                 parts.extensions.insert(cost);
             }
         }
-        let body = inner.upstream.body(incoming, sse);
+        let body = inner
+            .upstream
+            .body(incoming, sse)
+            .speaking(llm.endpoint().protocol());
         Ok(Response::from_parts(parts, Body::new(body)))
     }
 

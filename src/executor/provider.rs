@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use super::{
-    AnthropicExecutor, AnthropicSettings, ExecutorsBuilder, Flavor, GeminiExecutor, GeminiSettings,
-    MockExecutor, MockSettings, OpenAiExecutor, OpenAiSettings, ResponsesApi,
+    AnthropicExecutor, AnthropicSettings, ApiMode, ExecutorsBuilder, Flavor, GeminiExecutor,
+    GeminiSettings, MockExecutor, MockSettings, OpenAiExecutor, OpenAiSettings,
 };
 use crate::request::Endpoint;
 use crate::settings::SettingsError;
@@ -54,7 +54,7 @@ impl ProviderSettings for OpenAiSettings {
         client: &UpstreamClient,
     ) -> Result<ExecutorsBuilder, SettingsError> {
         let executor = OpenAiExecutor::new(name, Flavor::OpenAi, self, defaults, client.clone())?;
-        Ok(speaks_responses(
+        Ok(speaks_natively(
             registry.service(name, executor),
             name,
             self,
@@ -62,16 +62,22 @@ impl ProviderSettings for OpenAiSettings {
     }
 }
 
-/// Registers the Responses API as spoken by provider `name` when its settings say so.
-fn speaks_responses(
-    registry: ExecutorsBuilder,
+/// Registers the Responses and Messages APIs as spoken by provider `name` when its
+/// settings say so.
+fn speaks_natively(
+    mut registry: ExecutorsBuilder,
     name: &str,
     settings: &OpenAiSettings,
 ) -> ExecutorsBuilder {
-    match settings.responses {
-        ResponsesApi::Native => registry.speaks(name, Endpoint::Responses),
-        ResponsesApi::Chat => registry,
+    if settings.responses == ApiMode::Native {
+        registry = registry.speaks(name, Endpoint::Responses);
     }
+    if settings.messages == ApiMode::Native {
+        registry = registry
+            .speaks(name, Endpoint::Messages)
+            .speaks(name, Endpoint::CountTokens);
+    }
+    registry
 }
 
 /// A LiteLLM proxy (`kind: litellm`): OpenAI-compatible settings, LiteLLM's flavour.
@@ -102,7 +108,7 @@ impl ProviderSettings for LiteLlmSettings {
         let executor =
             OpenAiExecutor::new(name, Flavor::LiteLlm, &self.0, defaults, client.clone())?;
         let probe = executor.clone();
-        let registry = speaks_responses(registry.service(name, executor), name, &self.0);
+        let registry = speaks_natively(registry.service(name, executor), name, &self.0);
         Ok(registry.readiness(
             name,
             Arc::new(move || {
