@@ -158,6 +158,32 @@ pub fn each_event(body: &[u8], on_event: &mut dyn FnMut(Event<'_>) -> More) {
     }
 }
 
+/// How a Responses stream event ends the stream, if it does.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ResponseEvent {
+    /// `response.completed` or `response.incomplete`: the whole response.
+    Final,
+    /// `response.failed` or `error`.
+    Failed,
+}
+
+/// Whether an event ends a Responses stream: by its `event:` name, or (for servers that
+/// send none) by its data's leading `type`.
+pub(crate) fn response_event(name: Option<&[u8]>, data: &[u8]) -> Option<ResponseEvent> {
+    let kind = match name {
+        Some(name) => name,
+        None => {
+            let rest = data.strip_prefix(b"{\"type\":\"")?;
+            &rest[..memchr::memchr(b'"', rest)?]
+        }
+    };
+    match kind {
+        b"response.completed" | b"response.incomplete" => Some(ResponseEvent::Final),
+        b"response.failed" | b"error" => Some(ResponseEvent::Failed),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -474,3 +474,49 @@ async fn the_http_mock_answers_messages_itself_for_anthropic_providers() {
     .await;
     assert_eq!(anthropic_error(&failing, 529)["type"], "overloaded_error");
 }
+
+#[tokio::test]
+async fn the_cache_answers_a_repeated_message_in_either_form() {
+    let gw = translating("cache: { enabled: true }").await;
+    let url = format!("{}/v1/messages", gw.url());
+    let first = post(
+        &url,
+        &message("sonnet", "cache this message", false),
+        HEADERS,
+    )
+    .await;
+    assert_eq!(first.headers["x-gateway-cache"], "miss");
+    let hit = post(
+        &url,
+        &message("sonnet", "cache this message", false),
+        HEADERS,
+    )
+    .await;
+    assert_eq!(hit.headers["x-gateway-cache"], "hit");
+    assert_eq!(hit.json(), first.json());
+    let streamed = post(
+        &url,
+        &message("sonnet", "cache this message", true),
+        HEADERS,
+    )
+    .await;
+    assert_eq!(streamed.headers["x-gateway-cache"], "hit");
+    let events = events(&streamed.text());
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert_eq!(
+        events[2].1["delta"]["text"],
+        first.json()["content"][0]["text"]
+    );
+    assert_eq!(events[4].1["delta"]["stop_reason"], "end_turn");
+}

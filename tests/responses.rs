@@ -413,3 +413,41 @@ async fn responses_are_metered_and_replayed_for_their_idempotency_key() {
     assert_eq!(rows[2]["completion_tokens"], usage["output_tokens"]);
     assert_eq!(rows[2]["usage_source"], "upstream");
 }
+
+#[tokio::test]
+async fn the_cache_answers_a_repeated_response_in_either_form() {
+    let (gw, _upstream, mock) =
+        gateway_with_upstream("cache: { enabled: true, semantic: { enabled: true } }").await;
+    let body = |stream: bool| {
+        json!({"model": "codex-model", "input": "cache me", "stream": stream, "store": false})
+            .to_string()
+    };
+    let first = post(&responses_url(&gw), &body(true), AUTH).await;
+    assert_eq!(first.headers["x-gateway-cache"], "miss");
+    let streamed = events(&first.text());
+    let original = &streamed.last().unwrap().1["response"];
+    // The same request as JSON: the response the stream finished with.
+    let hit = post(&responses_url(&gw), &body(false), AUTH).await;
+    assert_eq!(hit.headers["x-gateway-cache"], "hit", "{}", hit.text());
+    assert_eq!(hit.json(), *original);
+    // And streamed again: the same event sequence rebuilt from it, the text in one delta.
+    let again = post(&responses_url(&gw), &body(true), AUTH).await;
+    assert_eq!(again.headers["x-gateway-cache"], "hit");
+    let replayed = events(&again.text());
+    let names = |events: &[(String, Value)]| {
+        let mut names: Vec<String> = events.iter().map(|(n, _)| n.clone()).collect();
+        names.dedup();
+        names
+    };
+    assert_eq!(names(&replayed), names(&streamed));
+    assert_eq!(replayed.last().unwrap().1["response"], *original);
+    assert_eq!(mock.requests(), 1);
+    // Another protocol's same question is not this one's answer.
+    let chat = post(
+        &format!("{}/v1/chat/completions", gw.url()),
+        &chat_body("codex-model", "cache me", false),
+        AUTH,
+    )
+    .await;
+    assert_eq!(chat.headers["x-gateway-cache"], "miss");
+}

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use bytes::{Bytes, BytesMut};
 use serde_json::{json, Map, Value};
 
+use super::inbound::{is_whole_message, is_whole_response, MessageAssembler, ResponseAssembler};
 use crate::sse;
 use crate::tap::{End, Observer};
 
@@ -220,8 +221,14 @@ pub(crate) enum Capture {
     /// A JSON body whose `object` must be the one given (`chat.completion`, or `list` for
     /// embeddings), kept as it passes.
     Json(BytesMut, &'static str),
-    /// A stream, assembled as it passes.
+    /// A chat stream, assembled as it passes.
     Stream(Box<Assembler>),
+    /// An Anthropic `message` or a Responses `response`, JSON.
+    MessageJson(BytesMut),
+    ResponseJson(BytesMut),
+    /// Their streams, assembled as they pass.
+    MessageStream(Box<MessageAssembler>),
+    ResponseStream(Box<ResponseAssembler>),
 }
 
 impl Capture {
@@ -242,6 +249,10 @@ impl Capture {
                 (completion.object == object).then_some(body)
             }
             Self::Stream(assembler) => assembler.finish(),
+            Self::MessageJson(body) => Some(body.freeze()).filter(|b| is_whole_message(b)),
+            Self::ResponseJson(body) => Some(body.freeze()).filter(|b| is_whole_response(b)),
+            Self::MessageStream(assembler) => assembler.finish(),
+            Self::ResponseStream(assembler) => assembler.finish(),
         }
     }
 }
@@ -279,8 +290,12 @@ impl<F: FnOnce(Bytes)> Observer for Capturer<F> {
             return;
         }
         match capture {
-            Capture::Json(body, _) => body.extend_from_slice(data),
+            Capture::Json(body, _) | Capture::MessageJson(body) | Capture::ResponseJson(body) => {
+                body.extend_from_slice(data);
+            }
             Capture::Stream(assembler) => assembler.push(data),
+            Capture::MessageStream(assembler) => assembler.push(data),
+            Capture::ResponseStream(assembler) => assembler.push(data),
         }
     }
 

@@ -44,9 +44,16 @@ pub(crate) fn analyze(
     members.push((Cow::Borrowed("model"), Json::Str(Cow::Borrowed(model))));
     let mut canonical = Vec::with_capacity(body.len());
     request.write(&mut canonical);
+    // Each protocol's answers apart; exact matches only but for chat.
+    let domain: &[u8] = match endpoint {
+        Endpoint::Embeddings => b"embeddings",
+        Endpoint::Messages => b"messages",
+        Endpoint::Responses => b"responses",
+        _ => b"exact",
+    };
     if endpoint == Endpoint::Embeddings {
         return Some(Analysis {
-            key: digest(b"embeddings", scope, &canonical),
+            key: digest(domain, scope, &canonical),
             deterministic: true,
             semantic: None,
         });
@@ -56,8 +63,10 @@ pub(crate) fn analyze(
         .and_then(Json::as_f64)
         .is_some_and(|t| t == 0.0)
         || request.get("seed").is_some_and(|s| *s != Json::Null);
-    let key = digest(b"exact", scope, &canonical);
-    let semantic = semantic.and_then(|limits| partition(request, scope, limits, canonical));
+    let key = digest(domain, scope, &canonical);
+    let semantic = semantic
+        .filter(|_| endpoint == Endpoint::ChatCompletions)
+        .and_then(|limits| partition(request, scope, limits, canonical));
     Some(Analysis {
         key,
         deterministic,

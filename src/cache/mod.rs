@@ -1,6 +1,11 @@
 //! The response cache: a chat request is answered from an earlier answer when it is safe
 //! to, and says so in `x-gateway-cache` (`hit`, `semantic-hit`, `miss`, `bypass`) and `age`.
-//! Embeddings requests are cached too (exact matches only: an embedding is deterministic).
+//! Embeddings requests are cached too (exact matches only: an embedding is deterministic),
+//! and so are Anthropic Messages and OpenAI Responses requests (exact matches only, each
+//! protocol's answers apart): kept as the `message` or `response` itself — a stream
+//! assembled from its events, or taken from its final `response.completed` — and served as
+//! JSON or as that protocol's event stream rebuilt from it (each block's or item's content
+//! in one delta).
 //!
 //! - **Exact.** The key is a BLAKE3 hash of the scope and the canonical request: the resolved
 //!   model, messages, tools and every parameter, with object members in key order and no
@@ -52,6 +57,7 @@
 mod assemble;
 mod canonical;
 mod entry;
+mod inbound;
 mod key;
 mod redis;
 pub mod semantic;

@@ -17,6 +17,7 @@ use tower::{Layer, Service};
 
 use super::assemble::{Capture, Capturer};
 use super::entry::{now_ms, to_sse, CachedResponse};
+use super::inbound::{message_to_sse, response_to_sse};
 use super::key::{analyze, raw_key, SemanticLimits};
 use super::redis::RedisStore;
 use super::semantic::{IndexSync, SemanticCache};
@@ -302,7 +303,7 @@ struct Plan {
     ttl: Duration,
     stream: bool,
     include_usage: bool,
-    embeddings: bool,
+    endpoint: Endpoint,
 }
 
 impl Shared {
@@ -353,7 +354,7 @@ impl Shared {
             ttl,
             stream: llm.stream(),
             include_usage: llm.include_usage(),
-            embeddings: llm.endpoint() == Endpoint::Embeddings,
+            endpoint: llm.endpoint(),
         })
     }
 
@@ -431,7 +432,10 @@ where
             (Some(shared), Some(llm))
                 if matches!(
                     llm.endpoint(),
-                    Endpoint::ChatCompletions | Endpoint::Embeddings
+                    Endpoint::ChatCompletions
+                        | Endpoint::Embeddings
+                        | Endpoint::Messages
+                        | Endpoint::Responses
                 ) =>
             {
                 Some(shared.plan(&req, llm))
@@ -549,15 +553,14 @@ where
     if !storable {
         return Ok(Response::from_parts(parts, body));
     }
-    let capture = if sse::is_event_stream(&parts.headers) {
-        Capture::Stream(Box::default())
-    } else {
-        let object = if plan.embeddings {
-            "list"
-        } else {
-            "chat.completion"
-        };
-        Capture::Json(BytesMut::new(), object)
+    let capture = match (plan.endpoint, sse::is_event_stream(&parts.headers)) {
+        (Endpoint::Messages, true) => Capture::MessageStream(Box::default()),
+        (Endpoint::Messages, false) => Capture::MessageJson(BytesMut::new()),
+        (Endpoint::Responses, true) => Capture::ResponseStream(Box::default()),
+        (Endpoint::Responses, false) => Capture::ResponseJson(BytesMut::new()),
+        (_, true) => Capture::Stream(Box::default()),
+        (Endpoint::Embeddings, false) => Capture::Json(BytesMut::new(), "list"),
+        (_, false) => Capture::Json(BytesMut::new(), "chat.completion"),
     };
     let (provider, model) = answered_by(&parts.extensions);
     let Plan {
@@ -645,10 +648,12 @@ fn serve(
     similarity: Option<f32>,
 ) -> Option<Response<Body>> {
     let (body, content_type) = if plan.stream {
-        (
-            to_sse(&entry.completion, plan.include_usage)?,
-            "text/event-stream",
-        )
+        let stream = match plan.endpoint {
+            Endpoint::Messages => message_to_sse(&entry.completion)?,
+            Endpoint::Responses => response_to_sse(&entry.completion)?,
+            _ => to_sse(&entry.completion, plan.include_usage)?,
+        };
+        (stream, "text/event-stream")
     } else {
         (entry.completion.clone(), "application/json")
     };

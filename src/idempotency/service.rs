@@ -25,6 +25,7 @@ use crate::future::LayerFuture;
 use crate::protocol::Protocol;
 use crate::request::LlmRequest;
 use crate::settings::SettingsError;
+use crate::sse;
 use crate::store::RedisSettings;
 use crate::tap::Tap;
 
@@ -521,15 +522,17 @@ fn renew(shared: Arc<Shared>, key: String, token: String) -> JoinHandle<()> {
 /// `response.incomplete`); anything else was cut short.
 fn ends_with_done(body: &[u8]) -> bool {
     let trimmed = body.trim_ascii_end();
-    let last_line = trimmed.rsplit(|&b| b == b'\n').next().unwrap_or_default();
-    let Some(data) = last_line.strip_prefix(b"data:") else {
-        return false;
-    };
-    let data = data.trim_ascii();
-    data == b"[DONE]"
-        || data.starts_with(b"{\"type\":\"message_stop\"")
-        || data.starts_with(b"{\"type\":\"response.completed\"")
-        || data.starts_with(b"{\"type\":\"response.incomplete\"")
+    let last = memchr::memmem::rfind(trimmed, b"\n\n").map_or(0, |i| i + 2);
+    let mut whole = false;
+    sse::each_event(&trimmed[last..], &mut |event| {
+        let data = event.data.trim_ascii();
+        whole = data == b"[DONE]"
+            || event.name == Some(b"message_stop")
+            || data.starts_with(b"{\"type\":\"message_stop\"")
+            || sse::response_event(event.name, data) == Some(sse::ResponseEvent::Final);
+        false
+    });
+    whole
 }
 
 fn replayed_headers(headers: &HeaderMap) -> HeaderMap {

@@ -316,12 +316,6 @@ pin_project! {
     }
 }
 
-/// Whether a stream event's data is the final `response` (completed or incomplete).
-fn is_final(data: &[u8]) -> bool {
-    data.starts_with(b"{\"type\":\"response.completed\"")
-        || data.starts_with(b"{\"type\":\"response.incomplete\"")
-}
-
 impl<B> http_body::Body for RecordingBody<B>
 where
     B: http_body::Body<Data = Bytes>,
@@ -351,7 +345,7 @@ where
         };
         let mut last = None;
         this.decoder.feed(data, &mut |event| {
-            if is_final(&event.data) {
+            if sse::response_event(event.name, &event.data) == Some(sse::ResponseEvent::Final) {
                 last = Some(event.data.into_owned());
                 return false;
             }
