@@ -126,7 +126,13 @@ fn ends_with_blank_line(buf: &[u8]) -> bool {
 fn dispatch(event: &[u8], on_event: &mut dyn FnMut(Event<'_>) -> More) -> More {
     let mut name = None;
     let mut data: Option<Cow<'_, [u8]>> = None;
-    for line in event.split(|&b| b == b'\n') {
+    // Lines found with memchr: a byte-by-byte split costs about as much as parsing the
+    // event's JSON.
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', event).chain(std::iter::once(event.len()));
+    for end in ends {
+        let line = &event[start..end];
+        start = end + 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if let Some(value) = line.strip_prefix(b"data:") {
             let value = value.strip_prefix(b" ").unwrap_or(value);

@@ -114,6 +114,8 @@ where
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
+                    // Translated events are about twice the size of the upstream's.
+                    out.reserve(2 * data.len() + 256);
                     match feed(this.decoder, this.translator, &data, &mut out) {
                         Fed::More if out.is_empty() => continue,
                         Fed::More => {}
@@ -183,6 +185,8 @@ where
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
+                    // Translated events are about twice the size of the upstream's.
+                    out.reserve(2 * data.len() + 256);
                     match feed(this.decoder, this.translator, &data, &mut out) {
                         Fed::More => {}
                         Fed::Failed(err) => {
