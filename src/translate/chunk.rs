@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use bytes::{BufMut, BytesMut};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -155,5 +156,97 @@ pub(crate) fn stream_error(data: &[u8], provider: &str) -> GatewayError {
     match code {
         Some(code) => err.with_code(code),
         None => err,
+    }
+}
+
+/// The later chunks of a stream: what changes (the id and model are the first chunk's).
+#[derive(Deserialize)]
+struct Deltas<'a> {
+    #[serde(borrow, default)]
+    choices: Vec<ChunkChoice<'a>>,
+    #[serde(default)]
+    usage: Option<ChatUsage>,
+}
+
+/// Parses one chunk: the first whole, the others without `id` and `model` (skipped, not
+/// read: a tenth of a chunk's parse).
+pub(crate) fn parse<'a>(data: &'a [u8], first: bool) -> Result<Chunk<'a>, serde_json::Error> {
+    if first {
+        return serde_json::from_slice(data);
+    }
+    let deltas: Deltas<'a> = serde_json::from_slice(data)?;
+    Ok(Chunk {
+        id: None,
+        model: None,
+        choices: deltas.choices,
+        usage: deltas.usage,
+    })
+}
+
+/// Writes `text` as a JSON string. Written here because the per-event writers are the hot
+/// path of a translated stream: text without a character to escape (nearly every delta) is
+/// copied in one go, where serde_json's writer costs several times as much per delta.
+pub(crate) fn put_json_str(out: &mut BytesMut, text: &str) {
+    let plain = text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    if plain {
+        out.reserve(text.len() + 2);
+        out.put_u8(b'"');
+        out.put_slice(text.as_bytes());
+        out.put_u8(b'"');
+    } else {
+        serde_json::to_writer(out.writer(), text).expect("a string serialises");
+    }
+}
+
+/// Writes `n` in decimal.
+pub(crate) fn put_usize(out: &mut BytesMut, n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[at..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_written_json_matches_serde() {
+        for text in [
+            "plain words",
+            "",
+            "quote \" back \\ slash",
+            "line\nbreak\t",
+            "ünïcødé ✓",
+            "\u{1}",
+        ] {
+            let mut out = BytesMut::new();
+            put_json_str(&mut out, text);
+            assert_eq!(&out[..], serde_json::to_vec(text).unwrap(), "{text:?}");
+        }
+        for n in [0, 7, 10, 12345, usize::MAX] {
+            let mut out = BytesMut::new();
+            put_usize(&mut out, n);
+            assert_eq!(&out[..], n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn later_chunks_skip_id_and_model() {
+        let data = br#"{"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":{"prompt_tokens":3}}"#;
+        let first = parse(data, true).unwrap();
+        assert_eq!(first.id.as_deref(), Some("c1"));
+        let later = parse(data, false).unwrap();
+        assert!(later.id.is_none() && later.model.is_none());
+        assert_eq!(later.choices[0].delta.content.as_deref(), Some("Hi"));
+        assert_eq!(later.usage.unwrap().prompt_tokens, 3);
     }
 }

@@ -557,10 +557,6 @@ enum Event<'a> {
         index: usize,
         content_block: Block<'a>,
     },
-    ContentBlockDelta {
-        index: usize,
-        delta: BlockDelta<'a>,
-    },
     ContentBlockStop {
         index: usize,
     },
@@ -577,7 +573,6 @@ impl Event<'_> {
             Self::MessageStart { .. } => "message_start",
             Self::Ping => "ping",
             Self::ContentBlockStart { .. } => "content_block_start",
-            Self::ContentBlockDelta { .. } => "content_block_delta",
             Self::ContentBlockStop { .. } => "content_block_stop",
             Self::MessageDelta { .. } => "message_delta",
             Self::MessageStop => "message_stop",
@@ -627,20 +622,25 @@ enum Block<'a> {
 }
 
 #[derive(Serialize)]
-#[serde(tag = "type")]
-enum BlockDelta<'a> {
-    #[serde(rename = "text_delta")]
-    Text { text: &'a str },
-    #[serde(rename = "thinking_delta")]
-    Thinking { thinking: &'a str },
-    #[serde(rename = "input_json_delta")]
-    InputJson { partial_json: &'a str },
-}
-
-#[derive(Serialize)]
 struct StopDelta {
     stop_reason: &'static str,
     stop_sequence: Option<()>,
+}
+
+/// Writes a `content_block_delta` event of one text field (`text_delta`,
+/// `thinking_delta`, `input_json_delta`) by hand: nearly every event of a stream is one.
+fn block_delta(out: &mut BytesMut, index: usize, kind: &str, field: &str, text: &str) {
+    out.put_slice(
+        b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
+    );
+    chunk::put_usize(out, index);
+    out.put_slice(b",\"delta\":{\"type\":\"");
+    out.put_slice(kind.as_bytes());
+    out.put_slice(b"\",\"");
+    out.put_slice(field.as_bytes());
+    out.put_slice(b"\":");
+    chunk::put_json_str(out, text);
+    out.put_slice(b"}}\n\n");
 }
 
 /// The content block being streamed.
@@ -727,11 +727,7 @@ impl MessagesStream {
             return;
         }
         self.open(Open::Text, Block::Text { text: "" }, out);
-        Event::ContentBlockDelta {
-            index: self.index,
-            delta: BlockDelta::Text { text },
-        }
-        .write(out);
+        block_delta(out, self.index, "text_delta", "text", text);
     }
 
     fn tool_call(&mut self, call: &ChunkToolCall<'_>, out: &mut BytesMut) {
@@ -761,13 +757,13 @@ impl MessagesStream {
             .and_then(|f| f.arguments.as_deref())
             .filter(|a| !a.is_empty())
         {
-            Event::ContentBlockDelta {
-                index: self.index,
-                delta: BlockDelta::InputJson {
-                    partial_json: arguments,
-                },
-            }
-            .write(out);
+            block_delta(
+                out,
+                self.index,
+                "input_json_delta",
+                "partial_json",
+                arguments,
+            );
         }
     }
 
@@ -805,7 +801,7 @@ impl StreamTranslator for MessagesStream {
             self.finish(out);
             return Ok(false);
         }
-        let chunk: Chunk<'_> = serde_json::from_slice(data).map_err(|err| {
+        let chunk: Chunk<'_> = chunk::parse(data, !self.started).map_err(|err| {
             GatewayError::upstream_protocol(&self.provider, format_args!("unreadable chunk: {err}"))
         })?;
         if !self.started {
@@ -825,11 +821,7 @@ impl StreamTranslator for MessagesStream {
                     },
                     out,
                 );
-                Event::ContentBlockDelta {
-                    index: self.index,
-                    delta: BlockDelta::Thinking { thinking },
-                }
-                .write(out);
+                block_delta(out, self.index, "thinking_delta", "thinking", thinking);
             }
             for text in [&delta.content, &delta.refusal].into_iter().flatten() {
                 self.text(text, out);
