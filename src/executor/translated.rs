@@ -2,8 +2,10 @@
 //! from a translation, and the body of a translated stream (native SSE in, OpenAI
 //! `chat.completion.chunk` events out, re-framed event by event as frames arrive).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
@@ -11,6 +13,7 @@ use http::{HeaderMap, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
 
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
@@ -81,8 +84,16 @@ pin_project! {
         ready: Option<Bytes>,
         done: bool,
         provider: std::sync::Arc<str>,
+        // For a protocol with a keep-alive event: when output last went out, and the timer
+        // that sends the keep-alive after `KEEPALIVE` of silence (re-armed only when the
+        // upstream is found silent, so a busy stream pays one clock read per frame).
+        last_output: Instant,
+        keepalive: Option<Pin<Box<Sleep>>>,
     }
 }
+
+/// Silence after which a keep-alive event goes to the client (where its protocol has one).
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(10);
 
 impl<B, T> TranslatedBody<B, T>
 where
@@ -98,6 +109,8 @@ where
             ready: None,
             done: false,
             provider,
+            last_output: Instant::now(),
+            keepalive: None,
         }
     }
 
@@ -180,7 +193,21 @@ where
         let mut out = BytesMut::new();
         loop {
             match this.inner.as_mut().poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    let Some(ping) = this.translator.keepalive() else {
+                        return Poll::Pending;
+                    };
+                    let due = *this.last_output + KEEPALIVE;
+                    let timer = this
+                        .keepalive
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                    if timer.deadline() != due {
+                        timer.as_mut().reset(due);
+                    }
+                    std::task::ready!(timer.as_mut().poll(cx));
+                    *this.last_output = Instant::now();
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(ping)))));
+                }
                 Poll::Ready(Some(Ok(frame))) => {
                     let Ok(data) = frame.into_data() else {
                         continue;
@@ -208,6 +235,9 @@ where
                 }
             }
             if !out.is_empty() {
+                if this.translator.keepalive().is_some() {
+                    *this.last_output = Instant::now();
+                }
                 return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
             }
             if *this.done {
@@ -222,5 +252,68 @@ where
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::translate::messages::MessagesStream;
+    use http_body_util::BodyExt;
+    use tokio::sync::mpsc;
+
+    struct Channel(mpsc::Receiver<Bytes>);
+
+    impl http_body::Body for Channel {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    fn chunk(text: &str) -> Bytes {
+        Bytes::from(format!(
+            "data: {{\"id\":\"c1\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}}}}]}}\n\n"
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_upstream_gets_the_client_anthropic_pings() {
+        let (tx, rx) = mpsc::channel(4);
+        let translator = MessagesStream::new("m", "p".into());
+        let mut body = Box::pin(TranslatedBody::new(Channel(rx), translator, "p".into()));
+        // Nothing before the stream starts (message_start comes first).
+        let waited = tokio::time::timeout(KEEPALIVE * 2, body.frame()).await;
+        assert!(waited.is_err(), "no ping before message_start");
+        tx.send(chunk("Hel")).await.unwrap();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert!(first.starts_with(b"event: message_start"));
+        // Data flowing faster than the interval: no ping in between.
+        for _ in 0..3 {
+            tokio::time::advance(KEEPALIVE / 2).await;
+            tx.send(chunk("lo")).await.unwrap();
+            let next = body.frame().await.unwrap().unwrap().into_data().unwrap();
+            assert!(next.starts_with(b"event: content_block_delta"), "{next:?}");
+        }
+        // Silence: a ping after the interval, and again after another.
+        let started = Instant::now();
+        for _ in 0..2 {
+            let ping = body.frame().await.unwrap().unwrap().into_data().unwrap();
+            assert_eq!(&ping[..], b"event: ping\ndata: {\"type\": \"ping\"}\n\n");
+        }
+        assert_eq!(started.elapsed(), KEEPALIVE * 2);
+        drop(tx);
+        let mut rest = Vec::new();
+        while let Some(frame) = body.frame().await {
+            rest.extend_from_slice(&frame.unwrap().into_data().unwrap());
+        }
+        assert!(
+            String::from_utf8(rest).unwrap().contains("event: error"),
+            "cut short"
+        );
     }
 }

@@ -851,6 +851,12 @@ impl StreamTranslator for MessagesStream {
     fn protocol(&self) -> Protocol {
         Protocol::Anthropic
     }
+
+    fn keepalive(&self) -> Option<&'static [u8]> {
+        // Anthropic's own keep-alive, as its API sends while the model is busy.
+        self.started
+            .then_some(b"event: ping\ndata: {\"type\": \"ping\"}\n\n".as_slice())
+    }
 }
 
 #[cfg(test)]

@@ -32,6 +32,12 @@ pub(crate) trait StreamTranslator {
     fn fail(&mut self, err: &GatewayError, out: &mut BytesMut) {
         out.extend_from_slice(&sse::error_event_as(self.protocol(), err));
     }
+
+    /// What to send while the upstream is silent, if the client's protocol has it
+    /// (Anthropic's `ping`), once the stream has started.
+    fn keepalive(&self) -> Option<&'static [u8]> {
+        None
+    }
 }
 
 /// What [`feed`] left.
@@ -138,6 +144,9 @@ impl StreamTranslator for Box<dyn StreamTranslator + Send> {
     }
     fn fail(&mut self, err: &GatewayError, out: &mut BytesMut) {
         (**self).fail(err, out);
+    }
+    fn keepalive(&self) -> Option<&'static [u8]> {
+        (**self).keepalive()
     }
 }
 
