@@ -451,3 +451,63 @@ async fn the_cache_answers_a_repeated_response_in_either_form() {
     .await;
     assert_eq!(chat.headers["x-gateway-cache"], "miss");
 }
+
+#[tokio::test]
+async fn anthropic_thinking_survives_a_turn_on_another_instance() {
+    // Turn 1 on one gateway, turn 2 on another: the thinking block (with its signature)
+    // comes back from the client's reasoning item, not from the first instance's memory.
+    let replay = Replay::default();
+    let upstream = serve(replay.clone(), llm_tower::server::ServerSettings::default()).await;
+    let config = format!(
+        "master_key: {KEY}\nproviders:\n  claude: {{ kind: anthropic, api_base: '{}/v1', api_key: sk-ant }}\n",
+        upstream.url()
+    );
+    let (first, second) = (gateway(&config).await, gateway(&config).await);
+    let weather = json!([{"type": "function", "name": "weather", "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}]);
+    let question = json!({"role": "user", "content": "What's the weather in Florence, Italy?"});
+    replay.push(Canned::json(
+        200,
+        fixture("anthropic/message-thinking-tool-use-roundtrip.turn1.response.json"),
+    ));
+    let turn1 = post(
+        &responses_url(&first),
+        &json!({"model": "claude/claude-sonnet-4-5", "input": [question], "tools": weather,
+                "reasoning": {"effort": "medium"}, "store": false})
+        .to_string(),
+        AUTH,
+    )
+    .await;
+    assert_eq!(turn1.status, StatusCode::OK, "{}", turn1.text());
+    let output = turn1.json()["output"].clone();
+    assert_eq!(output[0]["type"], "reasoning");
+    assert!(output[0]["encrypted_content"].is_string(), "{output}");
+    assert_eq!(output[1]["type"], "function_call");
+    let call_id = output[1]["call_id"].clone();
+    replay.push(Canned::json(
+        200,
+        fixture("anthropic/message-thinking-tool-use-roundtrip.turn2.response.json"),
+    ));
+    let mut input = vec![question];
+    input.extend(output.as_array().unwrap().iter().cloned());
+    input
+        .push(json!({"type": "function_call_output", "call_id": call_id, "output": "Sunny, 24 C"}));
+    let turn2 = post(
+        &responses_url(&second),
+        &json!({"model": "claude/claude-sonnet-4-5", "input": input, "tools": weather,
+                "reasoning": {"effort": "medium"}, "store": false})
+        .to_string(),
+        AUTH,
+    )
+    .await;
+    assert_eq!(turn2.status, StatusCode::OK, "{}", turn2.text());
+    let sent = &replay.seen()[1].body;
+    let recorded = native_replay::fixture_json(
+        "anthropic/message-thinking-tool-use-roundtrip.turn1.response.json",
+    );
+    assert_eq!(
+        sent["messages"][1]["content"][0], recorded["content"][0],
+        "the signed block, as Anthropic sent it"
+    );
+    assert_eq!(sent["messages"][1]["content"][1]["type"], "tool_use");
+    assert!(sent.get("thinking").is_some(), "thinking stays on: {sent}");
+}

@@ -902,10 +902,16 @@ impl StreamTranslator for AnthropicStream {
                         }
                     }
                     "redacted_thinking" => {
-                        self.thinking.push(json!({
+                        let block = json!({
                             "type": "redacted_thinking",
                             "data": b.data.as_deref().unwrap_or_default(),
-                        }));
+                        });
+                        let delta = Delta {
+                            thinking_blocks: Some(std::slice::from_ref(&block)),
+                            ..Delta::default()
+                        };
+                        self.writer.delta(out, 0, &delta);
+                        self.thinking.push(block);
                         Block::Other
                     }
                     _ => Block::Other,
@@ -1013,6 +1019,11 @@ impl StreamTranslator for AnthropicStream {
                             "thinking": std::mem::take(text),
                             "signature": std::mem::take(signature),
                         });
+                        let delta = Delta {
+                            thinking_blocks: Some(std::slice::from_ref(&block)),
+                            ..Delta::default()
+                        };
+                        writer.delta(out, 0, &delta);
                         self.thinking.push(block);
                     }
                     _ => {}

@@ -676,6 +676,10 @@ pub(crate) struct Delta<'a> {
     pub refusal: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<[DeltaToolCall<'a>; 1]>,
+    /// A finished Anthropic thinking block with its signature (LiteLLM's field), so that
+    /// a client translating further can hand it back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking_blocks: Option<&'a [Value]>,
 }
 
 /// One tool-call fragment: `id`, `type` and `name` only in the first for its `index`.

@@ -94,6 +94,9 @@ pub(crate) struct ChunkDelta<'a> {
     pub reasoning: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub tool_calls: Option<Vec<ChunkToolCall<'a>>>,
+    /// Finished Anthropic thinking blocks, signatures included (LiteLLM's field).
+    #[serde(default)]
+    pub thinking_blocks: Option<Vec<Value>>,
 }
 
 impl ChunkDelta<'_> {

@@ -221,6 +221,30 @@ pub enum BuiltinTools {
     Drop,
 }
 
+/// Marks `encrypted_content` the gateway sealed: Anthropic thinking blocks, as JSON in
+/// base64url. Any other encrypted content (OpenAI's) means nothing to a translated
+/// upstream and is dropped.
+const SEALED: &str = "llm-tower.thinking.1.";
+
+/// Anthropic thinking blocks as a reasoning item's `encrypted_content`.
+fn seal(blocks: &[Value]) -> String {
+    use base64::Engine as _;
+    let json = serde_json::to_vec(blocks).expect("JSON serialises");
+    format!(
+        "{SEALED}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    )
+}
+
+/// The thinking blocks [`seal`] put in `encrypted_content`, if it did.
+fn unseal(content: &str) -> Option<Vec<Value>> {
+    use base64::Engine as _;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(content.strip_prefix(SEALED)?)
+        .ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
 /// Separates a namespace from a function's name in the flat names chat has.
 const NAMESPACED: &str = "__";
 
@@ -267,8 +291,23 @@ pub(crate) fn to_chat(body: &[u8], builtin: BuiltinTools) -> Result<Translated, 
     match request.get("input") {
         Some(Value::String(text)) => messages.push(json!({"role": "user", "content": text})),
         Some(Value::Array(items)) => {
+            // Anthropic thinking sealed in a reasoning item goes back with the assistant
+            // turn after it (the Anthropic translator replays `thinking_blocks`).
+            let mut thinking = None;
             for (i, item) in items.iter().enumerate() {
+                if item["type"] == "reasoning" {
+                    thinking = item["encrypted_content"]
+                        .as_str()
+                        .and_then(unseal)
+                        .or(thinking);
+                    continue;
+                }
                 input_item(item, &format!("input[{i}]"), &mut messages)?;
+                if let Some(last) = messages.last_mut().filter(|m| m["role"] == "assistant") {
+                    if let Some(blocks) = thinking.take() {
+                        last["thinking_blocks"] = Value::Array(blocks);
+                    }
+                }
             }
         }
         None | Some(Value::Null) => {}
@@ -417,7 +456,6 @@ fn input_item(item: &Value, param: &str, messages: &mut Vec<Value>) -> Result<()
             };
             messages.push(json!({"role": "tool", "tool_call_id": call_id, "content": output}));
         }
-        "reasoning" => {}
         other => {
             return Err(bad(
                 &format!("{param}.type"),
@@ -667,6 +705,9 @@ enum Item {
     Reasoning {
         id: String,
         summary: Vec<SummaryText>,
+        /// Anthropic's thinking blocks, sealed, for the client to send back.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        encrypted_content: Option<String>,
     },
     Message {
         id: String,
@@ -803,10 +844,17 @@ pub(crate) fn from_chat(body: &[u8], echo: &Echo, provider: &str) -> Result<Vec<
         .as_str()
         .or(message["reasoning"].as_str())
         .filter(|t| !t.is_empty());
-    if let Some(text) = reasoning {
+    let sealed = message["thinking_blocks"]
+        .as_array()
+        .filter(|blocks| !blocks.is_empty())
+        .map(|blocks| seal(blocks));
+    if reasoning.is_some() || sealed.is_some() {
         output.push(Item::Reasoning {
             id: item_id("rs", &echo.id, output.len()),
-            summary: vec![SummaryText::new(text.to_owned())],
+            summary: reasoning
+                .map(|text| vec![SummaryText::new(text.to_owned())])
+                .unwrap_or_default(),
+            encrypted_content: sealed,
         });
     }
     let text: String = ["content", "refusal"]
@@ -948,6 +996,8 @@ pub(crate) struct ResponsesStream {
     usage: Option<ChatUsage>,
     /// The model the upstream named.
     model: Option<String>,
+    /// Anthropic thinking blocks of the open reasoning item.
+    thinking: Vec<Value>,
 }
 
 /// A delta event (`response.output_text.delta`, `response.function_call_arguments.delta`,
@@ -1022,6 +1072,7 @@ impl ResponsesStream {
             incomplete: None,
             usage: None,
             model: None,
+            thinking: Vec::new(),
         }
     }
 
@@ -1091,8 +1142,24 @@ impl ResponsesStream {
                 );
                 *status = "completed";
             }
-            Item::Reasoning { id, summary } => {
-                let part = &summary[0];
+            Item::Reasoning {
+                id,
+                summary,
+                encrypted_content,
+            } => {
+                if !self.thinking.is_empty() {
+                    *encrypted_content = Some(seal(&self.thinking));
+                    self.thinking.clear();
+                }
+                let Some(part) = summary.first() else {
+                    emit(
+                        seq,
+                        "response.output_item.done",
+                        &Body::Item { output_index, item },
+                        out,
+                    );
+                    return;
+                };
                 let (item_id, summary_index) = (id.as_str(), 0);
                 let text = &part.text;
                 emit(
@@ -1259,16 +1326,21 @@ impl ResponsesStream {
         event.write(&mut self.sequence, out);
     }
 
-    fn reasoning(&mut self, delta: &str, out: &mut BytesMut) {
+    fn open_reasoning(&mut self, out: &mut BytesMut) {
         if self.open != Open::Reasoning {
             let item = Item::Reasoning {
                 id: item_id("rs", &self.echo.id, self.items.len()),
                 summary: Vec::new(),
+                encrypted_content: None,
             };
             self.open(Open::Reasoning, item, out);
         }
+    }
+
+    fn reasoning(&mut self, delta: &str, out: &mut BytesMut) {
+        self.open_reasoning(out);
         let output_index = self.items.len() - 1;
-        let Some(Item::Reasoning { id, summary }) = self.items.last_mut() else {
+        let Some(Item::Reasoning { id, summary, .. }) = self.items.last_mut() else {
             unreachable!("the open item is reasoning")
         };
         if summary.is_empty() {
@@ -1389,6 +1461,12 @@ impl StreamTranslator for ResponsesStream {
             let delta = &choice.delta;
             if let Some(reasoning) = delta.reasoning() {
                 self.reasoning(reasoning, out);
+            }
+            if let Some(blocks) = &delta.thinking_blocks {
+                // The block the reasoning text streamed is finished: its signature is kept
+                // for the reasoning item's `encrypted_content`.
+                self.open_reasoning(out);
+                self.thinking.extend(blocks.iter().cloned());
             }
             for text in [&delta.content, &delta.refusal].into_iter().flatten() {
                 self.text(text, out);
@@ -1959,5 +2037,69 @@ mod tests {
         assert_eq!(events[2].1["item"]["input"], "");
         assert_eq!(events[4].1["input"], "*** End Patch");
         assert_eq!(events[5].1["item"]["input"], "*** End Patch");
+    }
+    #[test]
+    fn anthropic_thinking_is_sealed_in_reasoning_items_and_goes_back() {
+        let blocks =
+            json!([{"type": "thinking", "thinking": "Check the weather.", "signature": "sig-123"}]);
+        let completion = json!({"choices": [{"finish_reason": "tool_calls", "message": {
+            "reasoning_content": "Check the weather.", "thinking_blocks": blocks,
+            "tool_calls": [{"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]}}]});
+        let echo = plain_echo();
+        let out: Value = serde_json::from_slice(
+            &from_chat(&serde_json::to_vec(&completion).unwrap(), &echo, "p").unwrap(),
+        )
+        .unwrap();
+        let reasoning = &out["output"][0];
+        assert_eq!(reasoning["type"], "reasoning");
+        let sealed = reasoning["encrypted_content"].as_str().unwrap();
+        assert!(sealed.starts_with(SEALED));
+        // The next turn, as Codex sends it: the reasoning item before the call it led to.
+        let next = json!({"model": "m", "input": [
+            {"role": "user", "content": "weather?"},
+            reasoning, out["output"][1],
+            {"type": "function_call_output", "call_id": "toolu_1", "output": "Sunny"},
+        ]});
+        let chat = to_chat(&serde_json::to_vec(&next).unwrap(), BuiltinTools::Reject)
+            .unwrap()
+            .chat;
+        assert_eq!(chat["messages"][1]["thinking_blocks"], blocks);
+        assert_eq!(chat["messages"][1]["tool_calls"][0]["id"], "toolu_1");
+        // Someone else's encrypted content is dropped, not sent on.
+        let foreign = json!({"model": "m", "input": [
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAA-openai"},
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        ]});
+        let chat = to_chat(&serde_json::to_vec(&foreign).unwrap(), BuiltinTools::Reject)
+            .unwrap()
+            .chat;
+        assert!(chat["messages"][0].get("thinking_blocks").is_none());
+
+        // Streamed: the blocks arrive once each is finished, and seal the reasoning item.
+        let stream = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"Check the weather.\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"thinking_blocks\":[{\"type\":\"thinking\",\"thinking\":\"Check the weather.\",\"signature\":\"sig-123\"}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"thinking_blocks\":[{\"type\":\"redacted_thinking\",\"data\":\"xyz\"}]}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Let me check.\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let events = events(&translate(&echo, &[stream.as_bytes()]));
+        let done = events
+            .iter()
+            .find(|(n, d)| n == "response.output_item.done" && d["item"]["type"] == "reasoning")
+            .unwrap();
+        let sealed = done.1["item"]["encrypted_content"].as_str().unwrap();
+        assert_eq!(
+            Value::Array(unseal(sealed).unwrap()),
+            json!([{"type": "thinking", "thinking": "Check the weather.", "signature": "sig-123"},
+                   {"type": "redacted_thinking", "data": "xyz"}])
+        );
+        let completed = &events.last().unwrap().1["response"];
+        assert_eq!(completed["output"][0]["encrypted_content"], sealed);
+        assert_eq!(
+            completed["output"][1]["content"][0]["text"],
+            "Let me check."
+        );
     }
 }
