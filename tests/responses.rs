@@ -511,3 +511,91 @@ async fn anthropic_thinking_survives_a_turn_on_another_instance() {
     assert_eq!(sent["messages"][1]["content"][1]["type"], "tool_use");
     assert!(sent.get("thinking").is_some(), "thinking stays on: {sent}");
 }
+
+#[tokio::test]
+async fn a_gemini_upstream_answers_responses_through_chat() {
+    // Responses → chat → Gemini and back; the thought signature Gemini put on the call
+    // travels in the call id and reaches Gemini again on the next turn.
+    let replay = Replay::default();
+    let upstream = serve(replay.clone(), llm_tower::server::ServerSettings::default()).await;
+    let gw = gateway(&format!(
+        "master_key: {KEY}\nproviders:\n  gemini: {{ kind: gemini, api_base: '{}/v1beta', api_key: AIza-test }}\n",
+        upstream.url()
+    ))
+    .await;
+    replay.push(Canned::sse(&fixture("gemini/stream-text.sse")));
+    let answer = post(
+        &responses_url(&gw),
+        &json!({"model": "gemini/gemini-2.5-flash", "input": "Hi", "stream": true, "store": false})
+            .to_string(),
+        AUTH,
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let events = events(&answer.text());
+    assert_eq!(events.last().unwrap().0, "response.completed");
+    let completed = &events.last().unwrap().1["response"];
+    assert!(!output_text(completed).is_empty());
+    assert!(completed["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    assert!(replay.seen()[0].uri.contains(":streamGenerateContent"));
+
+    let weather = json!([{"type": "function", "name": "weather", "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}]);
+    replay.push(Canned::json(
+        200,
+        fixture("gemini/generate-function-call-roundtrip.turn1.response.json"),
+    ));
+    let turn1 = post(
+        &responses_url(&gw),
+        &json!({"model": "gemini/gemini-2.5-flash", "input": "Weather in Florence?", "tools": weather, "store": false}).to_string(),
+        AUTH,
+    )
+    .await;
+    assert_eq!(turn1.status, StatusCode::OK, "{}", turn1.text());
+    let call = turn1.json()["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["type"] == "function_call")
+        .cloned()
+        .unwrap();
+    assert_eq!(call["name"], "weather");
+    replay.push(Canned::json(
+        200,
+        fixture("gemini/generate-function-call-roundtrip.turn2.response.json"),
+    ));
+    let turn2 = post(
+        &responses_url(&gw),
+        &json!({"model": "gemini/gemini-2.5-flash", "tools": weather, "store": false, "input": [
+            {"role": "user", "content": "Weather in Florence?"}, call,
+            {"type": "function_call_output", "call_id": call["call_id"], "output": "{\"temp\": 24}"}]}).to_string(),
+        AUTH,
+    )
+    .await;
+    assert_eq!(turn2.status, StatusCode::OK, "{}", turn2.text());
+    let sent = &replay.seen()[2].body;
+    let parts = &sent["contents"][1]["parts"][0];
+    assert_eq!(parts["functionCall"]["name"], "weather");
+    assert!(parts["thoughtSignature"].is_string(), "{sent}");
+}
+
+#[tokio::test]
+async fn a_combo_falls_back_before_the_first_byte() {
+    let (gw, _upstream, _mock) = gateway_with_upstream(
+        "combos:\n  smart: { strategy: priority, targets: [\"up/echo?status=503\", mock/echo] }",
+    )
+    .await;
+    for stream in [false, true] {
+        let body =
+            json!({"model": "smart", "input": "fall back", "stream": stream, "store": false});
+        let answer = post(&responses_url(&gw), &body.to_string(), AUTH).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        assert_eq!(answer.headers["x-gateway-provider"], "mock");
+        assert_eq!(answer.headers["x-gateway-attempts"], "2");
+        let text = if stream {
+            output_text(&events(&answer.text()).last().unwrap().1["response"])
+        } else {
+            output_text(&answer.json())
+        };
+        assert_eq!(text, "You said: fall back");
+    }
+}
