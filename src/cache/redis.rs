@@ -20,7 +20,7 @@ impl RedisStore {
     /// fail within `config.timeout`, never hang).
     pub fn new(config: &RedisSettings, prefix: &str) -> Result<Self, StoreError> {
         Ok(Self {
-            conn: connect(config)?,
+            conn: config.connect()?,
             prefix: prefix.to_owned(),
         })
     }
@@ -34,19 +34,6 @@ impl RedisStore {
     }
 }
 
-pub(crate) fn connect(config: &RedisSettings) -> Result<ConnectionManager, StoreError> {
-    let client = redis::Client::open(config.url.as_str()).map_err(err)?;
-    let manager = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(config.timeout))
-        .set_response_timeout(Some(config.timeout))
-        .set_number_of_retries(1);
-    client.get_connection_manager_lazy(manager).map_err(err)
-}
-
-pub(crate) fn err(e: redis::RedisError) -> StoreError {
-    StoreError(format!("redis: {e}"))
-}
-
 impl CacheStore for RedisStore {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<CachedResponse>> {
         Box::pin(async move {
@@ -55,7 +42,7 @@ impl CacheStore for RedisStore {
                 .arg(self.key(key))
                 .query_async(&mut conn)
                 .await
-                .map_err(err)?;
+                .map_err(StoreError::from)?;
             Ok(value
                 .and_then(|v| CachedResponse::decode(Bytes::from(v)))
                 .filter(|e| !e.is_expired(now_ms())))
@@ -77,7 +64,7 @@ impl CacheStore for RedisStore {
                 .arg(millis)
                 .query_async(&mut conn)
                 .await
-                .map_err(err)?;
+                .map_err(StoreError::from)?;
             Ok(())
         })
     }

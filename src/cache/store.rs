@@ -1,27 +1,11 @@
 //! Where cached answers are kept.
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::entry::{now_ms, CachedResponse};
 
-/// The future a store returns.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-/// A store that could not be reached or answered nonsense.
-#[derive(Debug, Clone)]
-pub struct StoreError(pub String);
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StoreError {}
+pub use crate::store::{StoreError, StoreFuture};
 
 /// Keeps answers by key until they expire.
 ///

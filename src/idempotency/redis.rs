@@ -42,12 +42,7 @@ impl RedisStore {
     /// Connects lazily (the first command connects; a Redis that is down makes commands
     /// fail within `config.timeout`, never hang).
     pub fn new(config: &RedisSettings, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(err)?;
-        let manager = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(1);
-        let conn = client.get_connection_manager_lazy(manager).map_err(err)?;
+        let conn = config.connect()?;
         Ok(Self {
             conn,
             prefix: prefix.to_owned(),
@@ -60,10 +55,6 @@ impl RedisStore {
             format!("{}{key}:response", self.prefix),
         )
     }
-}
-
-fn err(e: redis::RedisError) -> StoreError {
-    StoreError(format!("redis: {e}"))
 }
 
 fn millis(d: Duration) -> u64 {
@@ -79,7 +70,7 @@ impl IdempotencyStore for RedisStore {
                 .arg(&response)
                 .query_async(&mut conn)
                 .await
-                .map_err(err)?;
+                .map_err(StoreError::from)?;
             Ok(value.and_then(|v| StoredResponse::decode(Bytes::from(v))))
         })
     }
@@ -103,7 +94,7 @@ impl IdempotencyStore for RedisStore {
                 .arg(millis(ttl))
                 .query_async(&mut conn)
                 .await
-                .map_err(err)?;
+                .map_err(StoreError::from)?;
             if set.is_some() {
                 return Ok(Lock::Acquired(value));
             }
@@ -111,7 +102,7 @@ impl IdempotencyStore for RedisStore {
                 .arg(&lock)
                 .query_async(&mut conn)
                 .await
-                .map_err(err)?;
+                .map_err(StoreError::from)?;
             let fingerprint = holder
                 .as_deref()
                 .and_then(|h| h.split_once(' '))
@@ -130,7 +121,7 @@ impl IdempotencyStore for RedisStore {
                 .arg(millis(ttl))
                 .invoke_async(&mut conn)
                 .await
-                .map_err(err)?;
+                .map_err(StoreError::from)?;
             Ok(renewed == 1)
         })
     }
@@ -155,7 +146,7 @@ impl IdempotencyStore for RedisStore {
                         .arg(millis(ttl))
                         .invoke_async(&mut conn)
                         .await
-                        .map_err(err)?;
+                        .map_err(StoreError::from)?;
                 }
                 None => {
                     let _: i64 = Script::new(UNLOCK)
@@ -163,7 +154,7 @@ impl IdempotencyStore for RedisStore {
                         .arg(token)
                         .invoke_async(&mut conn)
                         .await
-                        .map_err(err)?;
+                        .map_err(StoreError::from)?;
                 }
             }
             Ok(())

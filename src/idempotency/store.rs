@@ -1,9 +1,6 @@
 //! Where completed responses are kept, and the lock that makes one instance the owner of a
 //! key while it executes.
 
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,20 +10,7 @@ use tokio::time::Instant;
 
 use super::key::Fingerprint;
 
-/// The future a store returns.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-/// A store that could not be reached or answered nonsense.
-#[derive(Debug, Clone)]
-pub struct StoreError(pub String);
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StoreError {}
+pub use crate::store::{StoreError, StoreFuture};
 
 /// A response kept for replay: byte for byte what the first client received.
 #[derive(Debug, Clone, PartialEq, Eq)]

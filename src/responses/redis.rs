@@ -30,22 +30,12 @@ impl RedisStore {
     /// Connects lazily (a Redis that is down makes commands fail within
     /// `config.timeout`, never hang).
     pub fn new(config: &RedisSettings, prefix: &str, ttl: Duration) -> Result<Self, StoreError> {
-        let client = redis::Client::open(config.url.as_str()).map_err(err)?;
-        let manager = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(1);
-        let conn = client.get_connection_manager_lazy(manager).map_err(err)?;
         Ok(Self {
-            conn,
+            conn: config.connect()?,
             prefix: prefix.to_owned(),
             ttl,
         })
     }
-}
-
-fn err(e: redis::RedisError) -> StoreError {
-    StoreError(format!("redis: {e}"))
 }
 
 impl ResponseStore for RedisStore {
@@ -56,7 +46,7 @@ impl ResponseStore for RedisStore {
                 .arg(format!("{}{id}", self.prefix))
                 .query_async(&mut conn)
                 .await
-                .map_err(err)?;
+                .map_err(StoreError::from)?;
             Ok(value.map(Bytes::from))
         })
     }
@@ -74,7 +64,7 @@ impl ResponseStore for RedisStore {
                 .arg(millis)
                 .query_async(&mut conn)
                 .await
-                .map_err(err)?;
+                .map_err(StoreError::from)?;
             Ok(())
         })
     }
@@ -86,7 +76,7 @@ impl ResponseStore for RedisStore {
                 .arg(format!("{}{id}", self.prefix))
                 .query_async(&mut conn)
                 .await
-                .map_err(err)?;
+                .map_err(StoreError::from)?;
             Ok(removed > 0)
         })
     }

@@ -1,26 +1,11 @@
 //! Where stored responses live: the [`ResponseStore`] trait and its in-process default.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-/// The future of a [`ResponseStore`] operation.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
-
-/// A store that could not be reached or answered nonsense.
-#[derive(Debug, Clone)]
-pub struct StoreError(pub String);
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StoreError {}
+pub use crate::store::{StoreError, StoreFuture};
 
 /// Stored responses by id: what `previous_response_id` continues and
 /// `GET /v1/responses/{id}` returns. Values are opaque bytes (a [`Conversation`](super::Conversation),

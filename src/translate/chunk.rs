@@ -127,15 +127,47 @@ pub(crate) struct ChunkFunction<'a> {
     pub arguments: Option<Cow<'a, str>>,
 }
 
+/// One event of a chat stream, read.
+pub(crate) enum ChatEvent<'a> {
+    Chunk(Chunk<'a>),
+    /// `[DONE]`.
+    Done,
+}
+
+/// Reads one event of a chat stream (`started`: a chunk came before): an in-band failure,
+/// an unreadable chunk or `[DONE]` before any chunk is the upstream's error.
+pub(crate) fn read<'a>(
+    name: Option<&[u8]>,
+    data: &'a [u8],
+    started: bool,
+    provider: &str,
+) -> Result<ChatEvent<'a>, GatewayError> {
+    if is_error(name, data) {
+        return Err(stream_error(data, provider));
+    }
+    if data.trim_ascii() == b"[DONE]" {
+        if !started {
+            return Err(GatewayError::upstream_protocol(
+                provider,
+                "the stream ended before any event",
+            ));
+        }
+        return Ok(ChatEvent::Done);
+    }
+    parse(data, !started).map(ChatEvent::Chunk).map_err(|err| {
+        GatewayError::upstream_protocol(provider, format_args!("unreadable chunk: {err}"))
+    })
+}
+
 /// Whether a chat stream event is an in-band failure (an `error` event, or a chunk that
 /// is an error body).
-pub(crate) fn is_error(name: Option<&[u8]>, data: &[u8]) -> bool {
+fn is_error(name: Option<&[u8]>, data: &[u8]) -> bool {
     name == Some(b"error") || data.starts_with(b"{\"error\"")
 }
 
 /// The chat stream's in-band error as the gateway's error, keeping what clients tell
 /// apart (overloaded, timeout, rate limit).
-pub(crate) fn stream_error(data: &[u8], provider: &str) -> GatewayError {
+fn stream_error(data: &[u8], provider: &str) -> GatewayError {
     let value: Value = serde_json::from_slice(data).unwrap_or(Value::Null);
     let error = &value["error"];
     let message = error["message"]
@@ -173,7 +205,7 @@ struct Deltas<'a> {
 
 /// Parses one chunk: the first whole, the others without `id` and `model` (skipped, not
 /// read: a tenth of a chunk's parse).
-pub(crate) fn parse<'a>(data: &'a [u8], first: bool) -> Result<Chunk<'a>, serde_json::Error> {
+fn parse<'a>(data: &'a [u8], first: bool) -> Result<Chunk<'a>, serde_json::Error> {
     if first {
         return serde_json::from_slice(data);
     }

@@ -20,7 +20,7 @@ use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::chunk::{self, ChatUsage, Chunk, ChunkToolCall};
+use super::chunk::{self, ChatEvent, ChatUsage, Chunk, ChunkToolCall};
 use super::stream::StreamTranslator;
 use crate::error::GatewayError;
 use crate::protocol::Protocol;
@@ -788,22 +788,13 @@ impl StreamTranslator for MessagesStream {
         data: &[u8],
         out: &mut BytesMut,
     ) -> Result<bool, GatewayError> {
-        if chunk::is_error(name, data) {
-            return Err(chunk::stream_error(data, &self.provider));
-        }
-        if data.trim_ascii() == b"[DONE]" {
-            if !self.started {
-                return Err(GatewayError::upstream_protocol(
-                    &self.provider,
-                    "the stream ended before any event",
-                ));
+        let chunk = match chunk::read(name, data, self.started, &self.provider)? {
+            ChatEvent::Chunk(chunk) => chunk,
+            ChatEvent::Done => {
+                self.finish(out);
+                return Ok(false);
             }
-            self.finish(out);
-            return Ok(false);
-        }
-        let chunk: Chunk<'_> = chunk::parse(data, !self.started).map_err(|err| {
-            GatewayError::upstream_protocol(&self.provider, format_args!("unreadable chunk: {err}"))
-        })?;
+        };
         if !self.started {
             self.start(&chunk, out);
         }

@@ -14,8 +14,8 @@
 //! `response.completed`, `response.incomplete` (the token limit or a content filter) or
 //! `response.failed`; every event carries its `sequence_number`.
 //!
-//! State (`previous_response_id`) is resolved before this translation, by the
-//! [`responses`](crate::responses) layer; what reaches here is the whole conversation.
+//! State (`previous_response_id`) is resolved before this translation, by the Responses
+//! layer; what reaches here is the whole conversation.
 //! What only OpenAI runs — built-in tools (web search, file search, computer use, code
 //! interpreter…), `background`, stored prompts and conversations, `item_reference` — is a
 //! 400 naming the field. Reasoning items in the input are dropped (their encrypted
@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::chat::{mint_id, now};
-use super::chunk::{self, ChatUsage, Chunk, ChunkToolCall};
+use super::chunk::{self, ChatEvent, ChatUsage, Chunk, ChunkToolCall};
 use super::stream::StreamTranslator;
 use crate::error::GatewayError;
 
@@ -1435,22 +1435,13 @@ impl StreamTranslator for ResponsesStream {
         data: &[u8],
         out: &mut BytesMut,
     ) -> Result<bool, GatewayError> {
-        if chunk::is_error(name, data) {
-            return Err(chunk::stream_error(data, &self.provider));
-        }
-        if data.trim_ascii() == b"[DONE]" {
-            if !self.started {
-                return Err(GatewayError::upstream_protocol(
-                    &self.provider,
-                    "the stream ended before any event",
-                ));
+        let chunk = match chunk::read(name, data, self.started, &self.provider)? {
+            ChatEvent::Chunk(chunk) => chunk,
+            ChatEvent::Done => {
+                self.finish(out);
+                return Ok(false);
             }
-            self.finish(out);
-            return Ok(false);
-        }
-        let chunk: Chunk<'_> = chunk::parse(data, !self.started).map_err(|err| {
-            GatewayError::upstream_protocol(&self.provider, format_args!("unreadable chunk: {err}"))
-        })?;
+        };
         if !self.started {
             self.start(&chunk, out);
         }
