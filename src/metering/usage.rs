@@ -156,8 +156,12 @@ pub(crate) fn error_type(body: &[u8]) -> Option<String> {
 
 /// Whether a stream event is the usage-only chunk (`"choices":[]` with a usage object).
 pub(crate) fn is_usage_chunk(data: &[u8]) -> bool {
-    memchr::memmem::find(data, b"\"usage\":{").is_some()
-        && memchr::memmem::find(data, b"\"choices\":[]").is_some()
+    // Built once: `memmem::find` builds a searcher per call.
+    static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\":{"));
+    static NO_CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"choices\":[]"));
+    USAGE.find(data).is_some() && NO_CHOICES.find(data).is_some()
 }
 
 /// The text of a chat request's messages and of an answer, for estimating tokens.

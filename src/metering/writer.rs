@@ -194,9 +194,12 @@ pub(crate) fn finish(u: Unfinished, prices: &PriceTable) -> UsageRecord {
 /// The usage a stream reported: its usage chunk (OpenAI), or the pieces of its events
 /// merged (Anthropic's `message_start` and `message_delta`).
 fn stream_usage(body: &[u8]) -> Option<Usage> {
+    // Built once: `memmem::find` builds a searcher per call, per event here.
+    static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\":{"));
     let mut found: Option<usage::Reported> = None;
     sse::each_event(body, &mut |event| {
-        if memchr::memmem::find(&event.data, b"\"usage\":{").is_some() {
+        if USAGE.find(&event.data).is_some() {
             if let Some(usage) = usage::reported(&event.data) {
                 found.get_or_insert_with(Default::default).merge(usage);
             }

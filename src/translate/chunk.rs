@@ -68,9 +68,45 @@ pub(crate) struct Chunk<'a> {
     #[serde(borrow, default)]
     pub model: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    pub choices: Vec<ChunkChoice<'a>>,
+    pub choices: Choices<'a>,
     #[serde(default)]
     pub usage: Option<ChatUsage>,
+}
+
+/// A chunk's `choices`: the first only (the inbound protocols have one answer per request),
+/// read without allocating a list per chunk.
+#[derive(Default)]
+pub(crate) struct Choices<'a>(Option<ChunkChoice<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Choices<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct First<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for First<'a> {
+            type Value = Choices<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Choices<'a>, A::Error> {
+                let first = seq.next_element::<ChunkChoice<'a>>()?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Choices(first))
+            }
+            fn visit_unit<E>(self) -> Result<Choices<'a>, E> {
+                Ok(Choices(None))
+            }
+        }
+        deserializer.deserialize_any(First(std::marker::PhantomData))
+    }
+}
+
+impl<'a> Choices<'a> {
+    /// The first choice.
+    pub fn first(&self) -> Option<&ChunkChoice<'a>> {
+        self.0.as_ref()
+    }
 }
 
 #[derive(Deserialize)]
@@ -127,21 +163,15 @@ pub(crate) struct ChunkFunction<'a> {
     pub arguments: Option<Cow<'a, str>>,
 }
 
-/// One event of a chat stream, read.
-pub(crate) enum ChatEvent<'a> {
-    Chunk(Chunk<'a>),
-    /// `[DONE]`.
-    Done,
-}
-
-/// Reads one event of a chat stream (`started`: a chunk came before): an in-band failure,
-/// an unreadable chunk or `[DONE]` before any chunk is the upstream's error.
+/// Reads one event of a chat stream (`started`: a chunk came before): its chunk, or `None`
+/// for `[DONE]`; an in-band failure, an unreadable chunk or `[DONE]` before any chunk is the
+/// upstream's error.
 pub(crate) fn read<'a>(
     name: Option<&[u8]>,
     data: &'a [u8],
     started: bool,
     provider: &str,
-) -> Result<ChatEvent<'a>, GatewayError> {
+) -> Result<Option<Chunk<'a>>, GatewayError> {
     if is_error(name, data) {
         return Err(stream_error(data, provider));
     }
@@ -152,9 +182,9 @@ pub(crate) fn read<'a>(
                 "the stream ended before any event",
             ));
         }
-        return Ok(ChatEvent::Done);
+        return Ok(None);
     }
-    parse(data, !started).map(ChatEvent::Chunk).map_err(|err| {
+    parse(data, !started).map(Some).map_err(|err| {
         GatewayError::upstream_protocol(provider, format_args!("unreadable chunk: {err}"))
     })
 }
@@ -194,28 +224,54 @@ fn stream_error(data: &[u8], provider: &str) -> GatewayError {
     }
 }
 
-/// The later chunks of a stream: what changes (the id and model are the first chunk's).
-#[derive(Deserialize)]
-struct Deltas<'a> {
-    #[serde(borrow, default)]
-    choices: Vec<ChunkChoice<'a>>,
-    #[serde(default)]
-    usage: Option<ChatUsage>,
-}
-
-/// Parses one chunk: the first whole, the others without `id` and `model` (skipped, not
-/// read: a tenth of a chunk's parse).
+/// Parses one chunk: the first whole, the later ones by their `choices` and `usage` only,
+/// each found by its key and parsed where it stands. Written so because the parse is most
+/// of what translating an event costs, and a chunk's other members (`id`, `object`,
+/// `created`, `model`…) would cost as much again to step over. A key inside a string value
+/// cannot match (its quotes are escaped there); chat chunks have no nested `choices`.
 fn parse<'a>(data: &'a [u8], first: bool) -> Result<Chunk<'a>, serde_json::Error> {
     if first {
         return serde_json::from_slice(data);
     }
-    let deltas: Deltas<'a> = serde_json::from_slice(data)?;
+    let trimmed = data.trim_ascii();
+    if !(trimmed.starts_with(b"{") && trimmed.ends_with(b"}")) {
+        // Not an object: let serde say what is wrong with it.
+        return serde_json::from_slice(data);
+    }
+    static CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"choices\""));
+    static USAGE: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(b"\"usage\""));
+    let choices = match CHOICES.find(data) {
+        Some(at) => member(data, at + 9)?.unwrap_or_default(),
+        None => Choices::default(),
+    };
+    let usage = match USAGE.rfind(data) {
+        Some(at) => member(data, at + 7)?.flatten(),
+        None => None,
+    };
     Ok(Chunk {
         id: None,
         model: None,
-        choices: deltas.choices,
-        usage: deltas.usage,
+        choices,
+        usage,
     })
+}
+
+/// The value after the key that ends at `after` (`: value`), or `None` if no colon follows.
+fn member<'a, T: Deserialize<'a>>(
+    data: &'a [u8],
+    after: usize,
+) -> Result<Option<T>, serde_json::Error> {
+    let rest = &data[after..];
+    let Some(colon) = rest.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return Ok(None);
+    };
+    if rest[colon] != b':' {
+        return Ok(None);
+    }
+    let mut values = serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<T>();
+    values.next().transpose()
 }
 
 /// Writes `text` as a JSON string. Written here because the per-event writers are the hot
@@ -275,13 +331,34 @@ mod tests {
     }
 
     #[test]
+    fn later_chunks_are_read_by_their_choices_and_usage() {
+        // Python's spacing, a key's name inside the text, usage last, then only usage.
+        let data = br#"{"id": "c1", "choices": [{"index": 0, "delta": {"content": "say \"choices\": [] and \"usage\": {}"}, "finish_reason": null}], "model": "m", "usage": {"prompt_tokens": 3, "completion_tokens": 2}}"#;
+        let chunk = parse(data, false).unwrap();
+        let choice = chunk.choices.first().unwrap();
+        assert_eq!(
+            choice.delta.content.as_deref(),
+            Some(r#"say "choices": [] and "usage": {}"#)
+        );
+        assert_eq!(chunk.usage.unwrap().completion_tokens, 2);
+        let usage_only = parse(br#"{"choices":[],"usage":{"prompt_tokens":1}}"#, false).unwrap();
+        assert!(usage_only.choices.first().is_none());
+        assert_eq!(usage_only.usage.unwrap().prompt_tokens, 1);
+        let nothing = parse(br#"{"id":"c1","usage":null}"#, false).unwrap();
+        assert!(nothing.choices.first().is_none() && nothing.usage.is_none());
+        assert!(parse(b"hello", false).is_err(), "not a chunk");
+        assert!(parse(br#"{"choices":[{"delta":{"content":}}]}"#, false).is_err());
+    }
+
+    #[test]
     fn later_chunks_skip_id_and_model() {
         let data = br#"{"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"Hi"}}],"usage":{"prompt_tokens":3}}"#;
         let first = parse(data, true).unwrap();
         assert_eq!(first.id.as_deref(), Some("c1"));
         let later = parse(data, false).unwrap();
         assert!(later.id.is_none() && later.model.is_none());
-        assert_eq!(later.choices[0].delta.content.as_deref(), Some("Hi"));
+        let choice = later.choices.first().unwrap();
+        assert_eq!(choice.delta.content.as_deref(), Some("Hi"));
         assert_eq!(later.usage.unwrap().prompt_tokens, 3);
     }
 }

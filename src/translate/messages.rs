@@ -20,7 +20,7 @@ use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::chunk::{self, ChatEvent, ChatUsage, Chunk, ChunkToolCall};
+use super::chunk::{self, ChatUsage, Chunk, ChunkToolCall};
 use super::stream::StreamTranslator;
 use crate::error::GatewayError;
 use crate::protocol::Protocol;
@@ -788,12 +788,10 @@ impl StreamTranslator for MessagesStream {
         data: &[u8],
         out: &mut BytesMut,
     ) -> Result<bool, GatewayError> {
-        let chunk = match chunk::read(name, data, self.started, &self.provider)? {
-            ChatEvent::Chunk(chunk) => chunk,
-            ChatEvent::Done => {
-                self.finish(out);
-                return Ok(false);
-            }
+        let Some(chunk) = chunk::read(name, data, self.started, &self.provider)? else {
+            // `[DONE]`.
+            self.finish(out);
+            return Ok(false);
         };
         if !self.started {
             self.start(&chunk, out);
@@ -801,7 +799,7 @@ impl StreamTranslator for MessagesStream {
         if let Some(usage) = chunk.usage {
             self.usage = usage;
         }
-        for choice in &chunk.choices {
+        if let Some(choice) = chunk.choices.first() {
             let delta = &choice.delta;
             if let Some(thinking) = delta.reasoning() {
                 self.open(

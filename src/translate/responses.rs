@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::chat::{mint_id, now};
-use super::chunk::{self, ChatEvent, ChatUsage, Chunk, ChunkToolCall};
+use super::chunk::{self, ChatUsage, Chunk, ChunkToolCall};
 use super::stream::StreamTranslator;
 use crate::error::GatewayError;
 
@@ -1435,12 +1435,10 @@ impl StreamTranslator for ResponsesStream {
         data: &[u8],
         out: &mut BytesMut,
     ) -> Result<bool, GatewayError> {
-        let chunk = match chunk::read(name, data, self.started, &self.provider)? {
-            ChatEvent::Chunk(chunk) => chunk,
-            ChatEvent::Done => {
-                self.finish(out);
-                return Ok(false);
-            }
+        let Some(chunk) = chunk::read(name, data, self.started, &self.provider)? else {
+            // `[DONE]`.
+            self.finish(out);
+            return Ok(false);
         };
         if !self.started {
             self.start(&chunk, out);
@@ -1448,7 +1446,7 @@ impl StreamTranslator for ResponsesStream {
         if let Some(usage) = chunk.usage {
             self.usage = Some(usage);
         }
-        for choice in &chunk.choices {
+        if let Some(choice) = chunk.choices.first() {
             let delta = &choice.delta;
             if let Some(reasoning) = delta.reasoning() {
                 self.reasoning(reasoning, out);
