@@ -137,6 +137,20 @@ impl GatewayError {
         .with_code("method_not_allowed")
     }
 
+    /// 408 for a request body not received within `after`.
+    pub fn request_timeout(after: Duration) -> Self {
+        Self::new(
+            ErrorKind::InvalidRequest,
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            format!(
+                "The request body was not received within {} s.",
+                after.as_secs_f64()
+            ),
+        )
+        .with_code("request_timeout")
+    }
+
     /// 413 for a body over the configured limit.
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(

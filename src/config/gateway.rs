@@ -37,6 +37,7 @@ impl Gateway {
         Ok(Gateway::builder(executors)
             .keys(keys)
             .max_body_bytes(config.server.max_body_bytes)
+            .body_read_timeout(config.server.body_read_timeout)
             .responses(
                 ResponsesLayer::from_settings(&config.responses, redis)
                     .map_err(section("responses"))?,

@@ -1,6 +1,7 @@
 //! Building a [`Gateway`] from a config, and the service that serves it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -128,6 +129,7 @@ pub struct GatewayBuilder {
     executors: Executors,
     keys: Keys,
     max_body_bytes: usize,
+    body_read_timeout: Duration,
     responses: ResponsesLayer,
     metering: MeteringLayer,
     aliases: Aliases,
@@ -147,6 +149,12 @@ impl GatewayBuilder {
     /// Largest request body (413 beyond). Default 4 MiB.
     pub fn max_body_bytes(mut self, max: usize) -> Self {
         self.max_body_bytes = max;
+        self
+    }
+
+    /// How long a client has to send its request body (408 beyond). Default 30 s.
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_read_timeout = timeout;
         self
     }
 
@@ -223,7 +231,7 @@ impl GatewayBuilder {
         let responses = self.responses.store();
         let llm = ServiceBuilder::new()
             .layer(AuthLayer::new(self.keys.clone()))
-            .layer(ParseLayer::new(self.max_body_bytes))
+            .layer(ParseLayer::new(self.max_body_bytes).body_read_timeout(self.body_read_timeout))
             .layer(self.responses)
             .layer(self.metering)
             .layer(AliasLayer::new(self.aliases))
@@ -254,6 +262,7 @@ impl Gateway {
             executors,
             keys: Keys::new(None, Vec::new()),
             max_body_bytes: 4 * 1024 * 1024,
+            body_read_timeout: Duration::from_secs(30),
             responses: ResponsesLayer::from_settings(&ResponsesSettings::default(), None)
                 .expect("the default responses settings are valid"),
             metering: MeteringLayer::disabled(),

@@ -1,7 +1,8 @@
 //! Reading and parsing the request body, once.
 //!
 //! [`Parse`] reads the body up to a limit (413 past it: early from `Content-Length`, and
-//! without reading further when the length is not announced), parses it into an
+//! without reading further when the length is not announced) and within a deadline (408
+//! past it: a client sending its body a byte at a time), parses it into an
 //! [`LlmRequest`] kept in the request's extensions, and hands the inner service a
 //! `Request<Bytes>`. Failures of the inner service become OpenAI-style error responses here,
 //! so everything outside this layer sees only responses.
@@ -36,6 +37,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
@@ -51,13 +53,32 @@ use crate::request::{Endpoint, LlmRequest};
 /// Layer that applies the [`Parse`] middleware.
 #[derive(Debug, Clone, Copy)]
 pub struct ParseLayer {
+    limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Limits {
     max_body_bytes: usize,
+    body_read_timeout: Duration,
 }
 
 impl ParseLayer {
-    /// Bodies larger than `max_body_bytes` are refused with 413.
+    /// Bodies larger than `max_body_bytes` are refused with 413; a body not read within
+    /// 30 s ([`body_read_timeout`](Self::body_read_timeout)) with 408.
     pub fn new(max_body_bytes: usize) -> Self {
-        Self { max_body_bytes }
+        Self {
+            limits: Limits {
+                max_body_bytes,
+                body_read_timeout: Duration::from_secs(30),
+            },
+        }
+    }
+
+    /// How long the client has to send its whole body once the headers are in (408 beyond).
+    #[must_use]
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.body_read_timeout = timeout;
+        self
     }
 }
 
@@ -66,7 +87,7 @@ impl<S> Layer<S> for ParseLayer {
     fn layer(&self, inner: S) -> Parse<S> {
         Parse {
             inner,
-            max_body_bytes: self.max_body_bytes,
+            limits: self.limits,
             not_ready: None,
         }
     }
@@ -76,7 +97,7 @@ impl<S> Layer<S> for ParseLayer {
 #[derive(Debug, Clone)]
 pub struct Parse<S> {
     inner: S,
-    max_body_bytes: usize,
+    limits: Limits,
     not_ready: Option<GatewayError>,
 }
 
@@ -119,9 +140,9 @@ where
         // The ready service goes into the future; `self` keeps a fresh clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let limit = self.max_body_bytes;
+        let limits = self.limits;
         Box::pin(async move {
-            match read(req, limit).await {
+            match read(req, limits).await {
                 Ok(req) => match inner.call(req).await {
                     Ok(response) => Ok(response),
                     Err(err) => Ok(err.into_response_as(protocol)),
@@ -132,7 +153,7 @@ where
     }
 }
 
-async fn read<B>(req: Request<B>, limit: usize) -> Result<Request<Bytes>, GatewayError>
+async fn read<B>(req: Request<B>, limits: Limits) -> Result<Request<Bytes>, GatewayError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -145,6 +166,7 @@ where
             req.uri().path(),
         ));
     }
+    let limit = limits.max_body_bytes;
     let announced = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -154,7 +176,11 @@ where
         return Err(GatewayError::payload_too_large(limit));
     }
     let (parts, body) = req.into_parts();
-    let bytes = match Limited::new(body, limit).collect().await {
+    let collect = Limited::new(body, limit).collect();
+    let Ok(collected) = tokio::time::timeout(limits.body_read_timeout, collect).await else {
+        return Err(GatewayError::request_timeout(limits.body_read_timeout));
+    };
+    let bytes = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(err) if err.is::<LengthLimitError>() => {
             return Err(GatewayError::payload_too_large(limit))

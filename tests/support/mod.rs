@@ -371,7 +371,7 @@ impl Drop for TempPath {
 
 /// The example gateway binary beside the test binaries, brought up to date first (a no-op
 /// after `cargo test`, which builds examples; needed after `cargo test --test …`).
-fn gateway_binary() -> std::path::PathBuf {
+pub fn gateway_binary() -> std::path::PathBuf {
     // Cargo builds the binary before the integration tests that can name it.
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_llm-tower"))
 }
