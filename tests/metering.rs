@@ -557,5 +557,10 @@ async fn a_stream_that_breaks_midway_is_recorded_as_an_error() {
     assert!(answer.text().contains("event: error"), "{}", answer.text());
     let rows = s.rows(1).await;
     assert_eq!(rows[0]["status"].as_i64(), Some(200));
-    assert_eq!(rows[0]["outcome"], "error", "{:?}", rows[0]);
+    assert_eq!(
+        (rows[0]["outcome"].as_str(), rows[0]["error_type"].as_str()),
+        (Some("upstream_error"), Some("upstream_error")),
+        "{:?}",
+        rows[0]
+    );
 }

@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 
+use crate::error::ErrorKind;
+
 /// What one request cost. Written to the ledger, one row each.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UsageRecord {
@@ -21,7 +23,10 @@ pub struct UsageRecord {
     pub upstream_model: Option<String>,
     /// HTTP status the client got.
     pub status: u16,
-    /// `ok`, `error` (status ≥ 400 or a body that failed) or `cancelled` (the client left).
+    /// What the client saw: `ok`; `upstream_error` (the upstream could not be reached,
+    /// failed with a 5xx, sent an unreadable answer or broke a stream); `timeout` (the
+    /// upstream did not answer, or a stream went silent, in time); `error` (any other
+    /// failure: the client's request, the gateway's limits); `cancelled` (the client left).
     pub outcome: &'static str,
     /// Whether the client asked for a stream.
     pub stream: bool,
@@ -45,7 +50,8 @@ pub struct UsageRecord {
     pub cache: Option<String>,
     /// Replayed for an `Idempotency-Key` (no upstream cost).
     pub replay: bool,
-    /// The error body's `type`, for failures.
+    /// The error body's `type`, for failures: the JSON answer's or, for a stream, its
+    /// `error` event's.
     pub error_type: Option<String>,
     /// `upstream` (reported), `estimated` (tokenizer) or `none`.
     pub usage_source: &'static str,
@@ -73,4 +79,28 @@ pub(crate) struct Unfinished {
     pub(crate) usage: Option<super::usage::Usage>,
     /// The upstream's own figure (LiteLLM's `x-litellm-response-cost`).
     pub(crate) reported_cost: Option<f64>,
+}
+
+/// The [`UsageRecord::outcome`] of a failure of `kind` with `status`.
+pub(crate) fn failure_outcome(kind: ErrorKind, status: u16) -> &'static str {
+    match kind {
+        ErrorKind::UpstreamTimeout => "timeout",
+        ErrorKind::UpstreamUnreachable | ErrorKind::UpstreamProtocol => "upstream_error",
+        ErrorKind::UpstreamStatus if status >= 500 => "upstream_error",
+        _ => "error",
+    }
+}
+
+/// The outcome of a failure known only by its error body's `code` and `type` (an answer
+/// with an error status, a stream's `error` event).
+pub(crate) fn outcome_of_error(code: Option<&str>, kind: Option<&str>, status: u16) -> &'static str {
+    match (code, kind) {
+        (Some("upstream_timeout"), _) | (_, Some("timeout_error")) => "timeout",
+        (_, Some("upstream_error" | "api_error" | "overloaded_error" | "server_error")) => {
+            "upstream_error"
+        }
+        _ if status == 504 => "timeout",
+        _ if status >= 500 => "upstream_error",
+        _ => "error",
+    }
 }

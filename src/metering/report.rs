@@ -161,7 +161,7 @@ pub fn aggregate(query: &ReportQuery, records: &[UsageRecord]) -> serde_json::Va
             ..Group::default()
         });
         g.requests += 1;
-        g.errors += u64::from(r.outcome == "error");
+        g.errors += u64::from(!matches!(r.outcome, "ok" | "cancelled"));
         g.cancelled += u64::from(r.outcome == "cancelled");
         g.prompt_tokens += r.prompt_tokens;
         g.completion_tokens += r.completion_tokens;

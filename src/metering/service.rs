@@ -16,7 +16,7 @@ use tower::{Layer, Service};
 use super::body::{StripUsage, UsageTap};
 use super::postgres::PostgresSink;
 use super::price::PriceTable;
-use super::record::{Unfinished, UsageRecord};
+use super::record::{failure_outcome, Unfinished, UsageRecord};
 use super::settings::{MeteringSettings, SinkKind};
 use super::sink::UsageSink;
 use super::sqlite::SqliteSink;
@@ -255,7 +255,7 @@ where
             }
             Err(err) => {
                 record.status = err.status().as_u16();
-                record.outcome = "error";
+                record.outcome = failure_outcome(err.kind(), record.status);
                 record.error_type = Some(err.error_type().to_owned());
                 record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
                 meter.submit(Box::new(Unfinished {

@@ -78,6 +78,8 @@ pub(crate) fn known(value: &str) -> &'static str {
         "ok" => "ok",
         "error" => "error",
         "cancelled" => "cancelled",
+        "upstream_error" => "upstream_error",
+        "timeout" => "timeout",
         "upstream" => "upstream",
         "estimated" => "estimated",
         _ => "none",

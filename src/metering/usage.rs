@@ -143,15 +143,31 @@ pub(crate) fn reported(body: &[u8]) -> Option<Reported> {
     value.next()?.ok()?
 }
 
-/// The `error.type` of an error body.
-pub(crate) fn error_type(body: &[u8]) -> Option<String> {
+/// The `error.code` and `error.type` of an error body (OpenAI's shape, or Anthropic's
+/// `{"type":"error","error":{…}}`).
+pub(crate) fn error_fields(body: &[u8]) -> Option<(Option<String>, Option<String>)> {
     #[derive(Deserialize)]
     struct Error {
         #[serde(rename = "type")]
         kind: Option<String>,
+        code: Option<serde_json::Value>,
     }
     let error = serde_json::from_slice::<WithError>(body).ok()?.error?;
-    serde_json::from_str::<Error>(error.get()).ok()?.kind
+    let error = serde_json::from_str::<Error>(error.get()).ok()?;
+    let code = error.code.and_then(|code| match code {
+        serde_json::Value::String(code) => Some(code),
+        serde_json::Value::Number(code) => Some(code.to_string()),
+        _ => None,
+    });
+    Some((code, error.kind))
+}
+
+/// The data of the last `event: error` of a stream's (tail of) body.
+pub(crate) fn last_error_event(body: &[u8]) -> Option<&[u8]> {
+    let at = memchr::memmem::rfind(body, b"event: error\n")?;
+    let data = body[at..].strip_prefix(b"event: error\ndata: ".as_slice())?;
+    let end = memchr::memchr(b'\n', data).unwrap_or(data.len());
+    Some(&data[..end])
 }
 
 /// Whether a stream event is the usage-only chunk (`"choices":[]` with a usage object).
@@ -277,8 +293,12 @@ mod tests {
         );
         assert_eq!(from_json(br#"{"usage":null}"#), None);
         assert_eq!(
-            error_type(br#"{"error":{"message":"m","type":"rate_limit_error"}}"#).as_deref(),
-            Some("rate_limit_error")
+            error_fields(br#"{"error":{"message":"m","type":"rate_limit_error","code":429}}"#),
+            Some((Some("429".to_owned()), Some("rate_limit_error".to_owned())))
+        );
+        assert_eq!(
+            last_error_event(b"data: {}\n\nevent: error\ndata: {\"error\":{}}\n\n"),
+            Some(br#"{"error":{}}"#.as_slice())
         );
         assert!(is_usage_chunk(
             br#"{"id":"a","choices":[],"usage":{"prompt_tokens":1}}"#

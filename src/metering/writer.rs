@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::price::PriceTable;
-use super::record::{Unfinished, UsageRecord};
+use super::record::{outcome_of_error, Unfinished, UsageRecord};
 use super::sink::UsageSink;
 use super::usage::{self, Usage};
 use crate::sse;
@@ -144,8 +144,20 @@ pub(crate) fn finish(u: Unfinished, prices: &PriceTable) -> UsageRecord {
             usage::from_json(&body)
         }
     });
-    if record.status >= 400 && !u.sse {
-        record.error_type = record.error_type.or_else(|| usage::error_type(&body));
+    // A failure the request path knew only by its status or its end: the error body (or
+    // the stream's error event) says which.
+    let error_body = if record.status >= 400 && !u.sse {
+        Some(&body[..])
+    } else if u.sse && record.outcome == "error" {
+        usage::last_error_event(&body)
+    } else {
+        None
+    };
+    if let Some((code, kind)) = error_body.and_then(usage::error_fields) {
+        if record.outcome == "error" {
+            record.outcome = outcome_of_error(code.as_deref(), kind.as_deref(), record.status);
+        }
+        record.error_type = record.error_type.or(kind);
     }
     // Counting tokens uses none (and costs nothing): its answer is a count, not usage.
     let reported = reported.filter(|_| record.endpoint != "count_tokens");

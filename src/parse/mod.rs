@@ -16,7 +16,7 @@
 //! use llm_tower::{Body, GatewayError, LlmRequest};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
-//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
 //! let service = ServiceBuilder::new()
 //!     .layer(ParseLayer::new(4 * 1024 * 1024))
 //!     .service_fn(|req: Request<Bytes>| async move {
