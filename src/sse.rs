@@ -190,6 +190,24 @@ pub(crate) fn response_event(name: Option<&[u8]>, data: &[u8]) -> Option<Respons
     }
 }
 
+/// A stream is whole when its last event is the one that ends its API's streams (OpenAI's
+/// `[DONE]`, Anthropic's `message_stop`, the Responses API's `response.completed` or
+/// `response.incomplete`); anything else was cut short.
+pub(crate) fn ends_whole(body: &[u8]) -> bool {
+    let trimmed = body.trim_ascii_end();
+    let last = memchr::memmem::rfind(trimmed, b"\n\n").map_or(0, |i| i + 2);
+    let mut whole = false;
+    each_event(&trimmed[last..], &mut |event| {
+        let data = event.data.trim_ascii();
+        whole = data == b"[DONE]"
+            || event.name == Some(b"message_stop")
+            || data.starts_with(b"{\"type\":\"message_stop\"")
+            || response_event(event.name, data) == Some(ResponseEvent::Final);
+        false
+    });
+    whole
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

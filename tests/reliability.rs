@@ -1,13 +1,31 @@
-//! Faults of upstreams, over real HTTP: every byte an upstream sent reaches the client.
-//! (The start of issue 13's fault suite.)
+//! Faults of upstreams, over real TCP (issue 13's fault suite): each fault × {JSON,
+//! stream} × {direct provider, combo}, asserting what the client gets and what the ledger
+//! records. Every byte an upstream sent reaches the client; a failure is told as one (an
+//! error status, or an `error` event once a stream has started) and recorded as one.
 
 mod support;
+
+use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// What a raw upstream does on each connection, in order, after reading the request.
+#[derive(Clone)]
+enum Step {
+    Send(Vec<u8>),
+    Wait(Duration),
+    /// Close with a TCP reset (SO_LINGER 0).
+    Reset,
+}
+
 /// An upstream that answers every request with the raw HTTP `response` bytes, then closes.
 async fn raw_upstream(response: Vec<u8>) -> String {
+    scripted(vec![Step::Send(response)]).await
+}
+
+/// An upstream that plays `steps` on every connection, then closes it.
+async fn scripted(steps: Vec<Step>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -15,7 +33,7 @@ async fn raw_upstream(response: Vec<u8>) -> String {
             let Ok((mut socket, _)) = listener.accept().await else {
                 return;
             };
-            let response = response.clone();
+            let steps = steps.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 65536];
                 let mut seen = Vec::new();
@@ -37,7 +55,20 @@ async fn raw_upstream(response: Vec<u8>) -> String {
                         }
                     }
                 }
-                let _ = socket.write_all(&response).await;
+                for step in steps {
+                    match step {
+                        Step::Send(bytes) => {
+                            if socket.write_all(&bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                        Step::Wait(pause) => tokio::time::sleep(pause).await,
+                        Step::Reset => {
+                            let _ = socket.set_zero_linger();
+                            return;
+                        }
+                    }
+                }
                 let _ = socket.shutdown().await;
             });
         }
@@ -89,4 +120,262 @@ async fn the_last_unterminated_event_of_a_stream_reaches_the_client() {
             );
         }
     }
+}
+
+const ANSWER: &str = r#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+
+fn json_response(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn chunked_sse_head() -> Vec<u8> {
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+        .to_vec()
+}
+
+fn chunk(data: &str) -> Vec<u8> {
+    format!("{:x}\r\n{data}\r\n", data.len()).into_bytes()
+}
+
+/// A gateway with the faulty upstream `bad`, the mock as `good`, a combo `both` that falls
+/// back from one to the other, and a SQLite ledger.
+struct Faulty {
+    gw: Running,
+    _good: Running,
+    ledger: TempPath,
+}
+
+impl Faulty {
+    async fn new(steps: Vec<Step>) -> Self {
+        let bad = scripted(steps).await;
+        let (good, _mock) = mock_upstream().await;
+        let ledger = TempPath::new("llm-tower-faults", "db");
+        let gw = gateway(&format!(
+            "providers:\n  bad: {{ kind: openai, api_base: '{bad}/v1', first_byte_timeout: 500ms, idle_timeout: 500ms }}\n  good: {{ kind: openai, api_base: '{}/v1' }}\ncombos: {{ both: {{ targets: [bad/m, good/echo] }} }}\nmetering: {{ sqlite_path: '{}' }}\n",
+            good.url(),
+            ledger.display()
+        ))
+        .await;
+        Self {
+            gw,
+            _good: good,
+            ledger,
+        }
+    }
+
+    async fn ask(&self, model: &str, stream: bool) -> Answer {
+        post(
+            &format!("{}/v1/chat/completions", self.gw.url()),
+            &chat_body(model, "hello there", stream),
+            &[],
+        )
+        .await
+    }
+
+    /// (status, outcome, error_type, attempts) of the ledger's rows, once there are `count`.
+    async fn rows(&self, count: usize) -> Vec<(i64, String, Option<String>, i64)> {
+        for _ in 0..100 {
+            let rows: Vec<_> = rusqlite::Connection::open(&self.ledger)
+                .and_then(|conn| {
+                    let mut select = conn.prepare(
+                        "SELECT status, outcome, error_type, attempts FROM llm_usage ORDER BY id",
+                    )?;
+                    let rows = select
+                        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                    rows.collect()
+                })
+                .unwrap_or_default();
+            if rows.len() >= count {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("fewer than {count} ledger rows");
+    }
+
+    /// Asks `bad/m` then `both`, as JSON or a stream; returns the direct answer and checks
+    /// that the combo's came from `good` and was recorded ok after 2 attempts.
+    async fn direct_and_combo(&self, stream: bool) -> (Answer, (i64, String, Option<String>, i64)) {
+        let direct = self.ask("bad/m", stream).await;
+        let combo = self.ask("both", stream).await;
+        assert_eq!(combo.status, 200, "combo: {}", combo.text());
+        let rows = self.rows(2).await;
+        assert_eq!(
+            rows[1],
+            (200, "ok".to_owned(), None, 2),
+            "the combo fell back"
+        );
+        (direct, rows[0].clone())
+    }
+}
+
+fn failure(status: i64, outcome: &str) -> (i64, String, Option<String>, i64) {
+    (
+        status,
+        outcome.to_owned(),
+        Some("upstream_error".to_owned()),
+        1,
+    )
+}
+
+#[tokio::test]
+async fn a_200_with_malformed_json_is_a_502_and_a_combo_falls_back() {
+    for body in [r#"{"id":"c1","choices":[{"#, "<html>Bad gateway</html>", ""] {
+        let f = Faulty::new(vec![Step::Send(json_response(body))]).await;
+        let (direct, row) = f.direct_and_combo(false).await;
+        assert_eq!(
+            direct.error(http::StatusCode::BAD_GATEWAY)["code"],
+            "upstream_protocol_error"
+        );
+        assert_eq!(row, failure(502, "upstream_error"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_json_answer_cut_mid_body_is_a_502_and_a_combo_falls_back() {
+    let whole = json_response(ANSWER);
+    let f = Faulty::new(vec![
+        Step::Send(whole[..whole.len() - 40].to_vec()),
+        Step::Reset,
+    ])
+    .await;
+    let (direct, row) = f.direct_and_combo(false).await;
+    assert_eq!(
+        direct.error(http::StatusCode::BAD_GATEWAY)["code"],
+        "upstream_protocol_error"
+    );
+    assert_eq!(row, failure(502, "upstream_error"));
+}
+
+#[tokio::test]
+async fn a_reset_before_the_headers_is_a_502_json_and_stream() {
+    for stream in [false, true] {
+        let f = Faulty::new(vec![Step::Reset]).await;
+        let (direct, row) = f.direct_and_combo(stream).await;
+        assert_eq!(direct.status, 502, "{}", direct.text());
+        assert_eq!(row, failure(502, "upstream_error"));
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_answers_is_a_504_timeout_json_and_stream() {
+    for stream in [false, true] {
+        let f = Faulty::new(vec![Step::Wait(Duration::from_secs(5))]).await;
+        let (direct, row) = f.direct_and_combo(stream).await;
+        assert_eq!(
+            direct.error(http::StatusCode::GATEWAY_TIMEOUT)["code"],
+            "upstream_timeout"
+        );
+        assert_eq!(row, failure(504, "timeout"));
+    }
+}
+
+#[tokio::test]
+async fn a_stream_reset_mid_way_ends_with_an_error_event_recorded_as_an_upstream_error() {
+    let mut steps = vec![Step::Send(chunked_sse_head())];
+    steps.push(Step::Send(chunk(&format!("{CHUNK}\n\n"))));
+    steps.push(Step::Wait(Duration::from_millis(50)));
+    steps.push(Step::Reset);
+    let f = Faulty::new(steps).await;
+    let answer = f.ask("bad/m", true).await;
+    let text = answer.text();
+    assert_eq!(answer.status, 200);
+    assert!(
+        text.contains("\"Hi\"") && text.contains("event: error"),
+        "{text}"
+    );
+    assert_eq!(f.rows(1).await[0], failure(200, "upstream_error"));
+}
+
+#[tokio::test]
+async fn a_stream_that_goes_silent_ends_with_an_error_event_recorded_as_a_timeout() {
+    let steps = vec![
+        Step::Send(chunked_sse_head()),
+        Step::Send(chunk(&format!("{CHUNK}\n\n"))),
+        Step::Wait(Duration::from_secs(5)),
+    ];
+    let f = Faulty::new(steps).await;
+    let answer = f.ask("bad/m", true).await;
+    let text = answer.text();
+    assert!(
+        text.contains("event: error") && text.contains("upstream_timeout"),
+        "{text}"
+    );
+    assert_eq!(f.rows(1).await[0], failure(200, "timeout"));
+}
+
+#[tokio::test]
+async fn a_stream_that_ends_cleanly_without_done_ends_with_an_error_event() {
+    // Chunked, terminated properly, but the upstream stopped before `[DONE]`.
+    let steps = vec![
+        Step::Send(chunked_sse_head()),
+        Step::Send(chunk(&format!("{CHUNK}\n\n"))),
+        Step::Send(b"0\r\n\r\n".to_vec()),
+    ];
+    let f = Faulty::new(steps).await;
+    for include_usage in [false, true] {
+        let request = serde_json::json!({"model": "bad/m", "stream": true,
+            "stream_options": {"include_usage": include_usage},
+            "messages": [{"role": "user", "content": "hi"}]});
+        let answer = post(
+            &format!("{}/v1/chat/completions", f.gw.url()),
+            &request.to_string(),
+            &[],
+        )
+        .await;
+        let text = answer.text();
+        assert!(text.contains("\"Hi\""), "{text}");
+        assert!(
+            text.trim_end().ends_with('}') && text.contains("event: error\ndata: {\"error\""),
+            "ends with an error event: {text}"
+        );
+        assert!(text.contains("upstream_protocol_error"), "{text}");
+    }
+    let rows = f.rows(2).await;
+    assert!(
+        rows.iter().all(|r| *r == failure(200, "upstream_error")),
+        "{rows:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_reaches_the_client_and_a_combo_falls_back() {
+    let body = r#"{"error":{"message":"slow down","type":"rate_limit_error","code":"rate_limit_exceeded"}}"#;
+    let f = Faulty::new(vec![Step::Send(
+        format!("HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}", body.len()).into_bytes(),
+    )])
+    .await;
+    let (direct, row) = f.direct_and_combo(false).await;
+    assert_eq!(direct.status, 429);
+    assert_eq!(direct.headers.get("retry-after").unwrap(), "7");
+    assert_eq!(
+        row,
+        (
+            429,
+            "error".to_owned(),
+            Some("rate_limit_error".to_owned()),
+            1
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_json_answer_larger_than_the_checked_size_passes_through_whole() {
+    // 20 MiB of content: past the 16 MiB read whole and checked, so streamed through.
+    let content = "x".repeat(20 << 20);
+    let body = ANSWER.replace("\"Hi\"", &format!("\"{content}\""));
+    let f = Faulty::new(vec![Step::Send(json_response(&body))]).await;
+    let answer = f.ask("bad/m", false).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body.len(), body.len());
+    assert_eq!(
+        answer.json()["choices"][0]["message"]["content"]
+            .as_str()
+            .map(str::len),
+        Some(20 << 20)
+    );
 }

@@ -233,11 +233,16 @@ impl OpenAiExecutor {
                 parts.extensions.insert(cost);
             }
         }
-        let body = inner
-            .upstream
-            .body(incoming, sse)
-            .speaking(llm.endpoint().protocol());
-        Ok(Response::from_parts(parts, Body::new(body)))
+        let body = if sse {
+            let body = inner.upstream.body(incoming, true);
+            Body::new(
+                body.speaking(llm.endpoint().protocol())
+                    .expecting_last_event(),
+            )
+        } else {
+            inner.upstream.json_answer(incoming).await?
+        };
+        Ok(Response::from_parts(parts, body))
     }
 
     /// Whether the upstream is up: LiteLLM's `/health/liveliness`; other servers have no

@@ -476,7 +476,7 @@ where
             .then(|| recording.snapshot())
             .flatten()
             .filter(|(_, headers, body)| {
-                body.len() <= max && (!is_sse(headers) || ends_with_done(body))
+                body.len() <= max && (!is_sse(headers) || sse::ends_whole(body))
             })
             .map(|(status, headers, body)| StoredResponse {
                 fingerprint,
@@ -515,24 +515,6 @@ fn renew(shared: Arc<Shared>, key: String, token: String) -> JoinHandle<()> {
             }
         }
     })
-}
-
-/// A stream is whole when its last event is the one that ends its API's streams (OpenAI's
-/// `[DONE]`, Anthropic's `message_stop`, the Responses API's `response.completed` or
-/// `response.incomplete`); anything else was cut short.
-fn ends_with_done(body: &[u8]) -> bool {
-    let trimmed = body.trim_ascii_end();
-    let last = memchr::memmem::rfind(trimmed, b"\n\n").map_or(0, |i| i + 2);
-    let mut whole = false;
-    sse::each_event(&trimmed[last..], &mut |event| {
-        let data = event.data.trim_ascii();
-        whole = data == b"[DONE]"
-            || event.name == Some(b"message_stop")
-            || data.starts_with(b"{\"type\":\"message_stop\"")
-            || sse::response_event(event.name, data) == Some(sse::ResponseEvent::Final);
-        false
-    });
-    whole
 }
 
 fn replayed_headers(headers: &HeaderMap) -> HeaderMap {

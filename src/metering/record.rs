@@ -93,7 +93,11 @@ pub(crate) fn failure_outcome(kind: ErrorKind, status: u16) -> &'static str {
 
 /// The outcome of a failure known only by its error body's `code` and `type` (an answer
 /// with an error status, a stream's `error` event).
-pub(crate) fn outcome_of_error(code: Option<&str>, kind: Option<&str>, status: u16) -> &'static str {
+pub(crate) fn outcome_of_error(
+    code: Option<&str>,
+    kind: Option<&str>,
+    status: u16,
+) -> &'static str {
     match (code, kind) {
         (Some("upstream_timeout"), _) | (_, Some("timeout_error")) => "timeout",
         (_, Some("upstream_error" | "api_error" | "overloaded_error" | "server_error")) => {

@@ -39,6 +39,38 @@ pin_project! {
         protocol: Protocol,
         done: bool,
         provider: Arc<str>,
+        // Bytes already read from `inner` (a JSON answer too large to check), sent first.
+        prefix: Option<Bytes>,
+        // `Some` when the stream must end with its API's last event: the last two frames
+        // (where that event is) and how many frames came.
+        tail: Option<Box<Tail>>,
+    }
+}
+
+/// The end of a stream, kept to check its last event.
+#[derive(Default)]
+struct Tail {
+    previous: Bytes,
+    last: Bytes,
+    frames: usize,
+}
+
+impl Tail {
+    fn push(&mut self, data: &Bytes) {
+        if !data.is_empty() {
+            self.previous = std::mem::replace(&mut self.last, data.clone());
+            self.frames += 1;
+        }
+    }
+
+    /// Whether the stream ended with the event that ends its API's streams. A last event
+    /// longer than the two frames kept cannot be read: it counts as whole.
+    fn is_whole(&self) -> bool {
+        let mut end = Vec::with_capacity(self.previous.len() + self.last.len());
+        end.extend_from_slice(&self.previous);
+        end.extend_from_slice(&self.last);
+        let bounded = memchr::memmem::rfind(end.trim_ascii_end(), b"\n\n").is_some();
+        sse::ends_whole(&end) || (!bounded && self.frames > 2)
     }
 }
 
@@ -59,7 +91,26 @@ impl UpstreamBody {
             protocol: Protocol::OpenAi,
             done: false,
             provider,
+            prefix: None,
+            tail: None,
         }
+    }
+
+    /// Checks that an SSE body ends with its API's last event (OpenAI's `[DONE]`,
+    /// Anthropic's `message_stop`, the Responses API's `response.completed` …): a stream
+    /// that stops before it (the upstream closed cleanly mid-answer) ends with an `error`
+    /// event instead of passing for whole.
+    pub(crate) fn expecting_last_event(mut self) -> Self {
+        if self.sse {
+            self.tail = Some(Box::default());
+        }
+        self
+    }
+
+    /// Sends `prefix` (already read from the upstream) before the rest of the body.
+    pub(crate) fn after(mut self, prefix: Bytes) -> Self {
+        self.prefix = Some(prefix).filter(|p| !p.is_empty());
+        self
     }
 
     /// Ends a failed SSE body with an error event in `protocol`'s shape (OpenAI's unless
@@ -79,18 +130,30 @@ impl http_body::Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
+        if let Some(prefix) = this.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
         if *this.done {
             return Poll::Ready(None);
         }
         let failure = match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 *this.last_frame = Instant::now();
+                if let (Some(tail), Some(data)) = (this.tail.as_mut(), frame.data_ref()) {
+                    tail.push(data);
+                }
                 return Poll::Ready(Some(Ok(frame)));
             }
-            Poll::Ready(None) => {
-                *this.done = true;
-                return Poll::Ready(None);
-            }
+            Poll::Ready(None) => match this.tail.take() {
+                Some(tail) if !tail.is_whole() => GatewayError::upstream_protocol(
+                    this.provider,
+                    "the stream ended before its last event",
+                ),
+                _ => {
+                    *this.done = true;
+                    return Poll::Ready(None);
+                }
+            },
             Poll::Ready(Some(Err(err))) => {
                 GatewayError::upstream_protocol(this.provider, format_args!("stream broken: {err}"))
             }
@@ -122,11 +185,12 @@ impl http_body::Body for UpstreamBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done || self.inner.is_end_stream()
+        // A stream whose last event is to be checked ends on the poll that checks it.
+        self.done || (self.prefix.is_none() && self.tail.is_none() && self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.sse {
+        if self.sse || self.prefix.is_some() {
             // An error event may be appended: never promise an exact length.
             SizeHint::default()
         } else {

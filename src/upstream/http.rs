@@ -15,8 +15,12 @@ use super::body::UpstreamBody;
 use super::client::{ClientSettings, UpstreamClient};
 use super::headers::forward_request_headers;
 use super::send::{read_error_body, send, sensitive};
+use crate::body::Body;
 use crate::error::GatewayError;
 use crate::settings::SettingsError;
+
+/// The largest successful JSON answer [`HttpUpstream::json_answer`] reads whole to check.
+pub const MAX_CHECKED_ANSWER: usize = 16 * 1024 * 1024;
 
 /// Where an HTTP upstream is and how the gateway authenticates to it: what
 /// [`HttpUpstream::new`] reads from a provider's settings.
@@ -176,6 +180,62 @@ impl HttpUpstream {
                 self.idle_timeout,
             )),
         }
+    }
+
+    /// A successful JSON answer, read whole and checked to be JSON: an upstream that
+    /// answers 200 with a truncated body or an HTML page gets a 502
+    /// `upstream_protocol_error` (which a combo falls back from), not a 200 the client
+    /// cannot read. Answers larger than [`MAX_CHECKED_ANSWER`] are passed through unchecked.
+    pub async fn json_answer(&self, mut incoming: Incoming) -> Result<Body, GatewayError> {
+        use http_body::Body as _;
+        if incoming.size_hint().lower() > MAX_CHECKED_ANSWER as u64 {
+            return Ok(Body::new(self.body(incoming, false)));
+        }
+        let mut first: Option<Bytes> = None;
+        let mut more: Vec<u8> = Vec::new();
+        loop {
+            let frame = match tokio::time::timeout(self.idle_timeout, incoming.frame()).await {
+                Err(_) => {
+                    return Err(GatewayError::upstream_timeout(
+                        &self.name,
+                        "data",
+                        self.idle_timeout,
+                    ))
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(GatewayError::upstream_protocol(
+                        &self.name,
+                        format_args!("body broken: {e}"),
+                    ))
+                }
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            // One frame (the usual answer) is kept as is; more are joined.
+            match &first {
+                None if more.is_empty() => first = Some(data),
+                _ => {
+                    if let Some(first) = first.take() {
+                        more.extend_from_slice(&first);
+                    }
+                    more.extend_from_slice(&data);
+                }
+            }
+            if more.len() > MAX_CHECKED_ANSWER {
+                return Ok(Body::new(self.body(incoming, false).after(more.into())));
+            }
+        }
+        let answer = first.unwrap_or_else(|| more.into());
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&answer) {
+            return Err(GatewayError::upstream_protocol(
+                &self.name,
+                format_args!("the answer is not JSON ({e})"),
+            ));
+        }
+        Ok(Body::from(answer))
     }
 
     /// The upstream's body passed through with this upstream's idle timeout (`sse`: a
