@@ -195,7 +195,11 @@ pub(crate) fn response_event(name: Option<&[u8]>, data: &[u8]) -> Option<Respons
 /// `response.incomplete`); anything else was cut short.
 pub(crate) fn ends_whole(body: &[u8]) -> bool {
     let trimmed = body.trim_ascii_end();
-    let last = memchr::memmem::rfind(trimmed, b"\n\n").map_or(0, |i| i + 2);
+    // The last event starts after the last blank line (`\n\n`, or `\r\n\r\n`).
+    let last = memchr::memmem::rfind(trimmed, b"\n\n")
+        .map(|i| i + 2)
+        .max(memchr::memmem::rfind(trimmed, b"\n\r\n").map(|i| i + 3))
+        .unwrap_or(0);
     let mut whole = false;
     each_event(&trimmed[last..], &mut |event| {
         let data = event.data.trim_ascii();
@@ -203,7 +207,7 @@ pub(crate) fn ends_whole(body: &[u8]) -> bool {
             || event.name == Some(b"message_stop")
             || data.starts_with(b"{\"type\":\"message_stop\"")
             || response_event(event.name, data) == Some(ResponseEvent::Final);
-        false
+        true
     });
     whole
 }

@@ -379,3 +379,213 @@ async fn a_json_answer_larger_than_the_checked_size_passes_through_whole() {
         Some(20 << 20)
     );
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn encoded_response(encoding: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-encoding: {encoding}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+#[tokio::test]
+async fn a_gzip_encoded_answer_is_decoded_json_and_stream() {
+    let stream = format!("{CHUNK}\n\n{FINISH}\n\ndata: [DONE]\n\n");
+    let f = Faulty::new(vec![Step::Send(encoded_response(
+        "gzip",
+        "text/event-stream",
+        &gzip(stream.as_bytes()),
+    ))])
+    .await;
+    for include_usage in [false, true] {
+        let request = serde_json::json!({"model": "bad/m", "stream": true,
+            "stream_options": {"include_usage": include_usage},
+            "messages": [{"role": "user", "content": "hi"}]});
+        let answer = post(
+            &format!("{}/v1/chat/completions", f.gw.url()),
+            &request.to_string(),
+            &[],
+        )
+        .await;
+        assert_eq!(answer.headers.get("content-encoding"), None);
+        assert_eq!(answer.text(), stream, "include_usage {include_usage}");
+    }
+    let f = Faulty::new(vec![Step::Send(encoded_response(
+        "gzip",
+        "application/json",
+        &gzip(ANSWER.as_bytes()),
+    ))])
+    .await;
+    let answer = f.ask("bad/m", false).await;
+    assert_eq!(answer.headers.get("content-encoding"), None);
+    assert_eq!(answer.text(), ANSWER);
+    let rows = f.rows(1).await;
+    assert_eq!(rows[0], (200, "ok".to_owned(), None, 1));
+}
+
+#[tokio::test]
+async fn an_answer_in_an_unknown_encoding_is_a_502_and_a_combo_falls_back() {
+    let f = Faulty::new(vec![Step::Send(encoded_response(
+        "br",
+        "application/json",
+        b"\x0b\x02\x80",
+    ))])
+    .await;
+    let (direct, row) = f.direct_and_combo(false).await;
+    let error = direct.error(http::StatusCode::BAD_GATEWAY);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("content-encoding `br`"),
+        "{error}"
+    );
+    assert_eq!(row, failure(502, "upstream_error"));
+}
+
+/// The SSE events of a body, as (name, data) pairs.
+fn events(body: &str) -> Vec<(Option<String>, String)> {
+    let mut out = Vec::new();
+    llm_tower::sse::each_event(body.as_bytes(), &mut |e| {
+        out.push((
+            e.name.map(|n| String::from_utf8_lossy(n).into_owned()),
+            String::from_utf8_lossy(&e.data).into_owned(),
+        ));
+        true
+    });
+    out
+}
+
+/// Content text of a chat stream's events.
+fn content(events: &[(Option<String>, String)]) -> String {
+    events
+        .iter()
+        .filter_map(|(_, data)| serde_json::from_str::<serde_json::Value>(data).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+const USAGE: &str = r#"data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+
+/// Every event the upstream sent reaches the client, whatever the frame splits, the last
+/// event's terminator, and the layers on the way (include_usage, metering, cache,
+/// idempotency); a replay (cache hit or idempotent) carries the same answer.
+#[tokio::test]
+async fn every_event_reaches_the_client_over_random_splits_and_layers() {
+    let mut rng = fastrand::Rng::with_seed(13);
+    for case in 0..48u32 {
+        // No stream_options (the gateway then asks for usage itself when it meters, and
+        // removes the usage chunk again), or include_usage false / true.
+        let include_usage = [None, Some(false), Some(true)][(case % 3) as usize];
+        let metering = case & 2 == 2;
+        let cache = case & 4 == 4;
+        let idempotent = case & 8 == 8;
+        let done = rng.u8(..4) != 0;
+        let upstream_usage = rng.bool();
+        let terminator = ["", "\n", "\n\n", "\r\n\r\n"][rng.usize(..4)];
+        let words: Vec<String> = (0..rng.usize(1..6))
+            .map(|i| format!("w{case}x{i} "))
+            .collect();
+        let mut stream = String::new();
+        for word in &words {
+            stream.push_str(&CHUNK.replace("\"Hi\"", &format!("\"{word}\"")));
+            stream.push_str("\n\n");
+        }
+        stream.push_str(FINISH);
+        if upstream_usage {
+            stream.push_str("\n\n");
+            stream.push_str(USAGE);
+        }
+        if done {
+            stream.push_str("\n\ndata: [DONE]");
+        }
+        stream.push_str(terminator);
+        // Random frames, each its own chunk, a little apart.
+        let mut steps = vec![Step::Send(chunked_sse_head())];
+        let mut rest = stream.as_str();
+        while !rest.is_empty() {
+            let mut cut = rng.usize(1..=rest.len().min(80));
+            while !rest.is_char_boundary(cut) {
+                cut += 1;
+            }
+            steps.push(Step::Send(chunk(&rest[..cut])));
+            steps.push(Step::Wait(Duration::from_millis(1)));
+            rest = &rest[cut..];
+        }
+        steps.push(Step::Send(b"0\r\n\r\n".to_vec()));
+        let upstream = scripted(steps).await;
+        let metering = if metering {
+            "sqlite_path: ':memory:'"
+        } else {
+            "enabled: false"
+        };
+        let gw = gateway(&format!(
+            "providers:\n  up: {{ kind: openai, api_base: '{upstream}/v1' }}\nmetering: {{ {metering} }}\ncache: {{ enabled: {cache} }}\n"
+        ))
+        .await;
+        let mut request = serde_json::json!({"model": "up/m", "stream": true,
+            "messages": [{"role": "user", "content": format!("case {case}")}]});
+        if let Some(include_usage) = include_usage {
+            request["stream_options"] = serde_json::json!({ "include_usage": include_usage });
+        }
+        let headers: &[(&str, &str)] = if idempotent {
+            &[("idempotency-key", "same-key")]
+        } else {
+            &[]
+        };
+        let url = format!("{}/v1/chat/completions", gw.url());
+        let first = post(&url, &request.to_string(), headers).await;
+        let label = format!("case {case}: usage {include_usage:?}, metering {metering}, cache {cache}, idempotent {idempotent}, done {done}, upstream usage {upstream_usage}, terminator {terminator:?}\n{stream:?}");
+        assert_eq!(first.status, 200, "{label}");
+        let got = events(&first.text());
+        let mut sent = events(&stream);
+        let stripped = metering.starts_with("sqlite") && include_usage.is_none();
+        if stripped {
+            // The usage chunk the gateway asked for on the client's behalf is removed.
+            sent.retain(|(_, data)| !data.contains("\"choices\":[]"));
+        }
+        if !done {
+            // Cut short: the gateway says so after everything the upstream sent.
+            let last = got.last().unwrap_or_else(|| panic!("{label}: nothing"));
+            assert_eq!(
+                last.0.as_deref(),
+                Some("error"),
+                "{label}\n{:?}",
+                first.text()
+            );
+            assert!(last.1.contains("upstream_protocol_error"), "{label}");
+            assert_eq!(
+                &got[..got.len() - 1],
+                &sent[..],
+                "{label}\n{:?}",
+                first.text()
+            );
+            continue;
+        }
+        assert_eq!(got, sent, "{label}\n{}", first.text());
+        if cache || idempotent {
+            let again = post(&url, &request.to_string(), headers).await;
+            assert_eq!(again.status, 200, "{label}");
+            let replayed = events(&again.text());
+            assert_eq!(content(&replayed), words.concat(), "{label}: replay");
+            assert_eq!(
+                replayed.last().map(|e| e.1.as_str()),
+                Some("[DONE]"),
+                "{label}"
+            );
+        }
+    }
+}

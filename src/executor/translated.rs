@@ -11,7 +11,6 @@ use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Response};
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
@@ -19,7 +18,7 @@ use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
 use crate::sse::Decoder;
 use crate::translate::stream::{feed, finish, Fed, StreamTranslator};
-use crate::upstream::{clean_response_headers, HttpUpstream};
+use crate::upstream::{clean_response_headers, HttpUpstream, UpstreamIncoming};
 
 /// The client's JSON response: the upstream's headers (cleaned) and the translation.
 pub(super) fn json_response(mut parts: http::response::Parts, json: Vec<u8>) -> Response<Body> {
@@ -35,7 +34,7 @@ pub(super) fn json_response(mut parts: http::response::Parts, json: Vec<u8>) -> 
 /// error.
 pub(super) async fn stream_response<T>(
     upstream: &HttpUpstream,
-    response: Response<Incoming>,
+    response: Response<UpstreamIncoming>,
     translator: T,
 ) -> Result<Response<Body>, GatewayError>
 where

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
+use super::decode::UpstreamIncoming;
 use crate::body::BoxError;
 use crate::error::GatewayError;
 use crate::protocol::Protocol;
@@ -28,7 +28,7 @@ pin_project! {
     /// connection, which cancels the upstream request.
     pub struct UpstreamBody {
         #[pin]
-        inner: Incoming,
+        inner: UpstreamIncoming,
         // Armed lazily: a frame only records when it arrived; the timer is re-armed when it
         // fires, so the per-frame cost is one clock read.
         #[pin]
@@ -44,39 +44,52 @@ pin_project! {
         // `Some` when the stream must end with its API's last event: the last two frames
         // (where that event is) and how many frames came.
         tail: Option<Box<Tail>>,
+        // The last two bytes sent (SSE): whether an error event needs a blank line first.
+        ends: [u8; 2],
     }
 }
 
 /// The end of a stream, kept to check its last event.
 #[derive(Default)]
 struct Tail {
-    previous: Bytes,
-    last: Bytes,
-    frames: usize,
+    /// The last bytes (at least [`Tail::KEPT`] of them, when there were as many).
+    window: BytesMut,
+    total: usize,
 }
 
 impl Tail {
-    fn push(&mut self, data: &Bytes) {
-        if !data.is_empty() {
-            self.previous = std::mem::replace(&mut self.last, data.clone());
-            self.frames += 1;
+    /// The last events of chat and Messages streams (`[DONE]`, `message_stop`) are short;
+    /// so is the head of the Responses API's `response.completed` when its response is.
+    const KEPT: usize = 1024;
+
+    fn push(&mut self, data: &[u8]) {
+        self.total += data.len();
+        if data.len() >= Self::KEPT {
+            self.window.clear();
+            self.window
+                .extend_from_slice(&data[data.len() - Self::KEPT..]);
+            return;
         }
+        if self.window.len() + data.len() > 2 * Self::KEPT {
+            let excess = self.window.len() + data.len() - Self::KEPT;
+            self.window.advance(excess.min(self.window.len()));
+        }
+        self.window.extend_from_slice(data);
     }
 
     /// Whether the stream ended with the event that ends its API's streams. A last event
-    /// longer than the two frames kept cannot be read: it counts as whole.
+    /// longer than the window cannot be read: it counts as whole.
     fn is_whole(&self) -> bool {
-        let mut end = Vec::with_capacity(self.previous.len() + self.last.len());
-        end.extend_from_slice(&self.previous);
-        end.extend_from_slice(&self.last);
-        let bounded = memchr::memmem::rfind(end.trim_ascii_end(), b"\n\n").is_some();
-        sse::ends_whole(&end) || (!bounded && self.frames > 2)
+        let end = self.window.trim_ascii_end();
+        let bounded = memchr::memmem::rfind(end, b"\n\n").is_some()
+            || memchr::memmem::rfind(end, b"\n\r\n").is_some();
+        sse::ends_whole(&self.window) || (!bounded && self.total > self.window.len())
     }
 }
 
 impl UpstreamBody {
     pub(crate) fn new(
-        inner: Incoming,
+        inner: UpstreamIncoming,
         idle_timeout: Duration,
         sse: bool,
         provider: Arc<str>,
@@ -93,6 +106,7 @@ impl UpstreamBody {
             provider,
             prefix: None,
             tail: None,
+            ends: *b"\n\n",
         }
     }
 
@@ -139,8 +153,15 @@ impl http_body::Body for UpstreamBody {
         let failure = match this.inner.as_mut().poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 *this.last_frame = Instant::now();
-                if let (Some(tail), Some(data)) = (this.tail.as_mut(), frame.data_ref()) {
-                    tail.push(data);
+                if let (true, Some(data)) = (*this.sse, frame.data_ref()) {
+                    match data.len() {
+                        0 => {}
+                        1 => *this.ends = [this.ends[1], data[0]],
+                        n => *this.ends = [data[n - 2], data[n - 1]],
+                    }
+                    if let Some(tail) = this.tail.as_mut() {
+                        tail.push(data);
+                    }
                 }
                 return Poll::Ready(Some(Ok(frame)));
             }
@@ -175,10 +196,20 @@ impl http_body::Body for UpstreamBody {
         *this.done = true;
         tracing::warn!(provider = %this.provider, error = %failure, "upstream failed mid-response");
         if *this.sse {
-            Poll::Ready(Some(Ok(Frame::data(sse::error_event_as(
-                *this.protocol,
-                &failure,
-            )))))
+            // After the blank line that ends what came before (the upstream may have
+            // stopped mid-event), so that the error is an event of its own.
+            let event = sse::error_event_as(*this.protocol, &failure);
+            let blank: &[u8] = match this.ends {
+                [b'\n', b'\n'] => b"",
+                [_, b'\n'] => b"\n",
+                _ => b"\n\n",
+            };
+            let event = if blank.is_empty() {
+                event
+            } else {
+                Bytes::from([blank, &event].concat())
+            };
+            Poll::Ready(Some(Ok(Frame::data(event))))
         } else {
             Poll::Ready(Some(Err(Box::new(failure))))
         }

@@ -9,10 +9,10 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 
 use super::body::UpstreamBody;
 use super::client::{ClientSettings, UpstreamClient};
+use super::decode::UpstreamIncoming;
 use super::headers::forward_request_headers;
 use super::send::{read_error_body, send, sensitive};
 use crate::body::Body;
@@ -141,7 +141,8 @@ impl HttpUpstream {
         client_headers: &HeaderMap,
         extra: &[(HeaderName, HeaderValue)],
         body: Option<Bytes>,
-    ) -> Result<Result<Response<Incoming>, (http::response::Parts, Bytes)>, GatewayError> {
+    ) -> Result<Result<Response<UpstreamIncoming>, (http::response::Parts, Bytes)>, GatewayError>
+    {
         let json = body.is_some();
         let mut req = Request::new(Full::new(body.unwrap_or_default()));
         *req.method_mut() = method;
@@ -158,16 +159,21 @@ impl HttpUpstream {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         let response = send(&self.client, &self.name, self.first_byte_timeout, req).await?;
-        if response.status().is_success() {
-            return Ok(Ok(response));
+        let (mut parts, body) = response.into_parts();
+        let body = UpstreamIncoming::new(body, &mut parts.headers, &self.name)?;
+        if parts.status.is_success() {
+            return Ok(Ok(Response::from_parts(parts, body)));
         }
-        let (parts, body) = response.into_parts();
         let bytes = read_error_body(body, self.idle_timeout).await;
         Ok(Err((parts, bytes)))
     }
 
     /// Reads a whole (successful) body within the idle timeout, at most `limit` bytes.
-    pub async fn read_body(&self, body: Incoming, limit: usize) -> Result<Bytes, GatewayError> {
+    pub async fn read_body(
+        &self,
+        body: UpstreamIncoming,
+        limit: usize,
+    ) -> Result<Bytes, GatewayError> {
         match tokio::time::timeout(self.idle_timeout, Limited::new(body, limit).collect()).await {
             Ok(Ok(collected)) => Ok(collected.to_bytes()),
             Ok(Err(e)) => Err(GatewayError::upstream_protocol(
@@ -186,7 +192,7 @@ impl HttpUpstream {
     /// answers 200 with a truncated body or an HTML page gets a 502
     /// `upstream_protocol_error` (which a combo falls back from), not a 200 the client
     /// cannot read. Answers larger than [`MAX_CHECKED_ANSWER`] are passed through unchecked.
-    pub async fn json_answer(&self, mut incoming: Incoming) -> Result<Body, GatewayError> {
+    pub async fn json_answer(&self, mut incoming: UpstreamIncoming) -> Result<Body, GatewayError> {
         use http_body::Body as _;
         if incoming.size_hint().lower() > MAX_CHECKED_ANSWER as u64 {
             return Ok(Body::new(self.body(incoming, false)));
@@ -240,7 +246,7 @@ impl HttpUpstream {
 
     /// The upstream's body passed through with this upstream's idle timeout (`sse`: a
     /// failure mid-body ends it with an SSE `error` event).
-    pub fn body(&self, incoming: Incoming, sse: bool) -> UpstreamBody {
+    pub fn body(&self, incoming: UpstreamIncoming, sse: bool) -> UpstreamBody {
         UpstreamBody::new(incoming, self.idle_timeout, sse, self.name.clone())
     }
 }

@@ -9,6 +9,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
 use super::client::UpstreamClient;
+use super::decode::UpstreamIncoming;
 use crate::error::{ErrorKind, GatewayError};
 
 /// Largest upstream error body the gateway reads to build its own error.
@@ -37,7 +38,7 @@ pub(crate) async fn send(
 }
 
 /// Reads an upstream error body (at most 64 KiB, within `idle_timeout`); empty on failure.
-pub(crate) async fn read_error_body(body: Incoming, idle_timeout: Duration) -> Bytes {
+pub(crate) async fn read_error_body(body: UpstreamIncoming, idle_timeout: Duration) -> Bytes {
     let read = Limited::new(body, MAX_ERROR_BODY).collect();
     match tokio::time::timeout(idle_timeout, read).await {
         Ok(Ok(collected)) => collected.to_bytes(),
