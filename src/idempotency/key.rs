@@ -32,15 +32,35 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Gatew
     if values.next().is_some() {
         return invalid("send it once");
     }
-    let Ok(key) = value.to_str() else {
-        return invalid("only visible ASCII characters are allowed");
+    // A structured-field string (`"8e03978e-…"`, the draft's form: printable ASCII, `"` and
+    // `\` escaped), or a bare key of visible ASCII (common too). The escaped form is the
+    // key: a string has only one.
+    let raw = value.as_bytes().trim_ascii();
+    let key = match raw {
+        [b'"', inner @ .., b'"'] if raw.len() >= 2 => {
+            let mut bytes = inner.iter();
+            while let Some(&b) = bytes.next() {
+                match b {
+                    b'\\' if matches!(bytes.next(), Some(b'"' | b'\\')) => {}
+                    b'\\' => return invalid("`\\` escapes only `\"` and `\\`"),
+                    b'"' => return invalid("a `\"` inside the string must be escaped"),
+                    0x20..=0x7e => {}
+                    _ => return invalid("only printable ASCII characters are allowed"),
+                }
+            }
+            inner
+        }
+        [b'"', ..] => return invalid("the quoted string is not terminated"),
+        bare => {
+            if !bare.iter().all(|&b| (0x21..=0x7e).contains(&b) && b != b'"') {
+                return invalid(
+                    "only visible ASCII characters are allowed (quote a key with spaces)",
+                );
+            }
+            bare
+        }
     };
-    // The draft's keys are quoted strings (`"8e03978e-…"`); bare ones are common too.
-    let key = key.trim();
-    let key = key
-        .strip_prefix('"')
-        .and_then(|k| k.strip_suffix('"'))
-        .unwrap_or(key);
+    let key = std::str::from_utf8(key).expect("ASCII");
     if key.is_empty() {
         return invalid("it is empty");
     }
@@ -97,8 +117,25 @@ mod tests {
         assert_eq!(key_of(b"abc-123").unwrap().as_deref(), Some("abc-123"));
         assert_eq!(key_of(b"\"abc\"").unwrap().as_deref(), Some("abc"));
         assert_eq!(idempotency_key(&HeaderMap::new()).unwrap(), None);
-        for bad in [&b""[..], b"\"\"", &[b'k'; 256], b"caf\xc3\xa9"] {
-            let err = key_of(bad).unwrap_err();
+        assert_eq!(
+            key_of(br#""a b \" \\ c""#).unwrap().as_deref(),
+            Some(r#"a b \" \\ c"#)
+        );
+        assert_eq!(key_of(b"  abc  ").unwrap().as_deref(), Some("abc"));
+        for bad in [
+            &b""[..],
+            b"\"\"",
+            &[b'k'; 256],
+            b"caf\xc3\xa9",
+            b"a\tb",
+            b"\"a\tb\"",
+            b"\"unterminated",
+            b"a b",
+            b"\"a\"b\"",
+            b"\"a\\b\"",
+            b"\"",
+        ] {
+            let err = key_of(bad).expect_err(&String::from_utf8_lossy(bad));
             assert_eq!(err.status(), 400);
             assert_eq!(err.code(), Some("invalid_idempotency_key"));
         }
