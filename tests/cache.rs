@@ -441,7 +441,7 @@ async fn an_unreachable_redis_bypasses_the_cache_without_hanging() {
         started.elapsed()
     );
     assert_eq!(s.mock.requests(), 3);
-    let metrics = get(&format!("{}/metrics", s.gw.url()), &[]).await.text();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("llm_tower_cache_store_errors_total"),
         "{metrics}"
@@ -667,7 +667,7 @@ async fn an_unreachable_embedder_is_a_miss_not_a_failure() {
         "hit",
         "exact matching goes on"
     );
-    let metrics = get(&format!("{}/metrics", s.gw.url()), &[]).await.text();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("llm_tower_cache_embed_errors_total"),
         "{metrics}"

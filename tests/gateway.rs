@@ -589,3 +589,35 @@ async fn shutdown_lets_an_in_flight_stream_finish_and_refuses_new_connections() 
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn metrics_need_the_master_key_when_keys_exist_unless_opened() {
+    let providers = "providers: { mock: { kind: mock } }\n";
+    // Named keys only: no one can be the master, and the answer says how to fix it.
+    let gw = gateway(&format!("{providers}keys: [{{ name: a, key: sk-a }}]\n")).await;
+    let url = format!("{}/metrics", gw.url());
+    let answer = get(&url, &[("authorization", "Bearer sk-a")]).await;
+    let error = answer.error(StatusCode::FORBIDDEN);
+    assert!(
+        error["message"].as_str().unwrap().contains("master_key"),
+        "{error}"
+    );
+    // Opened on purpose (a scraper on a private network).
+    let gw = gateway(&format!(
+        "{providers}keys: [{{ name: a, key: sk-a }}]\nmetrics: {{ auth: none }}\n"
+    ))
+    .await;
+    assert_eq!(
+        get(&format!("{}/metrics", gw.url()), &[]).await.status,
+        StatusCode::OK
+    );
+    // No keys: the gateway is open, and so are its metrics.
+    let gw = gateway(providers).await;
+    assert_eq!(
+        get(&format!("{}/metrics", gw.url()), &[]).await.status,
+        StatusCode::OK
+    );
+    let bad = llm_tower::Config::from_yaml(&format!("{providers}metrics: {{ auth: anyone }}"))
+        .unwrap_err();
+    assert!(bad.to_string().contains("metrics"), "{bad}");
+}

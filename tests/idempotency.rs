@@ -262,7 +262,7 @@ async fn an_unreachable_redis_fails_open_or_closed_without_hanging() {
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
     assert!(started.elapsed() < Duration::from_secs(5));
-    let metrics = get(&format!("{}/metrics", open.gw.url()), &[]).await.text();
+    let metrics = open.metrics().await;
     assert!(
         metrics.contains("llm_tower_idempotency_store_errors_total"),
         "{metrics}"

@@ -387,7 +387,18 @@ async fn errors_replays_and_prices_are_recorded_and_reported() {
     .await
     .error(StatusCode::BAD_REQUEST);
 
-    let metrics = get(&format!("{}/metrics", s.gw.url()), &[]).await.text();
+    // Metrics name keys and models: the master key's (keys are configured).
+    let scrape = format!("{}/metrics", s.gw.url());
+    assert_eq!(get(&scrape, &[]).await.status, StatusCode::UNAUTHORIZED);
+    let other = get(
+        &scrape,
+        &[("authorization", &format!("Bearer {}", s.secret))],
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN);
+    let metrics = get(&scrape, &[("authorization", &format!("Bearer {MASTER}"))])
+        .await
+        .text();
     assert!(
         metrics.contains("llm_tower_usage_tokens_total{"),
         "{metrics}"

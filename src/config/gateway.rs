@@ -34,7 +34,11 @@ impl Gateway {
                 .map(move |m| (provider.as_str(), m.as_str()))
         });
         let redis = config.redis.as_ref();
-        Ok(Gateway::builder(executors)
+        let mut builder = Gateway::builder(executors);
+        if let Some(auth) = config.metrics.auth {
+            builder = builder.metrics_auth(auth);
+        }
+        Ok(builder
             .keys(keys)
             .max_body_bytes(config.server.max_body_bytes)
             .body_read_timeout(config.server.body_read_timeout)

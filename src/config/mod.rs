@@ -34,6 +34,7 @@ use crate::combo::{CircuitBreakerSettings, ComboSettings};
 use crate::executor::{
     AnthropicSettings, GeminiSettings, LiteLlmSettings, MockSettings, OpenAiSettings,
 };
+use crate::gateway::MetricsSettings;
 use crate::idempotency::{IdempotencySettings, IdempotencyStoreKind};
 use crate::metering::MeteringSettings;
 use crate::responses::{ResponsesSettings, ResponsesStoreKind};
@@ -87,6 +88,9 @@ pub struct Config {
     /// The server side: limits and timeouts towards clients.
     #[serde(default)]
     pub server: ServerSettings,
+    /// Who may read `/metrics`.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
     /// The shared upstream client: timeouts, TLS.
     #[serde(default)]
     pub upstream: ClientSettings,

@@ -74,7 +74,12 @@ fn protocol_of(headers: &HeaderMap) -> Protocol {
 }
 
 /// `GET /metrics`: the Prometheus text of the exporter the gateway was given.
-pub(super) fn metrics(shared: &Shared) -> Response<Body> {
+pub(super) fn metrics(shared: &Shared, headers: &HeaderMap) -> Response<Body> {
+    if shared.metrics_need_master {
+        if let Err(err) = master_only(shared, headers, "GET /metrics") {
+            return err.into_response();
+        }
+    }
     match &shared.prometheus {
         Some(handle) => {
             let mut response = Response::new(Body::from(handle.render()));
@@ -95,29 +100,36 @@ pub(super) fn metrics(shared: &Shared) -> Response<Body> {
 }
 
 /// `GET /v1/usage`: the master key only.
+/// Admits the master key only (401 without a valid key, 403 for another key or when no
+/// master key is configured).
+fn master_only(shared: &Shared, headers: &HeaderMap, what: &str) -> Result<(), GatewayError> {
+    let forbidden = |message: String| {
+        GatewayError::new(
+            ErrorKind::Unauthorized,
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            message,
+        )
+    };
+    if !shared.master_key {
+        return Err(forbidden(format!(
+            "{what} needs a master_key in the gateway's config."
+        )));
+    }
+    let key = shared.keys.check(headers)?;
+    if &*key.0 != "master" {
+        return Err(forbidden(format!("{what} is for the master key only.")));
+    }
+    Ok(())
+}
+
 pub(super) async fn usage(
     shared: Arc<Shared>,
     headers: HeaderMap,
     query: Option<String>,
 ) -> Response<Body> {
     let result = async {
-        if !shared.master_key {
-            return Err(GatewayError::new(
-                ErrorKind::Unauthorized,
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                "GET /v1/usage needs a master_key in the gateway's config.",
-            ));
-        }
-        let key = shared.keys.check(&headers)?;
-        if &*key.0 != "master" {
-            return Err(GatewayError::new(
-                ErrorKind::Unauthorized,
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                "GET /v1/usage is for the master key only.",
-            ));
-        }
+        master_only(&shared, &headers, "GET /v1/usage")?;
         let query = ReportQuery::parse(query.as_deref())?;
         let sink = shared.meter.as_ref().and_then(Meter::sink).ok_or_else(|| {
             GatewayError::new(
@@ -133,7 +145,7 @@ pub(super) async fn usage(
             .map_err(|e| {
                 GatewayError::internal(format!("The usage ledger could not be read: {e}"))
             })?;
-        Ok(aggregate(&query, &records))
+        Ok::<_, GatewayError>(aggregate(&query, &records))
     }
     .await;
     match result {

@@ -13,6 +13,7 @@ use tower_http::request_id::{PropagateRequestId, SetRequestId};
 use tower_http::trace::{DefaultOnFailure, Trace, TraceLayer};
 
 use super::admin::PanicResponse;
+use super::metrics::MetricsAuth;
 use super::request_id::{MakeRequestIds, RequestSpan};
 use crate::alias::{Alias, AliasLayer, Aliases};
 use crate::auth::{Auth, AuthLayer, Keys};
@@ -86,6 +87,8 @@ pub(super) struct Shared {
     pub(super) meter: Option<Meter>,
     /// Whether a master key is configured (`/v1/usage` needs it).
     pub(super) master_key: bool,
+    /// Whether `/metrics` needs the master key.
+    pub(super) metrics_need_master: bool,
     pub(super) models: Arc<Models>,
     pub(super) executors: Executors,
     pub(super) prometheus: Option<PrometheusHandle>,
@@ -137,6 +140,7 @@ pub struct GatewayBuilder {
     cache: CacheLayer,
     combos: Combos,
     models: Vec<(String, String)>,
+    metrics_auth: Option<MetricsAuth>,
 }
 
 impl GatewayBuilder {
@@ -195,6 +199,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Who may read `GET /metrics`. Default: the master key when keys are configured,
+    /// anyone otherwise.
+    pub fn metrics_auth(mut self, auth: MetricsAuth) -> Self {
+        self.metrics_auth = Some(auth);
+        self
+    }
+
     /// What `GET /v1/models` lists beside the aliases and combos: `(provider, model)`.
     pub fn models<P: Into<String>, M: Into<String>>(
         mut self,
@@ -242,6 +253,10 @@ impl GatewayBuilder {
         Gateway {
             shared: Arc::new(Shared {
                 master_key: self.keys.has_master(),
+                metrics_need_master: match self.metrics_auth {
+                    Some(auth) => auth == MetricsAuth::Master,
+                    None => self.keys.is_enabled(),
+                },
                 keys: self.keys,
                 models: Arc::new(models),
                 executors: self.executors,
@@ -272,6 +287,7 @@ impl Gateway {
             cache: CacheLayer::disabled(),
             combos: Combos::default(),
             models: Vec::new(),
+            metrics_auth: None,
         }
     }
 
@@ -289,6 +305,7 @@ impl Gateway {
                 keys: shared.keys.clone(),
                 meter: shared.meter.clone(),
                 master_key: shared.master_key,
+                metrics_need_master: shared.metrics_need_master,
                 models: shared.models.clone(),
                 executors: shared.executors.clone(),
                 prometheus: handle,

@@ -5,6 +5,28 @@ use std::time::Duration;
 
 use http::StatusCode;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Deserialize;
+
+/// Who may read `GET /metrics` (it names keys, models and providers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAuth {
+    /// The master key only (the default when the gateway has keys).
+    Master,
+    /// Anyone who can reach the gateway (`none` in YAML; the default when the gateway has
+    /// no keys: it is open anyway).
+    #[serde(rename = "none")]
+    Open,
+}
+
+/// The `metrics:` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct MetricsSettings {
+    /// Who may scrape `/metrics`; unset: the master key when keys are configured.
+    pub auth: Option<MetricsAuth>,
+}
 
 /// Installs a Prometheus exporter as the process's `metrics` recorder and returns its
 /// handle, for [`Gateway::with_prometheus`](super::Gateway::with_prometheus). Called again,

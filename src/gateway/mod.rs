@@ -27,6 +27,6 @@ mod router;
 
 pub use self::admin::PanicResponse;
 pub use self::build::{Gateway, GatewayBuilder, GatewayService};
-pub use self::metrics::{install_prometheus, prometheus_upkeep};
+pub use self::metrics::{install_prometheus, prometheus_upkeep, MetricsAuth, MetricsSettings};
 pub use self::request_id::{MakeRequestIds, RequestSpan};
 pub use self::router::GatewayFuture;

@@ -198,7 +198,9 @@ where
                     future: Box::pin(admin::readiness(self.shared.clone())),
                 },
             ),
-            (&Method::GET, "/metrics") => ready(Route::Metrics, admin::metrics(&self.shared)),
+            (&Method::GET, "/metrics") => {
+                ready(Route::Metrics, admin::metrics(&self.shared, req.headers()))
+            }
             (
                 method,
                 "/v1/models" | "/models" | "/v1/usage" | "/health" | "/health/readiness"

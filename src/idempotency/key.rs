@@ -52,7 +52,10 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, Gatew
         }
         [b'"', ..] => return invalid("the quoted string is not terminated"),
         bare => {
-            if !bare.iter().all(|&b| (0x21..=0x7e).contains(&b) && b != b'"') {
+            if !bare
+                .iter()
+                .all(|&b| (0x21..=0x7e).contains(&b) && b != b'"')
+            {
                 return invalid(
                     "only visible ASCII characters are allowed (quote a key with spaces)",
                 );

@@ -382,7 +382,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// A gateway in front of the mock upstream (`up`) with two tenants: keys `sk-a` (team-a)
-/// and `sk-b` (team-b).
+/// and `sk-b` (team-b), and the master key `sk-master`.
 pub struct TwoTenants {
     pub gw: Running,
     pub mock: MockUpstream,
@@ -395,7 +395,7 @@ impl TwoTenants {
         let gw = gateway(&config_for(
             &upstream,
             &format!(
-                "keys: [{{ name: team-a, key: sk-a }}, {{ name: team-b, key: sk-b }}]\n{extra}"
+                "master_key: sk-master\nkeys: [{{ name: team-a, key: sk-a }}, {{ name: team-b, key: sk-b }}]\n{extra}"
             ),
         ))
         .await;
@@ -408,6 +408,17 @@ impl TwoTenants {
 
     pub fn url(&self) -> String {
         format!("{}/v1/chat/completions", self.gw.url())
+    }
+
+    /// `GET /metrics` with the master key.
+    pub async fn metrics(&self) -> String {
+        let answer = get(
+            &format!("{}/metrics", self.gw.url()),
+            &[("authorization", "Bearer sk-master")],
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.text()
     }
 }
 
