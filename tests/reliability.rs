@@ -589,3 +589,47 @@ async fn every_event_reaches_the_client_over_random_splits_and_layers() {
         }
     }
 }
+
+/// A "Redis" that accepts connections and never answers.
+async fn hung_redis() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_hung_redis_costs_one_request_one_timeout_then_is_skipped() {
+    let redis = hung_redis().await;
+    let (upstream, _mock) = mock_upstream().await;
+    let gw = gateway(&format!(
+        "providers:\n  up: {{ kind: openai, api_base: '{}/v1' }}\nredis: {{ url: 'redis://{redis}', timeout: 400ms, cooldown: 3s }}\nidempotency: {{ store: redis }}\ncache: {{ enabled: true, store: redis }}\n",
+        upstream.url()
+    ))
+    .await;
+    let url = format!("{}/v1/chat/completions", gw.url());
+    let mut took = Vec::new();
+    for i in 0..5 {
+        let started = std::time::Instant::now();
+        let answer = post(
+            &url,
+            &chat_body("up/echo", &format!("hello {i}"), false),
+            &[("idempotency-key", &format!("k{i}"))],
+        )
+        .await;
+        took.push(started.elapsed());
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    // Idempotency and the cache each wait for Redis: the first request waits for one
+    // timeout (the cache then skips it), the next ones for none.
+    assert!(took[0] < Duration::from_millis(700), "{took:?}");
+    assert!(
+        took[1..].iter().all(|t| *t < Duration::from_millis(150)),
+        "{took:?}"
+    );
+}

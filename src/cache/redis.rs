@@ -2,16 +2,15 @@
 //! `{prefix}e:{key}`, holding the encoded entry with Redis's own expiry.
 
 use bytes::Bytes;
-use redis::aio::ConnectionManager;
 
 use super::entry::{now_ms, CachedResponse};
 use super::store::{CacheStore, StoreError, StoreFuture};
-use crate::store::RedisSettings;
+use crate::store::{Redis, RedisSettings};
 
 /// Redis as a [`CacheStore`].
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Redis,
     prefix: String,
 }
 
@@ -25,7 +24,7 @@ impl RedisStore {
         })
     }
 
-    pub(crate) fn connection(&self) -> ConnectionManager {
+    pub(crate) fn connection(&self) -> Redis {
         self.conn.clone()
     }
 

@@ -8,17 +8,16 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::ConnectionManager;
 use redis::Script;
 
 use super::key::{hex, Fingerprint};
 use super::store::{IdempotencyStore, Lock, StoreError, StoreFuture, StoredResponse};
-use crate::store::RedisSettings;
+use crate::store::{Redis, RedisSettings};
 
 /// Redis as an [`IdempotencyStore`].
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Redis,
     prefix: String,
 }
 

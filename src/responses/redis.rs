@@ -4,16 +4,15 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::ConnectionManager;
 
 use super::store::{ResponseStore, StoreError, StoreFuture};
-use crate::store::RedisSettings;
+use crate::store::{Redis, RedisSettings};
 
 /// Redis as a [`ResponseStore`]: `{prefix}{id}` holds the entry, with the time to live
 /// as its expiry.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Redis,
     prefix: String,
     ttl: Duration,
 }

@@ -6,10 +6,10 @@
 //! every 100 ms for new ones. The answers themselves are in the Redis store; an index entry
 //! whose answer is gone is dropped on first use.
 
+use crate::store::Redis;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::Value as RedisValue;
 
 use super::SemanticCache;
@@ -18,7 +18,7 @@ use crate::cache::entry::now_ms;
 /// The writer side, and what the reader needs to recognise its own entries.
 #[derive(Clone)]
 pub struct IndexSync {
-    conn: ConnectionManager,
+    conn: Redis,
     stream: String,
     origin: String,
     max_len: usize,
@@ -26,7 +26,7 @@ pub struct IndexSync {
 
 impl IndexSync {
     /// Syncs through the stream `{prefix}semantic`, trimmed to about `max_len` entries.
-    pub fn new(conn: ConnectionManager, prefix: &str, max_len: usize) -> Self {
+    pub(crate) fn new(conn: Redis, prefix: &str, max_len: usize) -> Self {
         Self {
             conn,
             stream: format!("{prefix}semantic"),
