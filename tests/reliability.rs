@@ -633,3 +633,102 @@ async fn a_hung_redis_costs_one_request_one_timeout_then_is_skipped() {
         "{took:?}"
     );
 }
+
+/// SIGTERM with a stream and a JSON request that outlive the grace period: the stream ends
+/// with an error event, the JSON request's connection is dropped, the process exits 0, and
+/// both are in the ledger as cut by the shutdown.
+#[tokio::test]
+async fn requests_cut_at_the_end_of_the_grace_period_are_told_and_recorded() {
+    use tokio::io::AsyncBufReadExt;
+    let (upstream, _mock) = mock_upstream().await;
+    let silent = scripted(vec![Step::Wait(Duration::from_secs(30))]).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ledger = TempPath::new("llm-tower-cut", "db");
+    let config = TempPath::new("llm-tower-cut", "yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "providers:\n  up: {{ kind: openai, api_base: '{}/v1' }}\n  silent: {{ kind: openai, api_base: '{silent}/v1' }}\nmetering: {{ sqlite_path: '{}' }}\nserver: {{ shutdown_grace_period: 1s }}\n",
+            upstream.url(),
+            ledger.display()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(gateway_binary())
+        .args(["--config", config.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(line) = stdout.next_line().await.unwrap() {
+        if line.contains("listening") {
+            break;
+        }
+    }
+    let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
+    let words = "a ".repeat(100);
+    let stream = tokio::spawn({
+        let url = url.clone();
+        async move {
+            post(
+                &url,
+                &chat_body("up/echo?chunk_delay=100ms", &words, true),
+                &[],
+            )
+            .await
+        }
+    });
+    let json = tokio::spawn(async move {
+        let req = request(&url, chat_body("silent/m", "hi", false), &[]);
+        client().request(req).await.map(|r| r.status())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(tokio::process::Command::new("kill")
+        .arg(&pid)
+        .status()
+        .await
+        .unwrap()
+        .success());
+    let answer = stream.await.unwrap();
+    let text = answer.text();
+    assert!(text.contains(r#"{"content":"You"}"#), "{text}");
+    assert!(
+        text.trim_end().ends_with('}') && text.contains("server_shutting_down"),
+        "the stream ends with the cut's error event: {}",
+        &text[text.len().saturating_sub(400)..]
+    );
+    assert!(
+        json.await.unwrap().is_err(),
+        "the JSON request's connection was dropped"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits after the grace period and the cut")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let conn = rusqlite::Connection::open(&ledger).unwrap();
+    let mut rows: Vec<(i64, String, Option<String>, bool)> = conn
+        .prepare("SELECT status, outcome, error_type, stream FROM llm_usage")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    rows.sort();
+    let cut = Some("server_shutting_down".to_owned());
+    assert_eq!(
+        rows,
+        [
+            (200, "error".to_owned(), cut.clone(), true),
+            (499, "error".to_owned(), cut, false)
+        ]
+    );
+}

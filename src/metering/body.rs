@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::record::{Unfinished, MAX_CAPTURE};
 use super::usage::is_usage_chunk;
 use super::writer::Meter;
+use crate::server::Shutdown;
 use crate::tap::{End, Observer};
 
 /// What the body still has to record when it ends.
@@ -21,6 +22,8 @@ pub(crate) struct UsageTap {
     pub(crate) unfinished: Box<Unfinished>,
     pub(crate) meter: Meter,
     pub(crate) started: Instant,
+    /// The server's, to tell a stream it cut at shutdown from a client that left.
+    pub(crate) shutdown: Option<Shutdown>,
 }
 
 impl Observer for UsageTap {
@@ -38,6 +41,10 @@ impl Observer for UsageTap {
         record.outcome = match end {
             End::Complete if record.status < 400 => "ok",
             End::Complete | End::ErrorEvent | End::Failed => "error",
+            End::Cancelled if self.shutdown.as_ref().is_some_and(Shutdown::is_cut) => {
+                record.error_type = Some("server_shutting_down".to_owned());
+                "error"
+            }
             End::Cancelled => "cancelled",
         };
         self.meter.submit(self.unfinished);

@@ -21,7 +21,8 @@ pub struct UsageRecord {
     pub provider: Option<String>,
     /// The model as that provider knows it.
     pub upstream_model: Option<String>,
-    /// HTTP status the client got.
+    /// HTTP status the client got (499 when it left, or the server shut down, before the
+    /// answer's headers).
     pub status: u16,
     /// What the client saw: `ok`; `upstream_error` (the upstream could not be reached,
     /// failed with a 5xx, sent an unreadable answer or broke a stream); `timeout` (the
@@ -51,7 +52,8 @@ pub struct UsageRecord {
     /// Replayed for an `Idempotency-Key` (no upstream cost).
     pub replay: bool,
     /// The error body's `type`, for failures: the JSON answer's or, for a stream, its
-    /// `error` event's.
+    /// `error` event's; `server_shutting_down` for a request the server cut at the end of
+    /// its shutdown grace period.
     pub error_type: Option<String>,
     /// `upstream` (reported), `estimated` (tokenizer) or `none`.
     pub usage_source: &'static str,

@@ -30,6 +30,7 @@ use crate::error::GatewayError;
 use crate::executor::{ResponseCost, Target};
 use crate::idempotency::IdempotentReplay;
 use crate::request::LlmRequest;
+use crate::server::Shutdown;
 use crate::settings::SettingsError;
 use crate::tap::Tap;
 
@@ -115,6 +116,29 @@ pin_project! {
         inner: F,
         pending: Option<Box<Pending>>,
     }
+
+    impl<F> PinnedDrop for MeteringFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before the answer: the client left (or the server cut it at
+            // shutdown) while the request was in flight. It is recorded all the same.
+            if let Some(pending) = this.project().pending.take() {
+                let Pending { meter, started, mut record, request, shutdown, .. } = *pending;
+                record.status = 499;
+                record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
+                record.outcome = if shutdown.as_ref().is_some_and(Shutdown::is_cut) {
+                    record.error_type = Some("server_shutting_down".to_owned());
+                    "error"
+                } else {
+                    "cancelled"
+                };
+                meter.submit(Box::new(Unfinished {
+                    record,
+                    request,
+                    ..Unfinished::default()
+                }));
+            }
+        }
+    }
 }
 
 /// What is known when the request starts.
@@ -124,6 +148,7 @@ pub struct Pending {
     record: UsageRecord,
     request: Bytes,
     strip: bool,
+    shutdown: Option<Shutdown>,
 }
 
 impl<S> Service<Request<Bytes>> for Metering<S>
@@ -178,6 +203,7 @@ where
                     record,
                     request: req.body().clone(),
                     strip,
+                    shutdown: req.extensions().get::<Shutdown>().cloned(),
                 }))
             }
             _ => None,
@@ -207,6 +233,7 @@ where
             mut record,
             request,
             strip,
+            shutdown,
         } = *pending;
         match output {
             Ok(response) => {
@@ -243,6 +270,7 @@ where
                         unfinished,
                         meter,
                         started,
+                        shutdown,
                     },
                 )
                 .error_events(sse);

@@ -6,16 +6,23 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Response;
+use bytes::Bytes;
+use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower::Service;
+
+use crate::error::{ErrorKind, GatewayError};
+use crate::protocol::Protocol;
+use crate::request::Endpoint;
 
 /// When a connection with no request in flight is closed.
 #[derive(Debug, Clone, Copy)]
@@ -100,22 +107,54 @@ impl Drop for InFlight {
     }
 }
 
+/// The end of a server's grace period: the streams still open are cut, each with an
+/// `error` event, and their usage is recorded as cut (not as a client that left).
+///
+/// Every request carries one in its extensions; a layer that records how a request ended
+/// asks [`is_cut`](Self::is_cut) when its body is dropped unfinished.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown(Arc<Cut>);
+
+#[derive(Debug, Default)]
+struct Cut {
+    cut: AtomicBool,
+    notify: Arc<Notify>,
+}
+
+impl Shutdown {
+    /// Whether the server has cut its remaining streams.
+    pub fn is_cut(&self) -> bool {
+        self.0.cut.load(Ordering::Acquire)
+    }
+
+    /// Cuts every open stream.
+    pub(super) fn cut(&self) {
+        self.0.cut.store(true, Ordering::Release);
+        self.0.notify.notify_waiters();
+    }
+}
+
 /// A connection's service, counting its requests in flight.
 #[derive(Debug, Clone)]
 pub(super) struct Tracked<S> {
     inner: S,
     activity: Arc<Activity>,
+    shutdown: Shutdown,
 }
 
 impl<S> Tracked<S> {
-    pub fn new(inner: S, activity: Arc<Activity>) -> Self {
-        Self { inner, activity }
+    pub fn new(inner: S, activity: Arc<Activity>, shutdown: Shutdown) -> Self {
+        Self {
+            inner,
+            activity,
+            shutdown,
+        }
     }
 }
 
-impl<S, Req, B> Service<Req> for Tracked<S>
+impl<S, ReqBody, B> Service<Request<ReqBody>> for Tracked<S>
 where
-    S: Service<Req, Response = Response<B>>,
+    S: Service<Request<ReqBody>, Response = Response<B>>,
 {
     type Response = Response<TrackedBody<B>>;
     type Error = S::Error;
@@ -125,9 +164,14 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Req) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let protocol =
+            Endpoint::from_path(req.uri().path()).map_or(Protocol::OpenAi, Endpoint::protocol);
+        req.extensions_mut().insert(self.shutdown.clone());
         TrackedFuture {
             in_flight: Some(self.activity.begin()),
+            shutdown: Some(self.shutdown.clone()),
+            protocol,
             inner: self.inner.call(req),
         }
     }
@@ -139,6 +183,8 @@ pin_project! {
         #[pin]
         inner: F,
         in_flight: Option<InFlight>,
+        shutdown: Option<Shutdown>,
+        protocol: Protocol,
     }
 }
 
@@ -152,35 +198,96 @@ where
         let this = self.project();
         let response = std::task::ready!(this.inner.poll(cx))?;
         let in_flight = this.in_flight.take().expect("polled after completion");
+        let shutdown = this.shutdown.take().expect("polled after completion");
+        // Only streams are cut with an event; other bodies are short and end on their own.
+        let cut = crate::sse::is_event_stream(response.headers()).then(|| CutStream {
+            notified: Box::pin(Arc::clone(&shutdown.0.notify).notified_owned()),
+            shutdown,
+            protocol: *this.protocol,
+        });
         Poll::Ready(Ok(response.map(|inner| TrackedBody {
             inner,
+            cut: cut.map(Box::new),
+            ended: false,
             _in_flight: in_flight,
         })))
     }
 }
 
+/// How a stream learns that the server cuts it.
+struct CutStream {
+    shutdown: Shutdown,
+    notified: Pin<Box<OwnedNotified>>,
+    protocol: Protocol,
+}
+
+impl std::fmt::Debug for CutStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CutStream")
+    }
+}
+
 pin_project! {
-    /// A response body that keeps its request in flight until dropped.
+    /// A response body that keeps its request in flight until dropped; a stream ends with
+    /// an `error` event when the server cuts it.
     pub(super) struct TrackedBody<B> {
         #[pin]
         inner: B,
+        cut: Option<Box<CutStream>>,
+        ended: bool,
         _in_flight: InFlight,
     }
 }
 
-impl<B: http_body::Body> http_body::Body for TrackedBody<B> {
-    type Data = B::Data;
+/// The `error` event of a stream cut at the end of the shutdown grace period.
+fn cut_event(protocol: Protocol) -> Bytes {
+    let error = GatewayError::new(
+        ErrorKind::Internal,
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "server_error",
+        "The gateway is shutting down: this stream outlived its grace period and was cut.",
+    )
+    .with_code("server_shutting_down");
+    // After a blank line: the cut may fall mid-event.
+    Bytes::from(
+        [
+            b"\n\n".as_slice(),
+            &crate::sse::error_event_as(protocol, &error),
+        ]
+        .concat(),
+    )
+}
+
+impl<B: http_body::Body<Data = Bytes>> http_body::Body for TrackedBody<B> {
+    type Data = Bytes;
     type Error = B::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.project();
+        if *this.ended {
+            return Poll::Ready(None);
+        }
+        let Some(cut) = this.cut.as_mut() else {
+            return this.inner.poll_frame(cx);
+        };
+        if !cut.shutdown.is_cut() {
+            match this.inner.poll_frame(cx) {
+                Poll::Pending => {}
+                ready => return ready,
+            }
+            if cut.notified.as_mut().poll(cx).is_pending() && !cut.shutdown.is_cut() {
+                return Poll::Pending;
+            }
+        }
+        *this.ended = true;
+        Poll::Ready(Some(Ok(Frame::data(cut_event(cut.protocol)))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.ended || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -31,6 +31,7 @@ use tower::Service;
 
 use crate::body::BoxError;
 use crate::settings::{setters, SettingsError};
+pub use connection::Shutdown;
 use connection::{Activity, Deadlines, Tracked};
 
 /// Limits and timeouts towards clients.
@@ -128,8 +129,13 @@ impl ServerSettings {
 /// How long a closing connection with no request in flight may take to close itself.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// How long cut streams have to send their last event before their connections go.
+const CUT_GRACE: Duration = Duration::from_secs(2);
+
 /// Serves `service` on `listener` until `shutdown` resolves, then stops accepting and lets
-/// in-flight requests (streams included) finish for up to `config.shutdown_grace_period`.
+/// in-flight requests (streams included) finish for up to `config.shutdown_grace_period`;
+/// streams still open then end with an `error` event (`server_shutting_down`), and every
+/// request carries the [`Shutdown`] that tells its layers so.
 ///
 /// HTTP/1.1 with keep-alive and HTTP/2 (prior knowledge, h2c) on the same port, with the
 /// connection deadlines of the [module docs](self).
@@ -167,8 +173,12 @@ where
     // Each connection holds a receiver: it is told to close through it, and the server
     // knows they are all gone when the sender's receivers are.
     let (closing, close) = watch::channel(());
+    // Told to the connections that outlive even the cut: they are dropped, and with them
+    // the requests still waiting for an answer (whose records are then written).
+    let (aborting, abort) = watch::channel(());
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let open = metrics::gauge!("llm_tower_connections_open");
+    let cut = Shutdown::default();
     let mut accept = Accept::new(listener);
     tokio::pin!(shutdown);
 
@@ -192,10 +202,15 @@ where
         let connection = builder
             .serve_connection(
                 TokioIo::new(stream),
-                TowerToHyperService::new(Tracked::new(service.clone(), Arc::clone(&activity))),
+                TowerToHyperService::new(Tracked::new(
+                    service.clone(),
+                    Arc::clone(&activity),
+                    cut.clone(),
+                )),
             )
             .into_owned();
         let mut close = close.clone();
+        let mut abort = abort.clone();
         let open = open.clone();
         open.increment(1.0);
         tokio::spawn(async move {
@@ -218,6 +233,7 @@ where
                         connection.as_mut().graceful_shutdown();
                         closing = true;
                     }
+                    _ = abort.changed() => break,
                     // A peer that does not take part in closing (an HTTP/2 client that
                     // never acknowledges the GOAWAY's ping) is dropped once idle.
                     () = tokio::time::sleep(CLOSE_GRACE), if closing => {
@@ -234,13 +250,25 @@ where
 
     drop(accept);
     drop(close);
+    drop(abort);
     tracing::info!(grace = ?config.shutdown_grace_period, "shutting down: waiting for in-flight requests");
     closing.send_replace(());
     if tokio::time::timeout(config.shutdown_grace_period, closing.closed())
         .await
         .is_err()
     {
-        tracing::warn!("grace period over: closing the remaining connections");
+        // Streams still open end with an error event; their records are written before
+        // this returns (the caller flushes the usage next).
+        tracing::warn!("grace period over: cutting the remaining streams");
+        cut.cut();
+        if tokio::time::timeout(CUT_GRACE, closing.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!("dropping the connections still open");
+            aborting.send_replace(());
+            let _ = tokio::time::timeout(CUT_GRACE, closing.closed()).await;
+        }
     }
     Ok(())
 }
