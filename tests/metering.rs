@@ -575,3 +575,23 @@ async fn a_stream_that_breaks_midway_is_recorded_as_an_error() {
         rows[0]
     );
 }
+
+#[tokio::test]
+async fn the_usage_report_includes_the_request_just_served() {
+    let s = Setup::new("").await;
+    let answer = post(
+        &format!("{}/v1/chat/completions", s.gw.url()),
+        &chat_body("up/echo", "just now", false),
+        &[("authorization", &format!("Bearer {}", s.secret))],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    // At once: the report flushes the writer's batch before it reads.
+    let report = get(
+        &format!("{}/v1/usage?from=0&group_by=model", s.gw.url()),
+        &[("authorization", &format!("Bearer {MASTER}"))],
+    )
+    .await
+    .json();
+    assert_eq!(report["data"][0]["requests"], 1, "{report}");
+}

@@ -131,6 +131,10 @@ pub(super) async fn usage(
     let result = async {
         master_only(&shared, &headers, "GET /v1/usage")?;
         let query = ReportQuery::parse(query.as_deref())?;
+        // The writer batches: what this instance served so far is written before the read.
+        if let Some(meter) = &shared.meter {
+            meter.flush().await;
+        }
         let sink = shared.meter.as_ref().and_then(Meter::sink).ok_or_else(|| {
             GatewayError::new(
                 ErrorKind::InvalidRequest,
