@@ -52,6 +52,9 @@ pub mod config;
 mod error;
 pub mod executor;
 mod future;
+#[cfg(feature = "test-util")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gateway;
 pub mod glob;
 pub mod idempotency;

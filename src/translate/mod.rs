@@ -92,3 +92,17 @@ pub fn error(
         Native::Gemini => gemini::error("gemini", status, body),
     }
 }
+
+/// The inbound translations on one input, for the fuzzer: a Messages and a Responses
+/// request → chat, and a chat response → Messages and Responses.
+#[cfg(feature = "test-util")]
+pub(crate) fn fuzz_inbound(input: &[u8]) {
+    let _ = messages::to_chat(input);
+    let _ = messages::from_chat(input, "m", "p");
+    for builtin in [BuiltinTools::Reject, BuiltinTools::Drop] {
+        let _ = responses::to_chat(input, builtin);
+    }
+    let request = serde_json::json!({"model": "m", "input": ""});
+    let echo = responses::Echo::new(request.as_object().expect("an object"), "m");
+    let _ = responses::from_chat(input, &echo, "p");
+}
