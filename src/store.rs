@@ -14,6 +14,11 @@ use serde::Deserialize;
 
 use crate::settings::SettingsError;
 
+/// What an in-memory store's entry costs beyond its key and value bytes (moka's node,
+/// the `Arc`, the string and buffer headers, allocator rounding), counted in its weight so
+/// that `max_memory_bytes` bounds the process's memory, not only the payloads.
+pub(crate) const ENTRY_OVERHEAD: usize = 256;
+
 /// The future a store returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 

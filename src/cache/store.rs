@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::entry::{now_ms, CachedResponse};
 
 pub use crate::store::{StoreError, StoreFuture};
@@ -44,7 +46,10 @@ impl MemoryStore {
         Self {
             cache: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
-                .weigher(|_, v: &Arc<CachedResponse>| u32::try_from(v.size()).unwrap_or(u32::MAX))
+                .weigher(|k: &String, v: &Arc<CachedResponse>| {
+                    u32::try_from(k.len() + v.size() + crate::store::ENTRY_OVERHEAD)
+                        .unwrap_or(u32::MAX)
+                })
                 .expire_after(EntryExpiry)
                 .build(),
         }
@@ -61,7 +66,10 @@ impl MemoryStore {
     }
 
     /// Stores `entry` under `key`, now.
-    pub fn put_now(&self, key: &str, entry: CachedResponse) {
+    pub fn put_now(&self, key: &str, mut entry: CachedResponse) {
+        // Its own allocation: the answer may be a slice of a larger buffer, which the entry
+        // would otherwise keep alive unweighed.
+        entry.completion = Bytes::copy_from_slice(&entry.completion);
         self.cache.insert(key.to_owned(), Arc::new(entry));
     }
 }
@@ -79,9 +87,29 @@ impl CacheStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
+
+    #[test]
+    fn an_entry_does_not_keep_the_buffer_it_was_sliced_from() {
+        // 1,000 answers of 1 KB, each a slice of a 64 KB buffer, in a 1 MiB store: what is
+        // kept is the answers (within the cap), not 64 MB of buffers.
+        let store = MemoryStore::new(1 << 20);
+        for i in 0..1000 {
+            let buffer = Bytes::from(vec![b'x'; 64 * 1024]);
+            let answer = buffer.slice(..1024);
+            let entry =
+                CachedResponse::new(answer, "p".into(), "m".into(), Duration::from_secs(60));
+            store.put_now(&format!("k{i}"), entry);
+            let kept = store.get_now(&format!("k{i}")).unwrap().completion;
+            assert!(!std::ptr::eq(kept.as_ptr(), buffer.as_ptr()), "a copy");
+        }
+        store.cache.run_pending_tasks();
+        let weighed = store.cache.weighted_size();
+        assert!(weighed <= 1 << 20, "{weighed}");
+        // Each weighs its key, its bytes and the entry's own overhead.
+        let entries = store.cache.entry_count();
+        assert!(entries > 700 && entries < 850, "{entries}");
+    }
 
     #[tokio::test]
     async fn entries_expire_at_their_own_ttl() {

@@ -136,8 +136,9 @@ impl MemoryStore {
         Self {
             cache: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
-                .weigher(|_, v: &Arc<(Instant, StoredResponse)>| {
-                    u32::try_from(v.1.size()).unwrap_or(u32::MAX)
+                .weigher(|k: &String, v: &Arc<(Instant, StoredResponse)>| {
+                    u32::try_from(k.len() + v.1.size() + crate::store::ENTRY_OVERHEAD)
+                        .unwrap_or(u32::MAX)
                 })
                 // moka's own clock is the backstop; the expiry checked on read follows tokio's
                 // clock, so paused-time tests see entries expire.
@@ -175,7 +176,15 @@ impl IdempotencyStore for MemoryStore {
         response: Option<StoredResponse>,
         ttl: Duration,
     ) -> StoreFuture<'a, ()> {
-        if let Some(response) = response {
+        if let Some(mut response) = response {
+            // Its own allocations: the body and header values may be slices of larger
+            // buffers, which the entry would otherwise keep alive unweighed.
+            response.body = Bytes::copy_from_slice(&response.body);
+            for (_, value) in &mut response.headers {
+                if let Ok(own) = HeaderValue::from_bytes(value.as_bytes()) {
+                    *value = own;
+                }
+            }
             self.cache
                 .insert(key.to_owned(), Arc::new((Instant::now() + ttl, response)));
         }
