@@ -641,7 +641,16 @@ async fn a_hung_redis_costs_one_request_one_timeout_then_is_skipped() {
 async fn requests_cut_at_the_end_of_the_grace_period_are_told_and_recorded() {
     use tokio::io::AsyncBufReadExt;
     let (upstream, _mock) = mock_upstream().await;
-    let silent = scripted(vec![Step::Wait(Duration::from_secs(30))]).await;
+    // An upstream that never answers, and says when the JSON request has reached it.
+    let silent_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = format!("http://{}", silent_listener.local_addr().unwrap());
+    let (arrived, arrival) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (socket, _) = silent_listener.accept().await.unwrap();
+        let _ = arrived.send(());
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(socket);
+    });
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -689,7 +698,12 @@ async fn requests_cut_at_the_end_of_the_grace_period_are_told_and_recorded() {
         let req = request(&url, chat_body("silent/m", "hi", false), &[]);
         client().request(req).await.map(|r| r.status())
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both requests are in flight (the stream has its first events by then too).
+    tokio::time::timeout(Duration::from_secs(10), arrival)
+        .await
+        .expect("the JSON request reached its upstream")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let pid = child.id().unwrap().to_string();
     assert!(tokio::process::Command::new("kill")
         .arg(&pid)
