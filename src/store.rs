@@ -244,6 +244,57 @@ impl ConnectionLike for Redis {
     }
 }
 
+/// A PostgreSQL database that connects lazily, creates its schema on connecting, and
+/// connects again after a failure: a database that is down costs only what is tried
+/// meanwhile.
+pub(crate) struct Postgres {
+    url: String,
+    schema: String,
+    client: tokio::sync::Mutex<Option<tokio_postgres::Client>>,
+}
+
+impl Postgres {
+    const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// The database at `url`, whose tables `schema` creates (`IF NOT EXISTS`); nothing is
+    /// connected until the first use.
+    pub(crate) fn new(url: &str, schema: String) -> Result<Self, StoreError> {
+        url.parse::<tokio_postgres::Config>()
+            .map_err(|e| StoreError(format!("postgres: {e}")))?;
+        Ok(Self {
+            url: url.to_owned(),
+            schema,
+            client: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The connected client, connecting (and creating the schema) if needed. After an
+    /// error, [`Postgres::reset`] the guard so that the next use connects again.
+    pub(crate) async fn client(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<tokio_postgres::Client>>, StoreError> {
+        let err = |e: tokio_postgres::Error| StoreError(format!("postgres: {e}"));
+        let mut guard = self.client.lock().await;
+        if guard.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
+            let (client, connection) = tokio::time::timeout(
+                Self::CONNECT_TIMEOUT,
+                tokio_postgres::connect(&self.url, tokio_postgres::NoTls),
+            )
+            .await
+            .map_err(|_| StoreError("postgres: connect timed out".into()))?
+            .map_err(err)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(error = %e, "postgres connection closed");
+                }
+            });
+            client.batch_execute(&self.schema).await.map_err(err)?;
+            *guard = Some(client);
+        }
+        Ok(guard)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -151,11 +151,18 @@ struct Faulty {
 
 impl Faulty {
     async fn new(steps: Vec<Step>) -> Self {
+        Self::speaking("openai", steps).await
+    }
+
+    /// The faulty upstream is of `kind` (`openai`, `anthropic` or `gemini`): its answers are
+    /// translated.
+    async fn speaking(kind: &str, steps: Vec<Step>) -> Self {
         let bad = scripted(steps).await;
         let (good, _mock) = mock_upstream().await;
         let ledger = TempPath::new("llm-tower-faults", "db");
+        let version = if kind == "gemini" { "v1beta" } else { "v1" };
         let gw = gateway(&format!(
-            "providers:\n  bad: {{ kind: openai, api_base: '{bad}/v1', first_byte_timeout: 500ms, idle_timeout: 500ms }}\n  good: {{ kind: openai, api_base: '{}/v1' }}\ncombos: {{ both: {{ targets: [bad/m, good/echo] }} }}\nmetering: {{ sqlite_path: '{}' }}\n",
+            "providers:\n  bad: {{ kind: {kind}, api_base: '{bad}/{version}', api_key: k, first_byte_timeout: 500ms, idle_timeout: 500ms }}\n  good: {{ kind: openai, api_base: '{}/v1' }}\ncombos: {{ both: {{ targets: [bad/m, good/echo] }} }}\nmetering: {{ sqlite_path: '{}' }}\n",
             good.url(),
             ledger.display()
         ))
@@ -340,6 +347,94 @@ async fn a_stream_that_ends_cleanly_without_done_ends_with_an_error_event() {
         rows.iter().all(|r| *r == failure(200, "upstream_error")),
         "{rows:?}"
     );
+}
+
+/// A recorded native stream (`tests/fixtures/…`), cut cleanly before the event named `before`.
+fn fixture_stream_cut(path: &str, before: &str) -> Vec<u8> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let sse = std::fs::read_to_string(root.join(path)).unwrap();
+    let cut = sse
+        .find(before)
+        .unwrap_or_else(|| panic!("{before} in {path}"));
+    let mut steps = chunked_sse_head();
+    steps.extend(chunk(&sse[..cut]));
+    steps.extend(b"0\r\n\r\n");
+    steps
+}
+
+#[tokio::test]
+async fn a_translated_stream_that_stops_before_its_end_ends_with_an_error_event() {
+    // Anthropic's stream before `message_delta` (which carries the stop reason), Gemini's
+    // before the chunk with `finishReason`: the content so far, then an error event.
+    for (kind, path, before, said) in [
+        (
+            "anthropic",
+            "anthropic/stream-text.sse",
+            "event: message_delta",
+            "Hello there!",
+        ),
+        (
+            "gemini",
+            "gemini/stream-text.sse",
+            "data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \" is Paris",
+            "The capital of France",
+        ),
+    ] {
+        let f = Faulty::speaking(kind, vec![Step::Send(fixture_stream_cut(path, before))]).await;
+        let answer = f.ask("bad/m", true).await;
+        let text = answer.text();
+        assert_eq!(answer.status, 200, "{kind}");
+        assert_eq!(content(&events(&text)), said, "{kind}: {text}");
+        assert!(
+            text.ends_with("\n\n") && text.contains("event: error\ndata: {\"error\""),
+            "{kind}: {text}"
+        );
+        assert!(!text.contains("[DONE]"), "{kind}: {text}");
+        assert!(text.contains("upstream_protocol_error"), "{kind}: {text}");
+        assert_eq!(f.rows(1).await[0], failure(200, "upstream_error"), "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn a_translated_stream_error_event_is_recorded_with_its_type() {
+    // Anthropic's `overloaded_error` mid-stream, after some content.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let text = std::fs::read_to_string(root.join("anthropic/stream-text.sse")).unwrap();
+    let error =
+        std::fs::read_to_string(root.join("anthropic/stream-error-overloaded.sse")).unwrap();
+    let cut = text.find("event: content_block_stop").unwrap();
+    let mut steps = chunked_sse_head();
+    steps.extend(chunk(&format!("{}{error}", &text[..cut])));
+    steps.extend(b"0\r\n\r\n");
+    let f = Faulty::speaking("anthropic", vec![Step::Send(steps)]).await;
+    let answer = f.ask("bad/m", true).await;
+    let body = answer.text();
+    assert_eq!(content(&events(&body)), "Hello there!", "{body}");
+    assert!(body.contains("\"code\":\"overloaded\""), "{body}");
+    let row = &f.rows(1).await[0];
+    assert_eq!(
+        (row.0, row.1.as_str(), row.2.as_deref()),
+        (200, "upstream_error", Some("server_error")),
+        "{row:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_gzip_encoded_error_answer_reaches_the_client_decoded() {
+    let error = r#"{"error":{"message":"max_tokens is too large: 999999","type":"invalid_request_error","param":"max_tokens","code":null}}"#;
+    let mut response = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n",
+        gzip(error.as_bytes()).len()
+    )
+    .into_bytes();
+    response.extend(gzip(error.as_bytes()));
+    let f = Faulty::new(vec![Step::Send(response)]).await;
+    for stream in [false, true] {
+        let answer = f.ask("bad/m", stream).await;
+        let got = answer.error(http::StatusCode::BAD_REQUEST);
+        assert_eq!(got["message"], "max_tokens is too large: 999999", "{got}");
+        assert_eq!(got["param"], "max_tokens", "{got}");
+    }
 }
 
 #[tokio::test]

@@ -1,60 +1,37 @@
 //! The shared ledger: PostgreSQL, for many gateway instances writing one table.
 
-use std::time::Duration;
-
-use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Row};
 
 use super::record::UsageRecord;
 use super::sink::{
     create_table, known, SinkError, SinkFuture, UsageSink, COLUMNS, MIGRATE_ENDPOINT,
 };
+use crate::store::Postgres;
 
 /// A PostgreSQL ledger. Connects lazily and again after a failure, so a database that is
 /// down only costs the batches written meanwhile (counted as dropped by the writer).
 pub struct PostgresSink {
-    url: String,
-    client: Mutex<Option<Client>>,
+    db: Postgres,
 }
 
 fn err(e: impl std::fmt::Display) -> SinkError {
     SinkError(format!("postgres: {e}"))
 }
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 impl PostgresSink {
     /// A sink for `url`; nothing is connected until the first batch.
     pub fn new(url: &str) -> Result<Self, SinkError> {
-        url.parse::<tokio_postgres::Config>().map_err(err)?;
+        let schema = format!(
+            "{}\n{MIGRATE_ENDPOINT};",
+            create_table("BIGSERIAL PRIMARY KEY")
+        );
         Ok(Self {
-            url: url.to_owned(),
-            client: Mutex::new(None),
+            db: Postgres::new(url, schema).map_err(|e| SinkError(e.0))?,
         })
     }
 
-    /// The connected client, connecting (and creating the schema) if needed.
     async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, SinkError> {
-        let mut guard = self.client.lock().await;
-        if guard.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) =
-                tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(&self.url, NoTls))
-                    .await
-                    .map_err(|_| SinkError("postgres: connect timed out".into()))?
-                    .map_err(err)?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(error = %e, "metering: postgres connection closed");
-                }
-            });
-            client
-                .batch_execute(&create_table("BIGSERIAL PRIMARY KEY"))
-                .await
-                .map_err(err)?;
-            client.batch_execute(MIGRATE_ENDPOINT).await.map_err(err)?;
-            *guard = Some(client);
-        }
-        Ok(guard)
+        self.db.client().await.map_err(|e| SinkError(e.0))
     }
 }
 

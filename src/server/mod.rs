@@ -214,31 +214,36 @@ where
         let open = open.clone();
         open.increment(1.0);
         tokio::spawn(async move {
-            tokio::pin!(connection);
-            let mut closing = false;
-            loop {
-                tokio::select! {
-                    ended = connection.as_mut() => {
-                        if let Err(err) = ended {
-                            tracing::debug!(%peer, error = %err, "connection ended with an error");
-                        }
-                        break;
-                    }
-                    () = activity.until_idle(deadlines), if !closing => {
-                        tracing::debug!(%peer, "closing an idle connection");
-                        connection.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                    _ = close.changed(), if !closing => {
-                        connection.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                    _ = abort.changed() => break,
-                    // A peer that does not take part in closing (an HTTP/2 client that
-                    // never acknowledges the GOAWAY's ping) is dropped once idle.
-                    () = tokio::time::sleep(CLOSE_GRACE), if closing => {
-                        if activity.is_idle() {
+            // The connection (and the requests it still holds, whose records are then
+            // submitted) is dropped before the receiver: the server's wait for the
+            // receivers is a wait for those records too.
+            {
+                tokio::pin!(connection);
+                let mut closing = false;
+                loop {
+                    tokio::select! {
+                        ended = connection.as_mut() => {
+                            if let Err(err) = ended {
+                                tracing::debug!(%peer, error = %err, "connection ended with an error");
+                            }
                             break;
+                        }
+                        () = activity.until_idle(deadlines), if !closing => {
+                            tracing::debug!(%peer, "closing an idle connection");
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                        _ = close.changed(), if !closing => {
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                        _ = abort.changed() => break,
+                        // A peer that does not take part in closing (an HTTP/2 client that
+                        // never acknowledges the GOAWAY's ping) is dropped once idle.
+                        () = tokio::time::sleep(CLOSE_GRACE), if closing => {
+                            if activity.is_idle() {
+                                break;
+                            }
                         }
                     }
                 }
