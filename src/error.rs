@@ -37,6 +37,8 @@ pub enum ErrorKind {
     UpstreamProtocol,
     /// A bug or an unexpected state inside the gateway (500).
     Internal,
+    /// The key's rate limits (429) or budget (400) refused the request.
+    Limited,
 }
 
 /// An error on its way to the client as an OpenAI-style body.

@@ -68,6 +68,7 @@ mod settings;
 pub mod sse;
 pub mod store;
 pub mod tap;
+pub mod tenancy;
 pub mod translate;
 pub mod upstream;
 

@@ -5,6 +5,10 @@
 //! extension (`master` for the master key), which metering and logs use instead of the key.
 //! With no key configured every request passes, as [`KeyId`] `anonymous`.
 //!
+//! Keys beyond the configured ones (virtual keys, created at run time) come from a
+//! [`KeyLookup`]: asked only for a key that is not configured, it answers from memory
+//! when it can and otherwise asynchronously, and adds its own extensions to the request.
+//!
 //! ```
 //! use llm_tower::auth::{AuthLayer, KeyId, Keys};
 //! use tower::{ServiceBuilder, ServiceExt};
@@ -24,12 +28,14 @@
 //! # });
 //! ```
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures_util::future::{self, Either, Ready};
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, Request, Response};
+use http::{Extensions, HeaderMap, Request, Response};
+use pin_project_lite::pin_project;
 use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
 
@@ -42,11 +48,54 @@ use crate::request::Endpoint;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyId(pub Arc<str>);
 
-/// The configured keys.
+/// The team of the key a request was made with, when it has one (a request extension).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Team(pub Arc<str>);
+
+/// A key found by a [`KeyLookup`]: its name and what the request carries for it.
 #[derive(Debug, Clone)]
+pub struct Authorized {
+    /// The key's name.
+    pub id: KeyId,
+    /// Added to the request's extensions.
+    pub extensions: Extensions,
+}
+
+/// What [`KeyLookup::fetch`] returns.
+pub type LookupFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Authorized, GatewayError>> + Send + 'a>>;
+
+/// Keys that are not configured but may exist (virtual keys): asked for a presented key
+/// that none of the configured ones matched.
+pub trait KeyLookup: Send + Sync + 'static {
+    /// The answer, when it is known without waiting (`None`: call [`KeyLookup::fetch`]).
+    fn cached(&self, key: &str) -> Option<Result<Authorized, GatewayError>>;
+    /// The answer, asking whatever stores the keys.
+    fn fetch<'a>(&'a self, key: &'a str) -> LookupFuture<'a>;
+}
+
+/// The configured keys.
+#[derive(Clone)]
 pub struct Keys {
     keys: Arc<[(KeyId, Box<[u8]>)]>,
     anonymous: KeyId,
+    lookup: Option<Arc<dyn KeyLookup>>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("keys", &self.keys.len())
+            .field("lookup", &self.lookup.is_some())
+            .finish()
+    }
+}
+
+/// Who a request is, as far as the configured keys tell.
+enum Checked {
+    Configured(KeyId),
+    /// Presented, not configured: for the lookup.
+    Other(String),
 }
 
 impl Keys {
@@ -61,7 +110,15 @@ impl Keys {
         Self {
             keys,
             anonymous: KeyId("anonymous".into()),
+            lookup: None,
         }
+    }
+
+    /// Asks `lookup` about keys that are not configured.
+    #[must_use]
+    pub fn with_lookup(mut self, lookup: Arc<dyn KeyLookup>) -> Self {
+        self.lookup = Some(lookup);
+        self
     }
 
     /// Whether a master key is configured.
@@ -71,13 +128,38 @@ impl Keys {
 
     /// Whether any key is configured (otherwise the gateway is open).
     pub fn is_enabled(&self) -> bool {
-        !self.keys.is_empty()
+        !self.keys.is_empty() || self.lookup.is_some()
     }
 
-    /// The key the request presents, checked against every configured key.
+    /// The key the request presents, checked against every configured key (not the
+    /// lookup's: see [`Keys::authorize`]).
     pub fn check(&self, headers: &HeaderMap) -> Result<KeyId, GatewayError> {
+        match self.check_configured(headers)? {
+            Checked::Configured(id) => Ok(id),
+            Checked::Other(_) => Err(GatewayError::unauthorized(true)),
+        }
+    }
+
+    /// The key the request presents: a configured one, or one the lookup knows.
+    pub async fn authorize(&self, headers: &HeaderMap) -> Result<Authorized, GatewayError> {
+        match self.check_configured(headers)? {
+            Checked::Configured(id) => Ok(Authorized {
+                id,
+                extensions: Extensions::new(),
+            }),
+            Checked::Other(key) => match &self.lookup {
+                Some(lookup) => match lookup.cached(&key) {
+                    Some(known) => known,
+                    None => lookup.fetch(&key).await,
+                },
+                None => Err(GatewayError::unauthorized(true)),
+            },
+        }
+    }
+
+    fn check_configured(&self, headers: &HeaderMap) -> Result<Checked, GatewayError> {
         if !self.is_enabled() {
-            return Ok(self.anonymous.clone());
+            return Ok(Checked::Configured(self.anonymous.clone()));
         }
         let presented = presented_key(headers).ok_or_else(|| GatewayError::unauthorized(false))?;
         // Compare against every key without stopping early, so timing says nothing about
@@ -88,9 +170,13 @@ impl Keys {
                 found = Some(id);
             }
         }
-        found
-            .cloned()
-            .ok_or_else(|| GatewayError::unauthorized(true))
+        match found {
+            Some(id) => Ok(Checked::Configured(id.clone())),
+            None if self.lookup.is_some() => Ok(Checked::Other(
+                String::from_utf8_lossy(presented).into_owned(),
+            )),
+            None => Err(GatewayError::unauthorized(true)),
+        }
     }
 }
 
@@ -139,29 +225,115 @@ pub struct Auth<S> {
     keys: Keys,
 }
 
+pin_project! {
+    /// The future of [`Auth`]: the inner service's own for a configured key (or one the
+    /// lookup knew), boxed only when the lookup has to wait.
+    pub struct AuthFuture<F> {
+        #[pin]
+        kind: AuthKind<F>,
+    }
+}
+
+pin_project! {
+    #[project = AuthKindProj]
+    enum AuthKind<F> {
+        Inner { #[pin] future: F },
+        Refused { response: Option<Response<Body>> },
+        Lookup { future: Pin<Box<dyn Future<Output = Response<Body>> + Send>> },
+    }
+}
+
+impl<F, E> Future for AuthFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, E>>,
+{
+    type Output = Result<Response<Body>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            AuthKindProj::Inner { future } => future.poll(cx),
+            AuthKindProj::Refused { response } => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
+            }
+            AuthKindProj::Lookup { future } => future.as_mut().poll(cx).map(Ok),
+        }
+    }
+}
+
+fn refused<F>(err: GatewayError, path: &str) -> AuthFuture<F> {
+    let protocol = Endpoint::from_path(path).map_or(Protocol::OpenAi, Endpoint::protocol);
+    AuthFuture {
+        kind: AuthKind::Refused {
+            response: Some(err.into_response_as(protocol)),
+        },
+    }
+}
+
 impl<S, B> Service<Request<B>> for Auth<S>
 where
-    S: Service<Request<B>, Response = Response<Body>>,
+    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Display,
+    B: Send + 'static,
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = Either<Ready<Result<Response<Body>, S::Error>>, S::Future>;
+    type Future = AuthFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match self.keys.check(req.headers()) {
-            Ok(id) => {
+        let key = match self.keys.check_configured(req.headers()) {
+            Ok(Checked::Configured(id)) => {
                 req.extensions_mut().insert(id);
-                Either::Right(self.inner.call(req))
+                return AuthFuture {
+                    kind: AuthKind::Inner {
+                        future: self.inner.call(req),
+                    },
+                };
             }
-            Err(err) => {
-                let protocol = Endpoint::from_path(req.uri().path())
-                    .map_or(Protocol::OpenAi, Endpoint::protocol);
-                Either::Left(future::ready(Ok(err.into_response_as(protocol))))
-            }
+            Ok(Checked::Other(key)) => key,
+            Err(err) => return refused(err, req.uri().path()),
+        };
+        let lookup = self.keys.lookup.clone().expect("only with a lookup");
+        if let Some(known) = lookup.cached(&key) {
+            return match known {
+                Ok(authorized) => {
+                    req.extensions_mut().insert(authorized.id);
+                    req.extensions_mut().extend(authorized.extensions);
+                    AuthFuture {
+                        kind: AuthKind::Inner {
+                            future: self.inner.call(req),
+                        },
+                    }
+                }
+                Err(err) => refused(err, req.uri().path()),
+            };
+        }
+        // The service that was made ready goes with the request; a clone stays.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        AuthFuture {
+            kind: AuthKind::Lookup {
+                future: Box::pin(async move {
+                    let protocol = Endpoint::from_path(req.uri().path())
+                        .map_or(Protocol::OpenAi, Endpoint::protocol);
+                    match lookup.fetch(&key).await {
+                        Ok(authorized) => {
+                            req.extensions_mut().insert(authorized.id);
+                            req.extensions_mut().extend(authorized.extensions);
+                            match inner.call(req).await {
+                                Ok(response) => response,
+                                Err(err) => GatewayError::internal(err.to_string())
+                                    .into_response_as(protocol),
+                            }
+                        }
+                        Err(err) => err.into_response_as(protocol),
+                    }
+                }),
+            },
         }
     }
 }

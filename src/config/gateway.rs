@@ -6,9 +6,34 @@ use crate::auth::Keys;
 use crate::cache::CacheLayer;
 use crate::gateway::Gateway;
 use crate::idempotency::IdempotencyLayer;
-use crate::metering::MeteringLayer;
+use crate::metering::{MeteringLayer, SinkKind};
 use crate::responses::ResponsesLayer;
 use crate::settings::SettingsError;
+use crate::tenancy::{PostgresKeyStore, SharedKeyStore, SqliteKeyStore, Tenancy};
+
+/// Virtual keys, when they are on: a master key, and a ledger in a database to keep them.
+fn tenancy(config: &Config) -> Result<Option<Tenancy>, ConfigError> {
+    let metering = &config.metering;
+    if !config.tenancy.enabled || config.master_key.is_none() || !metering.enabled {
+        return Ok(None);
+    }
+    let err = |e: crate::store::StoreError| {
+        ConfigError::new(format!("tenancy: the key store cannot be opened: {e}"))
+    };
+    let store: SharedKeyStore = match metering.sink {
+        SinkKind::None => return Ok(None),
+        SinkKind::Sqlite => {
+            std::sync::Arc::new(SqliteKeyStore::open(&metering.sqlite_path).map_err(err)?)
+        }
+        SinkKind::Postgres => std::sync::Arc::new(
+            PostgresKeyStore::new(metering.postgres_url.as_deref().unwrap_or_default())
+                .map_err(err)?,
+        ),
+    };
+    Tenancy::new(&config.tenancy, store, config.redis.as_ref())
+        .map(Some)
+        .map_err(|e| ConfigError::from(e.within("tenancy")))
+}
 
 impl Gateway {
     /// Builds the gateway a validated config describes (inside a tokio runtime: the usage
@@ -35,6 +60,9 @@ impl Gateway {
         });
         let redis = config.redis.as_ref();
         let mut builder = Gateway::builder(executors);
+        if let Some(tenancy) = tenancy(config)? {
+            builder = builder.tenancy(tenancy);
+        }
         if let Some(auth) = config.metrics.auth {
             builder = builder.metrics_auth(auth);
         }

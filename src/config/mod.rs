@@ -41,6 +41,7 @@ use crate::responses::{ResponsesSettings, ResponsesStoreKind};
 use crate::server::ServerSettings;
 use crate::settings::SettingsError;
 use crate::store::RedisSettings;
+use crate::tenancy::TenancySettings;
 use crate::upstream::ClientSettings;
 
 /// The whole configuration file.
@@ -81,6 +82,9 @@ pub struct Config {
     /// Usage metering: what every request cost, and where the records go.
     #[serde(default)]
     pub metering: MeteringSettings,
+    /// Virtual keys (LiteLLM's `/key/*` API) with budgets and rate limits.
+    #[serde(default)]
+    pub tenancy: TenancySettings,
     /// A Redis server shared by gateway instances (for `idempotency.store: redis`,
     /// `responses.store: redis`, `cache.store: redis`).
     #[serde(default)]
@@ -246,6 +250,7 @@ impl Config {
         self.cache.validate().map_err(section("cache"))?;
         self.responses.validate().map_err(section("responses"))?;
         self.metering.validate().map_err(section("metering"))?;
+        self.tenancy.validate().map_err(section("tenancy"))?;
         self.server.validate().map_err(section("server"))?;
         if let Some(redis) = &self.redis {
             redis.validate().map_err(section("redis"))?;

@@ -7,44 +7,68 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode};
 use serde_json::json;
 use tower_http::catch_panic::ResponseForPanic;
 
-use super::build::{anthropic_model, openai_model, Shared};
+use super::build::{anthropic_model, openai_model, Models, Shared};
 use crate::body::Body;
 use crate::error::{ErrorKind, GatewayError};
 use crate::metering::report::{aggregate, ReportQuery};
 use crate::metering::Meter;
 use crate::protocol::Protocol;
+use crate::tenancy::Tenant;
 
 /// `GET /health`: the process is up.
 pub(super) fn health() -> Response<Body> {
     json_response(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"))
 }
 
-/// `GET /v1/models`: every provider's `models`, the aliases and the combos; in
-/// Anthropic's shape when the client sends `anthropic-version` (as Anthropic's SDKs do).
-pub(super) fn models(shared: &Shared, req: &Request<impl Sized>) -> Response<Body> {
-    let protocol = protocol_of(req.headers());
-    match shared.keys.check(req.headers()) {
-        Ok(_) => match protocol {
+/// `GET /v1/models`: every provider's `models`, the aliases and the combos (for a virtual
+/// key, those it may call); in Anthropic's shape when the client sends `anthropic-version`
+/// (as Anthropic's SDKs do).
+pub(super) async fn models(shared: Arc<Shared>, headers: HeaderMap) -> Response<Body> {
+    let protocol = protocol_of(&headers);
+    let tenant = match shared.keys.authorize(&headers).await {
+        Ok(authorized) => authorized.extensions.get::<Tenant>().cloned(),
+        Err(err) => return err.into_response_as(protocol),
+    };
+    let Some(tenant) = tenant.filter(|t| !t.allows_every_model()) else {
+        return match protocol {
             Protocol::Anthropic => json_response(StatusCode::OK, shared.models.anthropic.clone()),
             Protocol::OpenAi => json_response(StatusCode::OK, shared.models.openai.clone()),
-        },
-        Err(err) => err.into_response_as(protocol),
+        };
+    };
+    let ids: Vec<_> = shared
+        .models
+        .ids
+        .iter()
+        .filter(|(id, _)| tenant.allows_model(id))
+        .cloned()
+        .collect();
+    let models = Models::new(ids);
+    match protocol {
+        Protocol::Anthropic => json_response(StatusCode::OK, models.anthropic),
+        Protocol::OpenAi => json_response(StatusCode::OK, models.openai),
     }
 }
 
 /// `GET /v1/models/{id}`: one model of the list. Ids hold `/` (`provider/model`), sent
 /// as is or percent-encoded.
-pub(super) fn model(shared: &Shared, req: &Request<impl Sized>, id: &str) -> Response<Body> {
-    let protocol = protocol_of(req.headers());
-    if let Err(err) = shared.keys.check(req.headers()) {
-        return err.into_response_as(protocol);
-    }
-    let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
-    let Some((id, owner)) = shared.models.ids.iter().find(|(known, _)| *known == *id) else {
+pub(super) async fn model(shared: Arc<Shared>, headers: HeaderMap, id: String) -> Response<Body> {
+    let protocol = protocol_of(&headers);
+    let tenant = match shared.keys.authorize(&headers).await {
+        Ok(authorized) => authorized.extensions.get::<Tenant>().cloned(),
+        Err(err) => return err.into_response_as(protocol),
+    };
+    let id = percent_encoding::percent_decode_str(&id).decode_utf8_lossy();
+    let found = shared
+        .models
+        .ids
+        .iter()
+        .find(|(known, _)| *known == *id)
+        .filter(|(known, _)| tenant.as_ref().is_none_or(|t| t.allows_model(known)));
+    let Some((id, owner)) = found else {
         let err = GatewayError::new(
             ErrorKind::InvalidRequest,
             StatusCode::NOT_FOUND,
@@ -63,6 +87,39 @@ pub(super) fn model(shared: &Shared, req: &Request<impl Sized>, id: &str) -> Res
         StatusCode::OK,
         serde_json::to_vec(&body).expect("json").into(),
     )
+}
+
+/// LiteLLM's key and team management (`/key/*`, `/team/*`): the master key only.
+pub(super) async fn management(
+    shared: Arc<Shared>,
+    method: Method,
+    uri: http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    let result = async {
+        let what = format!("{method} {}", uri.path());
+        let key = shared.keys.authorize(&headers).await.map(|a| a.id);
+        is_master(&shared, key, &what)?;
+        let tenancy = shared.tenancy.as_ref().ok_or_else(|| {
+            GatewayError::new(
+                ErrorKind::InvalidRequest,
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "Virtual keys are off: they need a master_key and a metering ledger in a database (metering.sink: sqlite or postgres).",
+            )
+        })?;
+        crate::tenancy::api::serve(tenancy.directory(), &method, uri.path(), uri.query(), body)
+            .await
+    }
+    .await;
+    match result {
+        Ok(value) => json_response(
+            StatusCode::OK,
+            serde_json::to_vec(&value).expect("json").into(),
+        ),
+        Err(err) => err.into_response(),
+    }
 }
 
 /// Anthropic's clients send `anthropic-version` with every request.
@@ -103,6 +160,15 @@ pub(super) fn metrics(shared: &Shared, headers: &HeaderMap) -> Response<Body> {
 /// Admits the master key only (401 without a valid key, 403 for another key or when no
 /// master key is configured).
 fn master_only(shared: &Shared, headers: &HeaderMap, what: &str) -> Result<(), GatewayError> {
+    is_master(shared, shared.keys.check(headers), what)
+}
+
+/// The same, for a key already checked.
+fn is_master(
+    shared: &Shared,
+    key: Result<crate::auth::KeyId, GatewayError>,
+    what: &str,
+) -> Result<(), GatewayError> {
     let forbidden = |message: String| {
         GatewayError::new(
             ErrorKind::Unauthorized,
@@ -116,7 +182,7 @@ fn master_only(shared: &Shared, headers: &HeaderMap, what: &str) -> Result<(), G
             "{what} needs a master_key in the gateway's config."
         )));
     }
-    let key = shared.keys.check(headers)?;
+    let key = key?;
     if &*key.0 != "master" {
         return Err(forbidden(format!("{what} is for the master key only.")));
     }

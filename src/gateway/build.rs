@@ -24,6 +24,7 @@ use crate::idempotency::{Idempotency, IdempotencyLayer, IdempotencySettings};
 use crate::metering::{Meter, Metering, MeteringLayer};
 use crate::parse::{Parse, ParseLayer};
 use crate::responses::{ResponseStore, Responses, ResponsesLayer, ResponsesSettings};
+use crate::tenancy::{Limits, LimitsLayer, Tenancy};
 
 /// What `GET /v1/models` lists, serialised once in OpenAI's and Anthropic's shapes.
 pub(super) struct Models {
@@ -34,7 +35,7 @@ pub(super) struct Models {
 }
 
 impl Models {
-    fn new(ids: Vec<(String, String)>) -> Self {
+    pub(super) fn new(ids: Vec<(String, String)>) -> Self {
         let openai: Vec<_> = ids
             .iter()
             .map(|(id, owner)| openai_model(id, owner))
@@ -65,10 +66,10 @@ pub(super) fn anthropic_model(id: &str) -> serde_json::Value {
     json!({ "type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z" })
 }
 
-/// The LLM routes' stack: auth → parse → metering → alias → idempotency → cache → combo →
-/// executors.
+/// The LLM routes' stack: auth → parse → responses → metering → limits → alias →
+/// idempotency → cache → combo → executors.
 pub(super) type LlmStack =
-    Auth<Parse<Responses<Metering<Alias<Idempotency<Cache<Combo<Executors>>>>>>>>;
+    Auth<Parse<Responses<Metering<Limits<Alias<Idempotency<Cache<Combo<Executors>>>>>>>>>;
 
 /// The gateway: `POST /v1/chat/completions`, `POST /v1/embeddings`, `POST /v1/messages`,
 /// `POST /v1/messages/count_tokens`, `POST /v1/responses`, `GET`/`DELETE /v1/responses/{id}`,
@@ -94,6 +95,8 @@ pub(super) struct Shared {
     pub(super) prometheus: Option<PrometheusHandle>,
     /// Stored responses, for `GET`/`DELETE /v1/responses/{id}`.
     pub(super) responses: Arc<dyn ResponseStore>,
+    /// Virtual keys, for `/key/*` and `/team/*`.
+    pub(super) tenancy: Option<Tenancy>,
 }
 
 /// The gateway ready to serve: an incoming `x-request-id` is kept, otherwise one is made
@@ -141,6 +144,7 @@ pub struct GatewayBuilder {
     combos: Combos,
     models: Vec<(String, String)>,
     metrics_auth: Option<MetricsAuth>,
+    tenancy: Option<Tenancy>,
 }
 
 impl GatewayBuilder {
@@ -199,6 +203,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Virtual keys: looked up after the configured [`keys`](Self::keys), enforced inside
+    /// metering, managed through `/key/*` and `/team/*` (with the master key).
+    pub fn tenancy(mut self, tenancy: Tenancy) -> Self {
+        self.tenancy = Some(tenancy);
+        self
+    }
+
     /// Who may read `GET /metrics`. Default: the master key when keys are configured,
     /// anyone otherwise.
     pub fn metrics_auth(mut self, auth: MetricsAuth) -> Self {
@@ -240,11 +251,20 @@ impl GatewayBuilder {
         let models = Models::new(models);
         let meter = self.metering.meter().cloned();
         let responses = self.responses.store();
+        let keys = match &self.tenancy {
+            Some(tenancy) => self.keys.with_lookup(tenancy.lookup()),
+            None => self.keys,
+        };
+        let limits = self
+            .tenancy
+            .as_ref()
+            .map_or_else(LimitsLayer::disabled, Tenancy::layer);
         let llm = ServiceBuilder::new()
-            .layer(AuthLayer::new(self.keys.clone()))
+            .layer(AuthLayer::new(keys.clone()))
             .layer(ParseLayer::new(self.max_body_bytes).body_read_timeout(self.body_read_timeout))
             .layer(self.responses)
             .layer(self.metering)
+            .layer(limits)
             .layer(AliasLayer::new(self.aliases))
             .layer(self.idempotency)
             .layer(self.cache)
@@ -252,17 +272,18 @@ impl GatewayBuilder {
             .service(self.executors.clone());
         Gateway {
             shared: Arc::new(Shared {
-                master_key: self.keys.has_master(),
+                master_key: keys.has_master(),
                 metrics_need_master: match self.metrics_auth {
                     Some(auth) => auth == MetricsAuth::Master,
-                    None => self.keys.is_enabled(),
+                    None => keys.is_enabled(),
                 },
-                keys: self.keys,
+                keys,
                 models: Arc::new(models),
                 executors: self.executors,
                 prometheus: None,
                 meter,
                 responses,
+                tenancy: self.tenancy,
             }),
             llm,
         }
@@ -288,6 +309,7 @@ impl Gateway {
             combos: Combos::default(),
             models: Vec::new(),
             metrics_auth: None,
+            tenancy: None,
         }
     }
 
@@ -310,6 +332,7 @@ impl Gateway {
                 executors: shared.executors.clone(),
                 prometheus: handle,
                 responses: shared.responses.clone(),
+                tenancy: shared.tenancy.clone(),
             });
         }
         self
@@ -343,6 +366,9 @@ impl Gateway {
     pub async fn flush_usage(&self) {
         if let Some(meter) = &self.shared.meter {
             meter.flush().await;
+        }
+        if let Some(tenancy) = &self.shared.tenancy {
+            tenancy.directory().flush().await;
         }
     }
 }

@@ -30,6 +30,7 @@ enum Route {
     StoredResponses,
     Models,
     Usage,
+    Management,
     Health,
     Metrics,
     Other,
@@ -46,6 +47,7 @@ impl Route {
             Self::StoredResponses => "/v1/responses/{id}",
             Self::Models => "/v1/models",
             Self::Usage => "/v1/usage",
+            Self::Management => "/key, /team",
             Self::Health => "/health",
             Self::Metrics => "/metrics",
             Self::Other => "other",
@@ -174,12 +176,40 @@ where
                     )),
                 },
             ),
-            (&Method::GET, "/v1/models" | "/models") => {
-                ready(Route::Models, admin::models(&self.shared, &req))
-            }
-            (&Method::GET, _) if model_id(path).is_some() => {
-                let id = model_id(path).expect("matched");
-                ready(Route::Models, admin::model(&self.shared, &req, id))
+            (&Method::GET, "/v1/models" | "/models") => (
+                Route::Models,
+                Inner::Boxed {
+                    future: Box::pin(admin::models(self.shared.clone(), req.headers().clone())),
+                },
+            ),
+            (&Method::GET, _) if model_id(path).is_some() => (
+                Route::Models,
+                Inner::Boxed {
+                    future: Box::pin(admin::model(
+                        self.shared.clone(),
+                        req.headers().clone(),
+                        model_id(path).expect("matched").to_owned(),
+                    )),
+                },
+            ),
+            (_, _) if crate::tenancy::api::is_management_path(path) => {
+                let shared = self.shared.clone();
+                let (parts, body) = req.into_parts();
+                return GatewayFuture {
+                    inner: Inner::Boxed {
+                        future: Box::pin(async move {
+                            let body = match read_body(body, MANAGEMENT_BODY_LIMIT).await {
+                                Ok(body) => body,
+                                Err(err) => return err.into_response(),
+                            };
+                            admin::management(shared, parts.method, parts.uri, parts.headers, body)
+                                .await
+                        }),
+                    },
+                    route: Route::Management,
+                    started,
+                    request_id: None,
+                };
             }
             (&Method::GET, "/health") => ready(Route::Health, admin::health()),
             (&Method::GET, "/v1/usage" | "/usage") => (
@@ -236,8 +266,8 @@ async fn stored_response(
     uri: http::Uri,
     headers: http::HeaderMap,
 ) -> Response<Body> {
-    let owner = match shared.keys.check(&headers) {
-        Ok(owner) => owner,
+    let owner = match shared.keys.authorize(&headers).await {
+        Ok(authorized) => authorized.id,
         Err(err) => return err.into_response(),
     };
     let target = routes::target(uri.path()).expect("matched by the router");
@@ -250,6 +280,27 @@ async fn stored_response(
     )
     .await
     .unwrap_or_else(GatewayError::into_response)
+}
+
+/// The largest body a management request may have.
+const MANAGEMENT_BODY_LIMIT: usize = 1 << 20;
+
+/// Reads a whole body of at most `limit` bytes.
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, GatewayError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::payload_too_large(limit))
+        }
+        Err(err) => Err(GatewayError::bad_request(format!(
+            "The request body could not be read: {err}"
+        ))),
+    }
 }
 
 /// The id of `GET /v1/models/{id}` (which may itself hold `/`).

@@ -47,6 +47,9 @@ impl Observer for UsageTap {
             }
             End::Cancelled => "cancelled",
         };
+        if let Some(hook) = &self.unfinished.hook {
+            hook.0.ended();
+        }
         self.meter.submit(self.unfinished);
     }
 }

@@ -53,3 +53,25 @@ pub use self::sink::{SinkError, SinkFuture, UsageSink};
 pub use self::sqlite::SqliteSink;
 pub use self::usage::Usage;
 pub use self::writer::Meter;
+
+use std::sync::Arc;
+
+/// Told what a request used, by the layers that need it (rate limits, budgets): a
+/// response extension that the layer answering puts in, and metering takes out.
+pub trait UsageObserver: Send + Sync + 'static {
+    /// The response is over: its body ended or the client left (on the request path:
+    /// keep it short).
+    fn ended(&self) {}
+    /// The request's finished record, its tokens and cost (off the request path).
+    fn observe(&self, record: &UsageRecord);
+}
+
+/// A [`UsageObserver`] as a response extension.
+#[derive(Clone)]
+pub struct UsageHook(pub Arc<dyn UsageObserver>);
+
+impl std::fmt::Debug for UsageHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UsageHook")
+    }
+}

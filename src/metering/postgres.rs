@@ -3,9 +3,7 @@
 use tokio_postgres::{Client, Row};
 
 use super::record::UsageRecord;
-use super::sink::{
-    create_table, known, SinkError, SinkFuture, UsageSink, COLUMNS, MIGRATE_ENDPOINT,
-};
+use super::sink::{create_table, known, SinkError, SinkFuture, UsageSink, COLUMNS, MIGRATE};
 use crate::store::Postgres;
 
 /// A PostgreSQL ledger. Connects lazily and again after a failure, so a database that is
@@ -21,10 +19,7 @@ fn err(e: impl std::fmt::Display) -> SinkError {
 impl PostgresSink {
     /// A sink for `url`; nothing is connected until the first batch.
     pub fn new(url: &str) -> Result<Self, SinkError> {
-        let schema = format!(
-            "{}\n{MIGRATE_ENDPOINT};",
-            create_table("BIGSERIAL PRIMARY KEY")
-        );
+        let schema = format!("{}\n{MIGRATE}", create_table("BIGSERIAL PRIMARY KEY"));
         Ok(Self {
             db: Postgres::new(url, schema).map_err(|e| SinkError(e.0))?,
         })
@@ -40,7 +35,7 @@ impl UsageSink for PostgresSink {
         Box::pin(async move {
             let mut guard = self.client().await?;
             let client = guard.as_mut().expect("connected");
-            let placeholders = (1..=23)
+            let placeholders = (1..=24)
                 .map(|i| format!("${i}"))
                 .collect::<Vec<_>>()
                 .join(", ");
@@ -86,6 +81,7 @@ impl UsageSink for PostgresSink {
                             &r.error_type,
                             &r.usage_source,
                             &r.endpoint,
+                            &r.team,
                         ],
                     )
                     .await?;
@@ -142,5 +138,6 @@ fn record(row: &Row) -> UsageRecord {
         error_type: row.get(20),
         usage_source: known(row.get(21)),
         endpoint: row.get(22),
+        team: row.get(23),
     }
 }

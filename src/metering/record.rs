@@ -11,8 +11,11 @@ pub struct UsageRecord {
     pub request_id: String,
     /// When the request arrived, in milliseconds since the Unix epoch.
     pub started_at_ms: i64,
-    /// The gateway key's name (`master`, a `keys:` name, or `anonymous`); never the key.
+    /// The gateway key's name (`master`, a `keys:` name, a virtual key's alias or
+    /// `sk-...abcd`, or `anonymous`); never the key.
     pub key: String,
+    /// The virtual key's team, when it has one.
+    pub team: Option<String>,
     /// The model as the client named it.
     pub requested_model: String,
     /// The alias target or combo that served it, when there was one.
@@ -81,6 +84,8 @@ pub(crate) struct Unfinished {
     pub(crate) usage: Option<super::usage::Usage>,
     /// The upstream's own figure (LiteLLM's `x-litellm-response-cost`).
     pub(crate) reported_cost: Option<f64>,
+    /// Told the finished record (rate limits, budgets).
+    pub(crate) hook: Option<super::UsageHook>,
 }
 
 /// The [`UsageRecord::outcome`] of a failure of `kind` with `status`.

@@ -1,7 +1,7 @@
 //! `GET /v1/usage`: aggregates of the ledger over a time range.
 //!
 //! Query parameters: `from` and `to` (Unix seconds or RFC 3339; default: the last 24 h),
-//! `group_by` = `model` (default; the model as requested), `key`, `provider`, `day` or
+//! `group_by` = `model` (default; the model as requested), `key`, `team`, `provider`, `day` or
 //! `hour` (UTC). Each group reports requests, errors and the error rate, tokens by kind,
 //! cost, p50/p95 latency (ms) and the cache hit rate (cache hits and idempotent replays
 //! over requests). At most a million records are read; `truncated` says when there were
@@ -23,6 +23,8 @@ const MAX_RECORDS: usize = 1_000_000;
 pub enum GroupBy {
     /// The gateway key's name.
     Key,
+    /// The virtual key's team (`none` for keys without one).
+    Team,
     /// The model as requested.
     Model,
     /// The provider that answered.
@@ -67,6 +69,7 @@ impl ReportQuery {
                 "group_by" => {
                     group_by = match value.as_str() {
                         "key" => GroupBy::Key,
+                        "team" => GroupBy::Team,
                         "model" => GroupBy::Model,
                         "provider" => GroupBy::Provider,
                         "day" => GroupBy::Day,
@@ -74,7 +77,7 @@ impl ReportQuery {
                         _ => {
                             return Err(GatewayError::invalid_param(
                                 "group_by",
-                                "group_by must be key, model, provider, day or hour.",
+                                "group_by must be key, team, model, provider, day or hour.",
                             ))
                         }
                     }
@@ -144,6 +147,7 @@ pub fn aggregate(query: &ReportQuery, records: &[UsageRecord]) -> serde_json::Va
     for r in records {
         let name = match query.group_by {
             GroupBy::Key => r.key.clone(),
+            GroupBy::Team => r.team.clone().unwrap_or_else(|| "none".to_owned()),
             GroupBy::Model => r.requested_model.clone(),
             GroupBy::Provider => r.provider.clone().unwrap_or_else(|| "none".to_owned()),
             GroupBy::Day | GroupBy::Hour => {

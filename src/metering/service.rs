@@ -21,8 +21,9 @@ use super::settings::{MeteringSettings, SinkKind};
 use super::sink::UsageSink;
 use super::sqlite::SqliteSink;
 use super::writer::Meter;
+use super::UsageHook;
 use crate::alias::ResolvedModel;
-use crate::auth::KeyId;
+use crate::auth::{KeyId, Team};
 use crate::body::Body;
 use crate::cache::CacheVerdict;
 use crate::combo::ComboAttempts;
@@ -181,6 +182,7 @@ where
                         .get::<KeyId>()
                         .map_or("anonymous", |k| &k.0)
                         .to_owned(),
+                    team: req.extensions().get::<Team>().map(|t| t.0.to_string()),
                     requested_model: llm.model().to_owned(),
                     endpoint: llm.endpoint().as_str().to_owned(),
                     stream: llm.stream(),
@@ -257,11 +259,13 @@ where
                     record.attempts = 0;
                 }
                 let sse = crate::sse::is_event_stream(&parts.headers);
+                let mut parts = parts;
                 let unfinished = Box::new(Unfinished {
                     record,
                     request,
                     sse,
                     reported_cost: parts.extensions.get::<ResponseCost>().map(|c| c.0),
+                    hook: parts.extensions.remove::<UsageHook>(),
                     ..Unfinished::default()
                 });
                 let tap = Tap::new(

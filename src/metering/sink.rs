@@ -32,7 +32,7 @@ pub trait UsageSink: Send + Sync + 'static {
 /// The ledger's columns, in the order both sinks write and read them.
 pub(crate) const COLUMNS: &str = "request_id, started_at_ms, key_name, requested_model, route, provider, \
     upstream_model, status, outcome, stream, prompt_tokens, completion_tokens, cached_tokens, \
-    reasoning_tokens, cost_usd, latency_ms, ttft_ms, attempts, cache, replay, error_type, usage_source, endpoint";
+    reasoning_tokens, cost_usd, latency_ms, ttft_ms, attempts, cache, replay, error_type, usage_source, endpoint, team_id";
 
 /// The schema, for SQLite and PostgreSQL alike (`{id}` is the key column's type).
 pub(crate) fn create_table(id: &str) -> String {
@@ -61,7 +61,8 @@ pub(crate) fn create_table(id: &str) -> String {
             replay BOOLEAN NOT NULL,
             error_type TEXT,
             usage_source TEXT NOT NULL,
-            endpoint TEXT NOT NULL DEFAULT 'chat'
+            endpoint TEXT NOT NULL DEFAULT 'chat',
+            team_id TEXT
         );
         CREATE INDEX IF NOT EXISTS llm_usage_started_at ON llm_usage (started_at_ms);"
     )
@@ -69,8 +70,15 @@ pub(crate) fn create_table(id: &str) -> String {
 
 /// Adds what later versions added to a ledger made before them (PostgreSQL syntax; SQLite
 /// checks the column itself).
-pub(crate) const MIGRATE_ENDPOINT: &str =
-    "ALTER TABLE llm_usage ADD COLUMN IF NOT EXISTS endpoint TEXT NOT NULL DEFAULT 'chat'";
+pub(crate) const MIGRATE: &str =
+    "ALTER TABLE llm_usage ADD COLUMN IF NOT EXISTS endpoint TEXT NOT NULL DEFAULT 'chat';
+     ALTER TABLE llm_usage ADD COLUMN IF NOT EXISTS team_id TEXT;";
+
+/// The columns later versions added, for SQLite (which has no `IF NOT EXISTS` there).
+pub(crate) const ADDED_COLUMNS: [(&str, &str); 2] = [
+    ("endpoint", "TEXT NOT NULL DEFAULT 'chat'"),
+    ("team_id", "TEXT"),
+];
 
 /// The `&'static str` a stored outcome or usage source names.
 pub(crate) fn known(value: &str) -> &'static str {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params, Connection};
 
 use super::record::UsageRecord;
-use super::sink::{create_table, known, SinkError, SinkFuture, UsageSink, COLUMNS};
+use super::sink::{create_table, known, SinkError, SinkFuture, UsageSink, ADDED_COLUMNS, COLUMNS};
 
 /// A SQLite ledger. Writes run on tokio's blocking pool, one batch per transaction.
 #[derive(Clone)]
@@ -30,18 +30,20 @@ impl SqliteSink {
             .map_err(err)?;
         conn.execute_batch(&create_table("INTEGER PRIMARY KEY AUTOINCREMENT"))
             .map_err(err)?;
-        let has_endpoint: bool = conn
-            .query_row(
-                "SELECT COUNT(*) > 0 FROM pragma_table_info('llm_usage') WHERE name = 'endpoint'",
-                [],
-                |row| row.get(0),
-            )
-            .map_err(err)?;
-        if !has_endpoint {
-            conn.execute_batch(
-                "ALTER TABLE llm_usage ADD COLUMN endpoint TEXT NOT NULL DEFAULT 'chat'",
-            )
-            .map_err(err)?;
+        for (column, definition) in ADDED_COLUMNS {
+            let present: bool = conn
+                .query_row(
+                    "SELECT COUNT(*) > 0 FROM pragma_table_info('llm_usage') WHERE name = ?1",
+                    [column],
+                    |row| row.get(0),
+                )
+                .map_err(err)?;
+            if !present {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE llm_usage ADD COLUMN {column} {definition}"
+                ))
+                .map_err(err)?;
+            }
         }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
@@ -67,7 +69,7 @@ impl UsageSink for SqliteSink {
             {
                 let mut insert = tx
                     .prepare_cached(&format!(
-                        "INSERT INTO llm_usage ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
+                        "INSERT INTO llm_usage ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
                     ))
                     .map_err(err)?;
                 for r in &records {
@@ -96,6 +98,7 @@ impl UsageSink for SqliteSink {
                             r.error_type,
                             r.usage_source,
                             r.endpoint,
+                            r.team,
                         ])
                         .map_err(err)?;
                 }
@@ -137,6 +140,7 @@ impl UsageSink for SqliteSink {
                         error_type: row.get(20)?,
                         usage_source: known(&row.get::<_, String>(21)?),
                         endpoint: row.get(22)?,
+                        team: row.get(23)?,
                     })
                 })
                 .map_err(err)?;

@@ -200,6 +200,9 @@ pub(crate) fn finish(u: Unfinished, prices: &PriceTable) -> UsageRecord {
             prices.get(model).map(|p| p.cost(&usage))
         })
     };
+    if let Some(hook) = u.hook {
+        hook.0.observe(&record);
+    }
     record
 }
 

@@ -1,0 +1,383 @@
+//! The enforcement layer: model access, budgets and rate limits of the request's virtual
+//! key and team, and OpenAI's `x-ratelimit-*` headers on the answer.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response, StatusCode};
+use tower::{Layer, Service};
+
+use super::directory::{Directory, Tenant};
+use super::limits::{Left, Limit, Limiter, Scope, Verdict};
+use crate::body::Body;
+use crate::error::{ErrorKind, GatewayError};
+use crate::future::LayerFuture;
+use crate::metering::{UsageHook, UsageObserver, UsageRecord};
+use crate::request::LlmRequest;
+
+/// Layer that applies the [`Limits`] middleware.
+#[derive(Clone)]
+pub struct LimitsLayer {
+    shared: Option<Arc<Shared>>,
+}
+
+pub(super) struct Shared {
+    pub(super) directory: Arc<Directory>,
+    pub(super) limiter: Arc<dyn Limiter>,
+}
+
+impl std::fmt::Debug for LimitsLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LimitsLayer")
+            .field("enabled", &self.shared.is_some())
+            .finish()
+    }
+}
+
+impl LimitsLayer {
+    /// No virtual keys: every request passes untouched.
+    pub fn disabled() -> Self {
+        Self { shared: None }
+    }
+
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared: Some(shared),
+        }
+    }
+}
+
+impl<S> Layer<S> for LimitsLayer {
+    type Service = Limits<S>;
+    fn layer(&self, inner: S) -> Limits<S> {
+        Limits {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Refuses what a virtual key (and its team) may not do: a model outside its `models`
+/// (401), a budget used up (400 `budget_exceeded`), a rate limit reached (429 with
+/// `Retry-After`). Requests made with configured keys pass through with the inner
+/// service's own future.
+#[derive(Clone)]
+pub struct Limits<S> {
+    inner: S,
+    shared: Option<Arc<Shared>>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Limits<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limits")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<S> Service<Request<Bytes>> for Limits<S>
+where
+    S: Service<Request<Bytes>, Response = Response<Body>, Error = GatewayError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = LayerFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Bytes>) -> Self::Future {
+        let (Some(shared), Some(tenant)) = (&self.shared, req.extensions().get::<Tenant>()) else {
+            return LayerFuture::direct(self.inner.call(req));
+        };
+        let (shared, tenant) = (shared.clone(), tenant.clone());
+        let model = req
+            .extensions()
+            .get::<LlmRequest>()
+            .map(|llm| llm.model().to_owned());
+        if let Err(err) = admissible(&shared.directory, &tenant, model.as_deref()) {
+            return LayerFuture::boxed(std::future::ready(Err(err)));
+        }
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        LayerFuture::boxed(async move {
+            let scopes = scopes_of(&tenant);
+            // Prompt tokens, roughly, reserved until the metered count replaces them.
+            let estimate = u64::try_from(req.body().len() / 4).unwrap_or(u64::MAX);
+            // (window, local, headers) of an admission; nothing to count without limits.
+            let admitted = if scopes.is_empty() {
+                None
+            } else {
+                match shared.limiter.admit(&scopes, estimate).await {
+                    Ok(Verdict::Admitted {
+                        window,
+                        used,
+                        local,
+                    }) => Some((window, local, rate_headers(&scopes, &used))),
+                    Ok(Verdict::Refused {
+                        scope,
+                        limit,
+                        current,
+                        retry_ms,
+                    }) => return Err(refused(&scopes[scope], limit, current, retry_ms)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rate limits unavailable: request refused");
+                        return Err(GatewayError::new(
+                            ErrorKind::Internal,
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "service_unavailable_error",
+                            "Rate limits cannot be checked right now; try again shortly.",
+                        )
+                        .with_code("rate_limiter_unavailable"));
+                    }
+                }
+            };
+            let counted = admitted.is_some();
+            let (window, local, headers) = admitted.unwrap_or((0, true, HeaderMap::new()));
+            let reservation = Reservation {
+                shared: shared.clone(),
+                tenant,
+                scopes,
+                window,
+                local,
+                reserved: if counted { estimate } else { 0 },
+                freed: AtomicBool::new(!counted),
+                observed: AtomicBool::new(!counted),
+            };
+            let reservation = Arc::new(reservation);
+            let mut response = inner.call(req).await?;
+            response.headers_mut().extend(headers);
+            response
+                .extensions_mut()
+                .insert(UsageHook(reservation as Arc<dyn UsageObserver>));
+            Ok(response)
+        })
+    }
+}
+
+/// Model access and budgets: what is decided without counting.
+fn admissible(
+    directory: &Directory,
+    tenant: &Tenant,
+    model: Option<&str>,
+) -> Result<(), GatewayError> {
+    let key = &tenant.key;
+    if let Some(model) = model {
+        let denied = |who: &str, error_type: &str, models: &[String]| {
+            GatewayError::new(
+                ErrorKind::Unauthorized,
+                StatusCode::UNAUTHORIZED,
+                error_type,
+                format!("{who} not allowed to access model. This {who} can only access models={models:?}. Tried to access {model}"),
+            )
+            .with_param("model")
+            .with_code("401")
+        };
+        if !key.access.allows(model) {
+            return Err(denied("key", "key_model_access_denied", &key.row.models));
+        }
+        if let Some(team) = tenant.team.as_ref().filter(|t| !t.access.allows(model)) {
+            return Err(denied("team", "team_model_access_denied", &team.row.models));
+        }
+    }
+    if let Some(budget) = key.row.max_budget {
+        let spend = directory.key_spend(key);
+        if spend >= budget {
+            let name = key.row.key_alias.as_deref().unwrap_or("key");
+            return Err(over_budget(format!(
+                "Budget has been exceeded! Key={name} ({}) Current cost: {spend}, Max budget: {budget}",
+                key.row.key_name
+            )));
+        }
+    }
+    if let Some(team) = &tenant.team {
+        if let Some(budget) = team.row.max_budget {
+            let spend = directory.team_spend(team);
+            if spend >= budget {
+                return Err(over_budget(format!(
+                    "Budget has been exceeded! Team={} Current cost: {spend}, Max budget: {budget}",
+                    team.row.team_id
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn over_budget(message: String) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::Limited,
+        StatusCode::BAD_REQUEST,
+        "budget_exceeded",
+        message,
+    )
+    .with_code("400")
+}
+
+/// The key's and the team's limits, those that have any.
+fn scopes_of(tenant: &Tenant) -> Vec<Scope> {
+    let key = &tenant.key.row;
+    let mut scopes = vec![Scope {
+        id: format!("key:{}", key.token).into(),
+        rpm: key.rpm_limit,
+        tpm: key.tpm_limit,
+        parallel: key.max_parallel_requests,
+    }];
+    if let Some(team) = &tenant.team {
+        scopes.push(Scope {
+            id: format!("team:{}", team.row.team_id).into(),
+            rpm: team.row.rpm_limit,
+            tpm: team.row.tpm_limit,
+            parallel: team.row.max_parallel_requests,
+        });
+    }
+    scopes.retain(Scope::is_limited);
+    scopes
+}
+
+/// OpenAI's rate-limit headers, for the scope with the least left of each kind.
+fn rate_headers(scopes: &[Scope], used: &[Left]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (kind, limit_of, used_of) in [
+        (
+            "requests",
+            (|s: &Scope| s.rpm) as fn(&Scope) -> Option<u64>,
+            (|l: &Left| l.requests) as fn(&Left) -> u64,
+        ),
+        ("tokens", |s: &Scope| s.tpm, |l: &Left| l.tokens),
+    ] {
+        let tightest = scopes
+            .iter()
+            .zip(used)
+            .filter_map(|(s, l)| {
+                limit_of(s).map(|max| (max, max.saturating_sub(used_of(l)), l.reset_ms))
+            })
+            .min_by_key(|(_, remaining, _)| *remaining);
+        if let Some((max, remaining, reset_ms)) = tightest {
+            let mut put = |name: String, value: String| {
+                if let (Ok(name), Ok(value)) =
+                    (HeaderName::try_from(name), HeaderValue::try_from(value))
+                {
+                    headers.insert(name, value);
+                }
+            };
+            put(format!("x-ratelimit-limit-{kind}"), max.to_string());
+            put(
+                format!("x-ratelimit-remaining-{kind}"),
+                remaining.to_string(),
+            );
+            put(format!("x-ratelimit-reset-{kind}"), reset_text(reset_ms));
+        }
+    }
+    headers
+}
+
+/// A duration as OpenAI's `x-ratelimit-reset-*` write it: `20ms`, `17s`, `6m0s`.
+fn reset_text(ms: u64) -> String {
+    if ms < 1_000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{}s", ms.div_ceil(1_000))
+    } else {
+        let s = ms.div_ceil(1_000);
+        format!("{}m{}s", s / 60, s % 60)
+    }
+}
+
+fn refused(scope: &Scope, limit: Limit, current: u64, retry_ms: u64) -> GatewayError {
+    let (kind, max) = match limit {
+        Limit::Requests => ("requests", scope.rpm),
+        Limit::Tokens => ("tokens", scope.tpm),
+        Limit::Parallel => ("max_parallel_requests", scope.parallel),
+    };
+    let max = max.unwrap_or(0);
+    let (descriptor, value) = scope.id.split_once(':').unwrap_or(("key", &scope.id));
+    let descriptor = if descriptor == "key" {
+        "api_key"
+    } else {
+        descriptor
+    };
+    let resets = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis(super::limits::now_ms() + retry_ms);
+    let retry_after = retry_ms.div_ceil(1_000).max(1);
+    GatewayError::new(
+        ErrorKind::Limited,
+        StatusCode::TOO_MANY_REQUESTS,
+        "throttling_error",
+        format!(
+            "Rate limit exceeded for {descriptor}: {value}. Limit type: {kind}. Current limit: {max}, Remaining: {}. Limit resets at: {}",
+            max.saturating_sub(current),
+            humantime::format_rfc3339_seconds(resets)
+        ),
+    )
+    .with_code("rate_limit_exceeded")
+    .with_retry_after(HeaderValue::from(retry_after))
+}
+
+/// One admitted request's slots and reserved tokens, given back when it is over and
+/// corrected to what it was metered; and its cost added to the spend.
+struct Reservation {
+    shared: Arc<Shared>,
+    tenant: Tenant,
+    scopes: Vec<Scope>,
+    window: u64,
+    local: bool,
+    reserved: u64,
+    freed: AtomicBool,
+    observed: AtomicBool,
+}
+
+impl UsageObserver for Reservation {
+    fn ended(&self) {
+        if !self.freed.swap(true, Ordering::AcqRel) {
+            self.shared.limiter.ended(&self.scopes, self.local);
+        }
+    }
+
+    fn observe(&self, record: &UsageRecord) {
+        if let Some(cost) = record.cost_usd {
+            self.shared.directory.spent(&self.tenant, cost);
+        }
+        self.settle(record.prompt_tokens + record.completion_tokens);
+    }
+}
+
+impl Reservation {
+    fn settle(&self, actual: u64) {
+        if !self.observed.swap(true, Ordering::AcqRel) {
+            let delta = i64::try_from(actual).unwrap_or(i64::MAX)
+                - i64::try_from(self.reserved).unwrap_or(i64::MAX);
+            self.shared
+                .limiter
+                .used(&self.scopes, self.window, self.local, delta);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        // Never metered (a failure before the answer, a client that left): no tokens.
+        self.ended();
+        self.settle(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reset_text;
+
+    #[test]
+    fn resets_read_like_openai_s() {
+        assert_eq!(reset_text(250), "250ms");
+        assert_eq!(reset_text(16_200), "17s");
+        assert_eq!(reset_text(360_000), "6m0s");
+    }
+}

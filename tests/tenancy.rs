@@ -1,0 +1,666 @@
+//! Virtual keys (issue 15), over real HTTP with a real SQLite ledger: LiteLLM's key and team
+//! API, model access, rate limits, budgets, revocation across two instances, keys at rest.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::*;
+
+/// A gateway with a master key, the mock upstream (`up/echo`, priced at $1 a token), an
+/// alias and a combo, and its keys in a SQLite file.
+struct Tenants {
+    gw: Running,
+    ledger: TempPath,
+    _prices: TempPath,
+    _upstream: Running,
+}
+
+const MASTER: &str = "sk-master";
+
+fn yaml(upstream: &Running, ledger: &TempPath, prices: &TempPath, extra: &str) -> String {
+    config_for(
+        upstream,
+        &format!(
+            "master_key: {MASTER}\naliases: {{ fast: up/echo }}\ncombos: {{ both: {{ targets: [up/echo, mock/echo] }} }}\nmetering: {{ sqlite_path: '{}', prices: '{}' }}\ntenancy: {{ refresh: 100ms, window: 2s }}\n{extra}",
+            ledger.display(),
+            prices.display()
+        ),
+    )
+}
+
+impl Tenants {
+    async fn new(extra: &str) -> Self {
+        let (upstream, _) = mock_upstream().await;
+        let ledger = TempPath::new("llm-tower-tenancy", "db");
+        let prices = TempPath::new("llm-tower-prices", "yaml");
+        std::fs::write(&prices, "echo: { input: 1000000, output: 1000000 }\n").unwrap();
+        let gw = gateway(&yaml(&upstream, &ledger, &prices, extra)).await;
+        Self {
+            gw,
+            ledger,
+            _prices: prices,
+            _upstream: upstream,
+        }
+    }
+
+    async fn admin(&self, path: &str, body: Value) -> Answer {
+        admin(&self.gw.url(), path, body).await
+    }
+
+    async fn key(&self, body: Value) -> String {
+        let answer = self.admin("/key/generate", body).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.json()["key"].as_str().unwrap().to_owned()
+    }
+
+    async fn chat(&self, key: &str, model: &str) -> Answer {
+        chat(&self.gw.url(), key, model, false).await
+    }
+}
+
+async fn admin(base: &str, path: &str, body: Value) -> Answer {
+    let auth = format!("Bearer {MASTER}");
+    if let Some(query) = path.strip_prefix("GET ") {
+        return get(&format!("{base}{query}"), &[("authorization", &auth)]).await;
+    }
+    post(
+        &format!("{base}{path}"),
+        &body.to_string(),
+        &[("authorization", &auth)],
+    )
+    .await
+}
+
+async fn chat(base: &str, key: &str, model: &str, stream: bool) -> Answer {
+    let auth = format!("Bearer {key}");
+    post(
+        &format!("{base}/v1/chat/completions"),
+        &chat_body(model, "hello there", stream),
+        &[("authorization", &auth)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn generate_answers_with_litellm_s_fields_and_the_key_works_once_shown() {
+    let t = Tenants::new("").await;
+    let request = json!({
+        "key_alias": "my-app", "models": ["up/*", "fast"], "max_budget": 10.0,
+        "budget_duration": "30d", "rpm_limit": 60, "tpm_limit": 100000,
+        "max_parallel_requests": 2, "duration": "1h", "metadata": {"app": "x"},
+        "team_id": "team-1", "user_id": "u-1",
+    });
+    let answer = t.admin("/key/generate", request.clone()).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let key = answer.json();
+    let secret = key["key"].as_str().unwrap();
+    assert!(secret.starts_with("sk-") && secret.len() > 20, "{key}");
+    for field in [
+        "key_alias",
+        "models",
+        "max_budget",
+        "budget_duration",
+        "rpm_limit",
+        "tpm_limit",
+        "max_parallel_requests",
+        "metadata",
+        "team_id",
+        "user_id",
+    ] {
+        assert_eq!(key[field], request[field], "{field}: {key}");
+    }
+    let token = llm_tower::tenancy::hash_key(secret);
+    assert_eq!(key["token"], token);
+    assert_eq!(key["token_id"], token);
+    assert_eq!(
+        key["key_name"],
+        format!("sk-...{}", &secret[secret.len() - 4..])
+    );
+    assert_eq!(key["spend"], 0.0);
+    assert_eq!(key["blocked"], false);
+    assert!(key["expires"].as_str().unwrap().ends_with('Z'), "{key}");
+    assert!(key["created_at"].is_string());
+
+    let answer = t.chat(secret, "up/echo").await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.headers["x-ratelimit-limit-requests"], "60");
+    assert_eq!(answer.headers["x-ratelimit-remaining-requests"], "59");
+    assert!(answer.headers.contains_key("x-ratelimit-reset-requests"));
+    assert_eq!(answer.headers["x-ratelimit-limit-tokens"], "100000");
+
+    // The ledger names the key by its alias and records its team; the spend reaches the
+    // key (6 tokens at $1).
+    let rows = ledger_keys(&t.ledger, 1).await;
+    assert_eq!(rows[0], ("my-app".to_owned(), Some("team-1".to_owned())));
+    let info = wait_for(|| async {
+        let info = t
+            .admin(&format!("GET /key/info?key={secret}"), json!({}))
+            .await
+            .json();
+        (info["info"]["spend"] == 6.0).then_some(info)
+    })
+    .await;
+    assert_eq!(info["key"], secret);
+    assert_eq!(info["info"]["status"], "active");
+    assert!(info["info"].get("token").is_none(), "{info}");
+    assert!(info["info"]["budget_reset_at"].is_string(), "{info}");
+
+    // A wrong key is still a 401.
+    let wrong = t.chat("sk-not-a-key-0000000000", "up/echo").await;
+    assert_eq!(
+        wrong.error(http::StatusCode::UNAUTHORIZED)["code"],
+        "invalid_api_key"
+    );
+}
+
+#[tokio::test]
+async fn the_key_api_is_the_master_key_s_and_names_bad_fields() {
+    let t = Tenants::new("").await;
+    let key = t.key(json!({"key_alias": "taken"})).await;
+    let as_key = post(
+        &format!("{}/key/generate", t.gw.url()),
+        "{}",
+        &[("authorization", &format!("Bearer {key}"))],
+    )
+    .await;
+    assert_eq!(as_key.status, 403, "{}", as_key.text());
+    for (body, field) in [
+        (json!({"rpm_limit": -1}), "rpm_limit"),
+        (json!({"unknown_field": 1}), "unknown_field"),
+        (json!({"budget_duration": "30x"}), "budget_duration"),
+        (json!({"duration": "soon"}), "duration"),
+        (json!({"max_budget": -5}), "max_budget"),
+        (json!({"models": ["a*b*"]}), "models"),
+        (json!({"key": "short"}), "key"),
+        (json!({"key_alias": "taken"}), "key_alias"),
+    ] {
+        let answer = t.admin("/key/generate", body.clone()).await;
+        let error = answer.error(http::StatusCode::BAD_REQUEST);
+        assert!(
+            error["param"] == field || error["message"].as_str().unwrap().contains(field),
+            "{body}: {error}"
+        );
+    }
+    let missing = t
+        .admin(
+            "/key/update",
+            json!({"key": "sk-missing-0000000000", "rpm_limit": 1}),
+        )
+        .await;
+    missing.error(http::StatusCode::NOT_FOUND);
+    let malformed = post(
+        &format!("{}/key/generate", t.gw.url()),
+        "{not json",
+        &[("authorization", &format!("Bearer {MASTER}"))],
+    )
+    .await;
+    malformed.error(http::StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn models_restrict_direct_models_aliases_combos_wildcards_and_the_model_list() {
+    let t = Tenants::new("").await;
+    let key = t.key(json!({"models": ["up/*", "fast"]})).await;
+    for model in ["up/echo", "fast"] {
+        let answer = t.chat(&key, model).await;
+        assert_eq!(answer.status, 200, "{model}: {}", answer.text());
+    }
+    for model in ["mock/echo", "both"] {
+        let error = t
+            .chat(&key, model)
+            .await
+            .error(http::StatusCode::UNAUTHORIZED);
+        assert_eq!(error["type"], "key_model_access_denied", "{model}");
+        assert!(
+            error["message"].as_str().unwrap().contains(model),
+            "{error}"
+        );
+    }
+    let listed = get(
+        &format!("{}/v1/models", t.gw.url()),
+        &[("authorization", &format!("Bearer {key}"))],
+    )
+    .await
+    .json();
+    let ids: Vec<_> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["up/echo", "fast"]);
+    // A team's list applies on top of the key's.
+    assert_eq!(
+        t.admin("/team/new", json!({"team_id": "t1", "models": ["fast"]}))
+            .await
+            .status,
+        200
+    );
+    let team_key = t.key(json!({"team_id": "t1"})).await;
+    assert_eq!(t.chat(&team_key, "fast").await.status, 200);
+    let error = t
+        .chat(&team_key, "up/echo")
+        .await
+        .error(http::StatusCode::UNAUTHORIZED);
+    assert_eq!(error["type"], "team_model_access_denied");
+}
+
+#[tokio::test]
+async fn rpm_limit_refuses_the_fourth_request_until_the_window_ends() {
+    let t = Tenants::new("").await;
+    let key = t.key(json!({"rpm_limit": 3})).await;
+    // Start at the beginning of a 2 s window, so that four requests fit in it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    tokio::time::sleep(Duration::from_millis(2000 - (now % 2000) as u64 + 20)).await;
+    for n in 1..=3 {
+        let answer = t.chat(&key, "up/echo").await;
+        assert_eq!(answer.status, 200, "request {n}: {}", answer.text());
+        assert_eq!(
+            answer.headers["x-ratelimit-remaining-requests"],
+            (3 - n).to_string()
+        );
+    }
+    let refused = t.chat(&key, "up/echo").await;
+    let error = refused.error(http::StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error["type"], "throttling_error");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("Limit type: requests"),
+        "{error}"
+    );
+    let retry: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    assert_eq!(t.chat(&key, "up/echo").await.status, 200, "a new window");
+    // The refusal is in the ledger.
+    let rows = ledger_statuses(&t.ledger, 5).await;
+    assert_eq!(rows.iter().filter(|s| **s == 429).count(), 1, "{rows:?}");
+}
+
+#[tokio::test]
+async fn tpm_limit_counts_the_metered_tokens() {
+    let t = Tenants::new("").await;
+    // Each request: 2 prompt + 4 completion tokens (the mock counts words).
+    let key = t.key(json!({"tpm_limit": 10})).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    tokio::time::sleep(Duration::from_millis(2000 - (now % 2000) as u64 + 20)).await;
+    assert_eq!(t.chat(&key, "up/echo").await.status, 200);
+    // The estimate reserved up front is replaced by the 6 metered tokens.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let second = t.chat(&key, "up/echo").await;
+    assert_eq!(second.status, 200, "6 of 10 used: {}", second.text());
+    assert_eq!(second.headers["x-ratelimit-limit-tokens"], "10");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // 12 used: the next is refused.
+    let refused = t.chat(&key, "up/echo").await;
+    let error = refused.error(http::StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("Limit type: tokens"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn max_parallel_requests_holds_a_slot_for_as_long_as_a_stream_runs() {
+    let t = Tenants::new("").await;
+    let key = t.key(json!({"max_parallel_requests": 1})).await;
+    let slow = tokio::spawn({
+        let (base, key) = (t.gw.url(), key.clone());
+        async move {
+            let auth = format!("Bearer {key}");
+            post(
+                &format!("{base}/v1/chat/completions"),
+                &chat_body("up/echo?chunk_delay=150ms", "one two three four five", true),
+                &[("authorization", &auth)],
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = t.chat(&key, "up/echo").await;
+    let error = refused.error(http::StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_parallel_requests"),
+        "{error}"
+    );
+    assert!(refused.headers.contains_key("retry-after"));
+    let stream = slow.await.unwrap();
+    assert!(stream.text().contains("[DONE]"));
+    assert_eq!(
+        t.chat(&key, "up/echo").await.status,
+        200,
+        "the slot is back"
+    );
+}
+
+#[tokio::test]
+async fn a_budget_used_up_refuses_with_budget_exceeded_and_a_period_starts_again() {
+    let t = Tenants::new("").await;
+    // $6 a request: the first two pass (0, then 6 < 10), the third is over.
+    let key = t
+        .key(json!({"max_budget": 10.0, "key_alias": "budgeted"}))
+        .await;
+    assert_eq!(t.chat(&key, "up/echo").await.status, 200);
+    wait_for(|| async {
+        let info = t
+            .admin(&format!("GET /key/info?key={key}"), json!({}))
+            .await
+            .json();
+        (info["info"]["spend"] == 6.0).then_some(())
+    })
+    .await;
+    assert_eq!(t.chat(&key, "up/echo").await.status, 200);
+    wait_for(|| async {
+        let info = t
+            .admin(&format!("GET /key/info?key={key}"), json!({}))
+            .await
+            .json();
+        (info["info"]["spend"] == 12.0).then_some(())
+    })
+    .await;
+    let error = t
+        .chat(&key, "up/echo")
+        .await
+        .error(http::StatusCode::BAD_REQUEST);
+    assert_eq!(error["type"], "budget_exceeded");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("Key=budgeted")
+            && message.contains("Current cost: 12")
+            && message.contains("Max budget: 10"),
+        "{message}"
+    );
+    // Refused requests cost nothing.
+    let info = t
+        .admin(&format!("GET /key/info?key={key}"), json!({}))
+        .await
+        .json();
+    assert_eq!(info["info"]["spend"], 12.0);
+
+    // A key with a 2 s budget period gets its budget back.
+    let periodic = t
+        .key(json!({"max_budget": 5.0, "budget_duration": "2s"}))
+        .await;
+    assert_eq!(t.chat(&periodic, "up/echo").await.status, 200);
+    wait_for(|| async {
+        let info = t
+            .admin(&format!("GET /key/info?key={periodic}"), json!({}))
+            .await
+            .json();
+        (info["info"]["spend"] == 6.0).then_some(())
+    })
+    .await;
+    let refused = t.chat(&periodic, "up/echo").await;
+    if refused.status == 200 {
+        // The period ended between the two requests: the next one is the refusal.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(t.chat(&periodic, "up/echo").await.status, 400);
+    } else {
+        refused.error(http::StatusCode::BAD_REQUEST);
+    }
+    let started = Instant::now();
+    wait_for(|| async { (t.chat(&periodic, "up/echo").await.status == 200).then_some(()) }).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "reset on schedule"
+    );
+    let info = t
+        .admin(&format!("GET /key/info?key={periodic}"), json!({}))
+        .await
+        .json();
+    assert!(info["info"]["budget_reset_at"].is_string(), "{info}");
+}
+
+#[tokio::test]
+async fn a_team_budget_and_rate_limit_apply_to_all_its_keys() {
+    let t = Tenants::new("").await;
+    let team = t
+        .admin(
+            "/team/new",
+            json!({"team_alias": "ops", "rpm_limit": 2, "max_budget": 100.0}),
+        )
+        .await;
+    assert_eq!(team.status, 200, "{}", team.text());
+    let id = team.json()["team_id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 36, "a uuid: {id}");
+    let (a, b) = (
+        t.key(json!({"team_id": id})).await,
+        t.key(json!({"team_id": id})).await,
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    tokio::time::sleep(Duration::from_millis(2000 - (now % 2000) as u64 + 20)).await;
+    assert_eq!(t.chat(&a, "up/echo").await.status, 200);
+    assert_eq!(t.chat(&b, "up/echo").await.status, 200);
+    let error = t
+        .chat(&a, "up/echo")
+        .await
+        .error(http::StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("team: {id}")),
+        "{error}"
+    );
+    let info = wait_for(|| async {
+        let info = t
+            .admin(&format!("GET /team/info?team_id={id}"), json!({}))
+            .await
+            .json();
+        (info["team_info"]["spend"] == 12.0).then_some(info)
+    })
+    .await;
+    assert_eq!(info["keys"].as_array().unwrap().len(), 2);
+    let updated = t
+        .admin("/team/update", json!({"team_id": id, "max_budget": 12.0}))
+        .await;
+    assert_eq!(updated.json()["data"]["max_budget"], 12.0);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let error = t
+        .chat(&b, "up/echo")
+        .await
+        .error(http::StatusCode::BAD_REQUEST);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("Team={id}")),
+        "{error}"
+    );
+    // Deleting the team deletes its keys.
+    let deleted = t.admin("/team/delete", json!({"team_ids": [id]})).await;
+    assert_eq!(deleted.json()["deleted_teams"], json!([id]));
+    t.chat(&a, "up/echo")
+        .await
+        .error(http::StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn blocked_and_deleted_keys_are_refused_on_another_instance_within_a_second() {
+    // Two gateways sharing one SQLite file: what each knows comes from the store.
+    let (upstream, _) = mock_upstream().await;
+    let ledger = TempPath::new("llm-tower-tenancy", "db");
+    let prices = TempPath::new("llm-tower-prices", "yaml");
+    std::fs::write(&prices, "echo: { input: 1, output: 1 }\n").unwrap();
+    let a = gateway(&yaml(&upstream, &ledger, &prices, "")).await;
+    let b = gateway(&yaml(&upstream, &ledger, &prices, "")).await;
+    let answer = admin(&a.url(), "/key/generate", json!({"key_alias": "shared"})).await;
+    let key = answer.json()["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        chat(&b.url(), &key, "up/echo", false).await.status,
+        200,
+        "b finds a's key"
+    );
+    for (path, body, refused) in [
+        ("/key/block", json!({"key": key}), true),
+        ("/key/unblock", json!({"key": key}), false),
+        ("/key/delete", json!({"key_aliases": ["shared"]}), true),
+    ] {
+        let answer = admin(&a.url(), path, body).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+        let changed = Instant::now();
+        loop {
+            let status = chat(&b.url(), &key, "up/echo", false).await.status;
+            if (status == 401) == refused {
+                break;
+            }
+            assert!(
+                changed.elapsed() < Duration::from_secs(1),
+                "{path}: b still says {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let deleted = admin(&a.url(), "/key/delete", json!({"keys": [key]})).await;
+    deleted.error(http::StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn expired_keys_are_refused_and_keys_are_listed_and_updated() {
+    let t = Tenants::new("").await;
+    let short = t.key(json!({"duration": "1s", "key_alias": "short"})).await;
+    assert_eq!(t.chat(&short, "up/echo").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let error = t
+        .chat(&short, "up/echo")
+        .await
+        .error(http::StatusCode::UNAUTHORIZED);
+    assert_eq!(error["type"], "expired_key");
+    let updated = t
+        .admin(
+            "/key/update",
+            json!({"key_alias": "short", "duration": null, "rpm_limit": 7}),
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{}", updated.text());
+    assert_eq!(updated.json()["rpm_limit"], 7);
+    assert_eq!(
+        t.chat(&short, "up/echo").await.status,
+        200,
+        "no longer expires"
+    );
+    for n in 0..3 {
+        t.key(json!({"key_alias": format!("k{n}"), "team_id": "listed"}))
+            .await;
+    }
+    let page = t
+        .admin("GET /key/list?team_id=listed&size=2&page=2", json!({}))
+        .await
+        .json();
+    assert_eq!(
+        (
+            page["total_count"].as_u64(),
+            page["current_page"].as_u64(),
+            page["total_pages"].as_u64()
+        ),
+        (Some(3), Some(2), Some(2))
+    );
+    assert_eq!(page["keys"].as_array().unwrap().len(), 1);
+    assert!(
+        page["keys"][0].as_str().unwrap().len() == 64,
+        "tokens: {page}"
+    );
+    let full = t
+        .admin(
+            "GET /key/list?key_alias=k1&return_full_object=true",
+            json!({}),
+        )
+        .await
+        .json();
+    assert_eq!(full["keys"][0]["key_alias"], "k1");
+}
+
+#[tokio::test]
+async fn the_database_holds_no_secret() {
+    let t = Tenants::new("").await;
+    let chosen = "sk-chosen-secret-1234567890";
+    assert_eq!(
+        t.key(json!({"key": chosen, "key_alias": "chosen"})).await,
+        chosen
+    );
+    let generated = t.key(json!({})).await;
+    assert_eq!(t.chat(chosen, "up/echo").await.status, 200);
+    ledger_keys(&t.ledger, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut bytes = std::fs::read(&*t.ledger).unwrap();
+    for suffix in ["-wal", "-shm"] {
+        bytes.extend(std::fs::read(format!("{}{suffix}", t.ledger.display())).unwrap_or_default());
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    for secret in [chosen, generated.as_str()] {
+        assert!(!text.contains(secret), "the secret is in the database");
+        assert!(
+            text.contains(&llm_tower::tenancy::hash_key(secret)),
+            "its hash is"
+        );
+    }
+}
+
+/// Retries `f` for up to 3 s until it gives something.
+async fn wait_for<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = f().await {
+            return value;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "not within 3 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// (key_name, team_id) of the ledger's rows, once there are `count`.
+async fn ledger_keys(path: &std::path::Path, count: usize) -> Vec<(String, Option<String>)> {
+    wait_for(|| async {
+        let rows: Vec<(String, Option<String>)> = rusqlite::Connection::open(path)
+            .and_then(|conn| {
+                let mut select =
+                    conn.prepare("SELECT key_name, team_id FROM llm_usage ORDER BY id")?;
+                let rows = select.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            })
+            .unwrap_or_default();
+        (rows.len() >= count).then_some(rows)
+    })
+    .await
+}
+
+async fn ledger_statuses(path: &std::path::Path, count: usize) -> Vec<i64> {
+    wait_for(|| async {
+        let rows: Vec<i64> = rusqlite::Connection::open(path)
+            .and_then(|conn| {
+                let mut select = conn.prepare("SELECT status FROM llm_usage ORDER BY id")?;
+                let rows = select.query_map([], |r| r.get(0))?;
+                rows.collect()
+            })
+            .unwrap_or_default();
+        (rows.len() >= count).then_some(rows)
+    })
+    .await
+}
