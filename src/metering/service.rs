@@ -239,7 +239,7 @@ where
         } = *pending;
         match output {
             Ok(response) => {
-                let (parts, body) = response.into_parts();
+                let (mut parts, body) = response.into_parts();
                 record.status = parts.status.as_u16();
                 if let Some(target) = parts.extensions.get::<Target>() {
                     record.provider = Some(target.provider.to_string());
@@ -259,7 +259,6 @@ where
                     record.attempts = 0;
                 }
                 let sse = crate::sse::is_event_stream(&parts.headers);
-                let mut parts = parts;
                 let unfinished = Box::new(Unfinished {
                     record,
                     request,

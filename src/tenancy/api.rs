@@ -602,8 +602,7 @@ impl Api<'_> {
         let mut info = key_json(&row);
         info.remove("token");
         // What this instance has spent and not yet written counts too.
-        let known = super::directory::VirtualKey::new(row.clone());
-        info.insert("spend".into(), json!(self.directory.key_spend(&known)));
+        info.insert("spend".into(), json!(self.directory.key_spend(&row)));
         let status = if row.blocked {
             "revoked"
         } else if row.expires_ms.is_some_and(|at| at <= now_ms()) {
@@ -817,12 +816,7 @@ impl Api<'_> {
         let id = query_str(query, "team_id").ok_or_else(|| bad("team_id", "team_id: required"))?;
         let row = self.team_by_id(id).await?;
         let mut info = team_json(&row);
-        info.insert(
-            "spend".into(),
-            json!(self
-                .directory
-                .team_spend(&super::directory::Team::new(row.clone()))),
-        );
+        info.insert("spend".into(), json!(self.directory.team_spend(&row)));
         let keys: Vec<Value> = self
             .team_keys(id)
             .await?

@@ -15,6 +15,7 @@ use std::time::Duration;
 use http::StatusCode;
 
 use super::access::ModelAccess;
+use super::limits::Scope;
 use super::model::{hash_key, KeyRow, TeamRow};
 use super::store::{Changes, SharedKeyStore};
 use crate::auth::KeyId;
@@ -31,6 +32,8 @@ pub struct VirtualKey {
     /// The name metering and logs use: the alias, or `sk-...abcd`.
     pub name: KeyId,
     pub(crate) access: ModelAccess,
+    /// Its rate limits, when it has any.
+    pub(crate) limits: Option<Scope>,
 }
 
 /// A team as requests see it.
@@ -39,6 +42,7 @@ pub struct Team {
     /// What the store holds.
     pub row: TeamRow,
     pub(crate) access: ModelAccess,
+    pub(crate) limits: Option<Scope>,
 }
 
 impl VirtualKey {
@@ -47,9 +51,16 @@ impl VirtualKey {
             .key_alias
             .clone()
             .unwrap_or_else(|| row.key_name.clone());
+        let limits = Scope {
+            id: format!("key:{}", row.token).into(),
+            rpm: row.rpm_limit,
+            tpm: row.tpm_limit,
+            parallel: row.max_parallel_requests,
+        };
         Self {
             access: ModelAccess::new(&row.models).unwrap_or_default(),
             name: KeyId(name.into()),
+            limits: limits.is_limited().then_some(limits),
             row,
         }
     }
@@ -57,8 +68,15 @@ impl VirtualKey {
 
 impl Team {
     pub(crate) fn new(row: TeamRow) -> Self {
+        let limits = Scope {
+            id: format!("team:{}", row.team_id).into(),
+            rpm: row.rpm_limit,
+            tpm: row.tpm_limit,
+            parallel: row.max_parallel_requests,
+        };
         Self {
             access: ModelAccess::new(&row.models).unwrap_or_default(),
+            limits: limits.is_limited().then_some(limits),
             row,
         }
     }
@@ -172,8 +190,11 @@ impl Directory {
 
     /// The tenant a presented secret is, when this instance already knows the answer.
     pub(crate) fn cached(&self, secret: &str) -> Option<Result<Tenant, GatewayError>> {
-        let token: Arc<str> = hash_key(secret).into();
-        if let Some(key) = self.keys.get(&token) {
+        self.cached_token(&hash_key(secret))
+    }
+
+    fn cached_token(&self, token: &str) -> Option<Result<Tenant, GatewayError>> {
+        if let Some(key) = self.keys.get(token) {
             let team = key
                 .row
                 .team_id
@@ -186,7 +207,7 @@ impl Directory {
                 None => Some(admit(key, None)),
             };
         }
-        if self.unknown.contains_key(&token) {
+        if self.unknown.contains_key(token) {
             return Some(Err(GatewayError::unauthorized(true)));
         }
         None
@@ -194,10 +215,10 @@ impl Directory {
 
     /// The tenant a presented secret is, asking the store when needed.
     pub(crate) async fn fetch(&self, secret: &str) -> Result<Tenant, GatewayError> {
-        if let Some(known) = self.cached(secret) {
+        let token: Arc<str> = hash_key(secret).into();
+        if let Some(known) = self.cached_token(&token) {
             return known;
         }
-        let token: Arc<str> = hash_key(secret).into();
         let key = match self.keys.get(&token) {
             Some(key) => key,
             None => match self.store.key(&token).await {
@@ -305,33 +326,23 @@ impl Directory {
     }
 
     /// The key's spend in its current budget period, as far as this instance knows.
-    pub(crate) fn key_spend(&self, key: &VirtualKey) -> f64 {
-        let stored = if due(key.row.budget_reset_at_ms) {
-            0.0
-        } else {
-            key.row.spend
-        };
-        stored
-            + self
-                .key_spend
-                .lock()
-                .expect("not poisoned")
-                .unwritten(&key.row.token)
+    pub(crate) fn key_spend(&self, key: &KeyRow) -> f64 {
+        period_spend(
+            key.spend,
+            key.budget_reset_at_ms,
+            &self.key_spend,
+            &key.token,
+        )
     }
 
     /// The team's spend in its current budget period.
-    pub(crate) fn team_spend(&self, team: &Team) -> f64 {
-        let stored = if due(team.row.budget_reset_at_ms) {
-            0.0
-        } else {
-            team.row.spend
-        };
-        stored
-            + self
-                .team_spend
-                .lock()
-                .expect("not poisoned")
-                .unwritten(&team.row.team_id)
+    pub(crate) fn team_spend(&self, team: &TeamRow) -> f64 {
+        period_spend(
+            team.spend,
+            team.budget_reset_at_ms,
+            &self.team_spend,
+            &team.team_id,
+        )
     }
 
     /// One tick: write the spend, read the changes. Returns the next `since`.
@@ -395,6 +406,12 @@ impl Directory {
             tracing::warn!(error = %e, "virtual keys: spend not written at shutdown");
         }
     }
+}
+
+/// The stored spend (0 once its period is over) and what this instance has not written.
+fn period_spend(stored: f64, reset_at_ms: Option<i64>, book: &Mutex<SpendBook>, id: &str) -> f64 {
+    let stored = if due(reset_at_ms) { 0.0 } else { stored };
+    stored + book.lock().expect("not poisoned").unwritten(id)
 }
 
 /// Whether a budget period ending at `reset_at_ms` is over.

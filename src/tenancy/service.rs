@@ -189,7 +189,7 @@ fn admissible(
         }
     }
     if let Some(budget) = key.row.max_budget {
-        let spend = directory.key_spend(key);
+        let spend = directory.key_spend(&key.row);
         if spend >= budget {
             let name = key.row.key_alias.as_deref().unwrap_or("key");
             return Err(over_budget(format!(
@@ -200,7 +200,7 @@ fn admissible(
     }
     if let Some(team) = &tenant.team {
         if let Some(budget) = team.row.max_budget {
-            let spend = directory.team_spend(team);
+            let spend = directory.team_spend(&team.row);
             if spend >= budget {
                 return Err(over_budget(format!(
                     "Budget has been exceeded! Team={} Current cost: {spend}, Max budget: {budget}",
@@ -224,23 +224,8 @@ fn over_budget(message: String) -> GatewayError {
 
 /// The key's and the team's limits, those that have any.
 fn scopes_of(tenant: &Tenant) -> Vec<Scope> {
-    let key = &tenant.key.row;
-    let mut scopes = vec![Scope {
-        id: format!("key:{}", key.token).into(),
-        rpm: key.rpm_limit,
-        tpm: key.tpm_limit,
-        parallel: key.max_parallel_requests,
-    }];
-    if let Some(team) = &tenant.team {
-        scopes.push(Scope {
-            id: format!("team:{}", team.row.team_id).into(),
-            rpm: team.row.rpm_limit,
-            tpm: team.row.tpm_limit,
-            parallel: team.row.max_parallel_requests,
-        });
-    }
-    scopes.retain(Scope::is_limited);
-    scopes
+    let team = tenant.team.as_ref().and_then(|t| t.limits.as_ref());
+    tenant.key.limits.iter().chain(team).cloned().collect()
 }
 
 /// OpenAI's rate-limit headers, for the scope with the least left of each kind.
