@@ -26,6 +26,11 @@
 #                  priority combo of two providers, idempotency (no key sent), the exact
 #                  cache on for every model (each request a miss: `x-gateway-cache-ttl: 0`
 #                  looks up and stores nothing), metering
+#   STACK=tenancy  the default stack with virtual keys: a master key, a configured key, and a
+#                  virtual key (made by /key/generate, with RPM, TPM and parallel limits,
+#                  counted in Redis when REDIS_URL is set, else in memory) that every request
+#                  sends; callgrind also measures the JSON request with the configured key
+#                  (`static`): json − static is what a virtual key adds
 #   GATEWAY_BIN=…  another build of the gateway (an older commit's, to compare in one run);
 #   MOCK_BIN=…     likewise for the mock; when both are given nothing is built
 set -euo pipefail
@@ -56,9 +61,12 @@ if [ -z "${GATEWAY_BIN:-}" ] || [ -z "${MOCK_BIN:-}" ]; then
 fi
 MOCK_BIN=${MOCK_BIN:-$TARGET/profiling/mock-upstream}
 GATEWAY_BIN=${GATEWAY_BIN:-$TARGET/profiling/llm-tower}
-# The full stack's client sends its key, and asks the cache to look up but not store.
+# The full stack's client sends its key, and asks the cache to look up but not store; the
+# tenancy stack's sends the virtual key (AUTH, set once it is made).
 EXTRA_HEADERS=(-H "x-bench-stack: $STACK")
-[ "$STACK" = full ] && EXTRA_HEADERS=(-H "authorization: Bearer sk-bench-master" -H "x-gateway-cache-ttl: 0")
+[ "$STACK" = full ] && EXTRA_HEADERS=(-H "x-gateway-cache-ttl: 0")
+AUTH=
+[ "$STACK" = full ] && AUTH=sk-bench-master
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -129,8 +137,10 @@ wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
 if os.getenv("FULL_STACK") == "1" then
-  wrk.headers["Authorization"] = "Bearer sk-bench-master"
   wrk.headers["x-gateway-cache-ttl"] = "0"
+end
+if (os.getenv("AUTH") or "") ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. os.getenv("AUTH")
 end
 function done(summary, latency, requests)
   local e = summary.errors
@@ -143,7 +153,7 @@ EOF
 
 # load URL BODY CONNS SECONDS : prints the RESULT line of wrk
 load() {
-    FULL_STACK=$([ "$STACK" = full ] && echo 1 || echo 0) BODY_FILE=$2 wrk -t1 -c"$3" -d"$4"s --timeout 10s -s "$WORK/post.lua" "$1" |
+    AUTH=$([ "$1" = "${1#"$UPSTREAM"}" ] && echo "$AUTH") FULL_STACK=$([ "$STACK" = full ] && echo 1 || echo 0) BODY_FILE=$2 wrk -t1 -c"$3" -d"$4"s --timeout 10s -s "$WORK/post.lua" "$1" |
         grep '^RESULT' | sed 's/^RESULT //'
 }
 # sequential URL BODY N : N requests on one keep-alive connection; fails unless all are 200
@@ -151,6 +161,7 @@ sequential() { # URL BODY N [HEADER]
     local ok
     ok=$(for _ in $(seq "$3"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$1"; done |
         curl -s -K - -w '%{http_code}\n' -H 'content-type: application/json' -H "${4:-x-bench: 1}" "${EXTRA_HEADERS[@]}" \
+            ${AUTH:+-H "authorization: Bearer $AUTH"} \
             --data-binary "@$2" | grep -c '^200$' || true)
     [ "$ok" = "$3" ] || { echo "sequential: $ok of $3 requests answered 200" >&2; exit 1; }
 }
@@ -186,16 +197,33 @@ combos:
   smart-hit: { targets: ["up/echo?usage=true"] }
 EOF
 fi
+if [ "$STACK" = tenancy ]; then
+    limits=memory
+    [ -n "${REDIS_URL:-}" ] && { limits=redis; echo "redis: { url: \"$REDIS_URL\" }" >>"$WORK/gateway.yaml"; }
+    cat >>"$WORK/gateway.yaml" <<EOF
+master_key: sk-bench-master
+keys: [{ name: static, key: sk-bench-static }]
+tenancy: { limits: $limits, key_prefix: "llm-tower-bench-$$:" }
+EOF
+fi
 start "$WORK/gateway.log" "$GATEWAY_BIN" --config "$WORK/gateway.yaml"
 GW_PID=$STARTED_PID
 GATEWAY=http://$STARTED_ADDR
 sleep 0.5
 RSS_IDLE=$(rss_kb "$GW_PID")
+if [ "$STACK" = tenancy ]; then # the key lives in the ledger, for the callgrind run too
+    AUTH=$(curl -fsS -H "authorization: Bearer sk-bench-master" -H 'content-type: application/json' \
+        --data '{"key_alias":"bench","rpm_limit":1000000000,"tpm_limit":1000000000000,"max_parallel_requests":1000}' \
+        "$GATEWAY/key/generate" | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+    [ -n "$AUTH" ] || { echo "no virtual key" >&2; exit 1; }
+    echo "tenancy: limits in $limits, virtual key ${AUTH:0:6}…" >&2
+fi
 
 for target in direct gateway; do # one request each way, so a broken setup fails loudly
     url=$UPSTREAM
     [ "$target" = gateway ] && url=$GATEWAY
     code=$(curl -s -o "$WORK/check.out" -w '%{http_code}' -H 'content-type: application/json' "${EXTRA_HEADERS[@]}" \
+        ${AUTH:+-H "authorization: Bearer $AUTH"} \
         --data-binary "@$WORK/$target-json.json" "$url/v1/chat/completions")
     [ "$code" = 200 ] || { echo "$target check: HTTP $code" >&2; cat "$WORK/check.out" >&2; exit 1; }
 done
@@ -225,7 +253,7 @@ wait "$GW_PID" 2>/dev/null || true
 # --- callgrind: instructions per request in the gateway ----------------------------------
 # For each workload: N requests on one keep-alive connection (like wrk -c1), dumped, then an
 # idle baseline over as long (timers, metrics upkeep), dumped and subtracted.
-declare -A IR=([json]=n/a [stream]=n/a [replay]=n/a [hit]=n/a [messages]=n/a [messages-stream]=n/a
+declare -A IR=([json]=n/a [stream]=n/a [replay]=n/a [hit]=n/a [static]=n/a [messages]=n/a [messages-stream]=n/a
     [messages-translated]=n/a [responses-translated]=n/a [responses-stream]=n/a)
 if [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
     CG_OUT=${CALLGRIND_OUT:-$WORK}
@@ -251,19 +279,23 @@ if [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
     responses_body "up/echo?words=50" true >"$WORK/gateway-responses-translated.json"
     responses_body "native/echo?words=50" true >"$WORK/gateway-responses-stream.json"
     workloads="json stream replay hit"
-    [ "$STACK" = full ] || workloads="$workloads messages messages-stream messages-translated responses-translated responses-stream"
+    [ "$STACK" = tenancy ] && workloads="json static stream"
+    [ "$STACK" = default ] && workloads="$workloads messages messages-stream messages-translated responses-translated responses-stream"
     for w in $workloads; do
         n=$CALLGRIND_REQUESTS
         case $w in *stream* | *translated*) n=$(((n + 3) / 4)) ;; esac
         body=$WORK/gateway-$w.json header="x-bench: 1" path=chat/completions
         [ "$w" = replay ] && body=$WORK/gateway-json.json header="idempotency-key: bench-replay"
+        [ "$w" = static ] && body=$WORK/gateway-json.json
         case $w in messages*) path=messages header="anthropic-version: 2023-06-01" ;; responses*) path=responses ;; esac
         CG_URL=$CG_BASE/$path
         echo "callgrind: $n $w requests (slow) ..." >&2
-        sequential "$CG_URL" "$body" 100 "$header" # warm-up: pool, lazy init
+        key=$AUTH
+        [ "$w" = static ] && key=sk-bench-static
+        AUTH=$key sequential "$CG_URL" "$body" 100 "$header" # warm-up: pool, lazy init
         callgrind_control -z "$CG_PID" >/dev/null 2>&1
         t0=$(date +%s.%N)
-        sequential "$CG_URL" "$body" "$n" "$header"
+        AUTH=$key sequential "$CG_URL" "$body" "$n" "$header"
         t1=$(date +%s.%N)
         callgrind_control -d "$w" "$CG_PID" >/dev/null 2>&1
         sleep "$(echo "$t1 - $t0" | bc)"
@@ -306,6 +338,9 @@ done
 echo "gateway RSS: idle after start $((RSS_IDLE / 1024)) MB ($RSS_IDLE kB), after load $((RSS_LOADED / 1024)) MB ($RSS_LOADED kB)"
 echo "stack: $STACK; gateway: $GATEWAY_BIN"
 echo "gateway instructions per request (callgrind, idle subtracted): json ${IR[json]}, stream ${IR[stream]} ($STREAM_EVENTS events), idempotent replay ${IR[replay]}, cache hit ${IR[hit]}"
-if [ "$STACK" != full ] && [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
+if [ "$STACK" = tenancy ] && [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
+    echo "tenancy: JSON request with the virtual key ${IR[json]}, with the configured key ${IR[static]}: the virtual key adds $((IR[json] - IR[static]))"
+fi
+if [ "$STACK" = default ] && [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
     echo "inbound protocols: Messages passed through: json ${IR[messages]} (chat json ${IR[json]}), stream ${IR[messages-stream]}; Messages translated from the chat stream ${IR[messages-translated]}; Responses stream passed through ${IR[responses-stream]}, translated ${IR[responses-translated]} (each from the same $STREAM_EVENTS-event chat answer)"
 fi

@@ -22,6 +22,8 @@
 //!   succeeds); `all_replay` (an `Idempotency-Key` already stored: replayed from memory).
 //!   Metering runs with `sink: none`, so the ledger's writes (off the request path, on
 //!   another task) stay out of the per-request number; Prometheus export is still in.
+//! - `tenancy/*`: the whole service with a configured key, a virtual key with limits
+//!   (counted in memory) and a virtual key without: what a virtual key adds per request.
 
 use std::time::Duration;
 
@@ -307,12 +309,86 @@ fn layers(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a virtual key costs over a configured one, through the whole gateway service:
+/// `static_key` (a key from the config file), `virtual_key` (a key made by
+/// `/key/generate`, with RPM, TPM and parallel limits counted in memory) and
+/// `virtual_key_unlimited` (no limits: the lookup and the model check only).
+fn tenancy(c: &mut Criterion) {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let yaml = format!(
+        "{CONFIG}master_key: sk-bench-master\nkeys: [{{ name: static, key: sk-bench-static }}]\n\
+         tenancy: {{ limits: memory }}\n"
+    )
+    .replace(
+        "metering: { sink: none }",
+        "metering: { sqlite_path: ':memory:' }",
+    );
+    let config = Config::from_yaml(&yaml).expect("config");
+    let service = Gateway::from_config(&config)
+        .expect("gateway")
+        .into_service();
+    let generate = |fields: serde_json::Value| {
+        let body = Bytes::from(fields.to_string());
+        let req = Request::post("/key/generate")
+            .header("authorization", "Bearer sk-bench-master")
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .expect("request");
+        rt.block_on(async {
+            let response = service.clone().oneshot(req).await.expect("infallible");
+            assert!(response.status().is_success(), "{}", response.status());
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes();
+            let key: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            key["key"].as_str().expect("key").to_owned()
+        })
+    };
+    let limited = generate(serde_json::json!({
+        "models": ["mock/*"], "rpm_limit": 1_000_000_000u64, "tpm_limit": 1_000_000_000_000u64,
+        "max_parallel_requests": 1000,
+    }));
+    let unlimited = generate(serde_json::json!({}));
+    let body = chat_body("mock/echo", false);
+    let mut group = c.benchmark_group("tenancy");
+    group.throughput(Throughput::Elements(1));
+    for (name, key) in [
+        ("static_key", "sk-bench-static".to_owned()),
+        ("virtual_key", limited),
+        ("virtual_key_unlimited", unlimited),
+    ] {
+        let auth = format!("Bearer {key}");
+        let make = || {
+            let mut req = chat_request(&body);
+            req.headers_mut()
+                .insert("authorization", auth.parse().expect("header"));
+            req
+        };
+        rt.block_on(async { collect(service.clone().oneshot(make()).await.unwrap()).await });
+        group.bench_function(name, |b| {
+            b.to_async(&rt).iter_batched(
+                make,
+                |req| {
+                    let service = service.clone();
+                    async move { collect(service.oneshot(req).await.expect("infallible")).await }
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(50);
-    targets = parse, stack, layers
+    targets = parse, stack, layers, tenancy
 }
 criterion_main!(benches);

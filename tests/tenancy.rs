@@ -20,10 +20,21 @@ struct Tenants {
 const MASTER: &str = "sk-master";
 
 fn yaml(upstream: &Running, ledger: &TempPath, prices: &TempPath, extra: &str) -> String {
+    tenancy_yaml(upstream, ledger, prices, extra, "")
+}
+
+/// The same, with more `tenancy:` settings (`, name: value`).
+fn tenancy_yaml(
+    upstream: &Running,
+    ledger: &TempPath,
+    prices: &TempPath,
+    extra: &str,
+    tenancy: &str,
+) -> String {
     config_for(
         upstream,
         &format!(
-            "master_key: {MASTER}\naliases: {{ fast: up/echo }}\ncombos: {{ both: {{ targets: [up/echo, mock/echo] }} }}\nmetering: {{ sqlite_path: '{}', prices: '{}' }}\ntenancy: {{ refresh: 100ms, window: 2s }}\n{extra}",
+            "master_key: {MASTER}\naliases: {{ fast: up/echo }}\ncombos: {{ both: {{ targets: [up/echo, mock/echo] }} }}\nmetering: {{ sqlite_path: '{}', prices: '{}' }}\ntenancy: {{ refresh: 100ms, window: 2s{tenancy} }}\n{extra}",
             ledger.display(),
             prices.display()
         ),
@@ -32,11 +43,15 @@ fn yaml(upstream: &Running, ledger: &TempPath, prices: &TempPath, extra: &str) -
 
 impl Tenants {
     async fn new(extra: &str) -> Self {
+        Self::with(extra, "").await
+    }
+
+    async fn with(extra: &str, tenancy: &str) -> Self {
         let (upstream, _) = mock_upstream().await;
         let ledger = TempPath::new("llm-tower-tenancy", "db");
         let prices = TempPath::new("llm-tower-prices", "yaml");
         std::fs::write(&prices, "echo: { input: 1000000, output: 1000000 }\n").unwrap();
-        let gw = gateway(&yaml(&upstream, &ledger, &prices, extra)).await;
+        let gw = gateway(&tenancy_yaml(&upstream, &ledger, &prices, extra, tenancy)).await;
         Self {
             gw,
             ledger,
@@ -663,4 +678,330 @@ async fn ledger_statuses(path: &std::path::Path, count: usize) -> Vec<i64> {
         (rows.len() >= count).then_some(rows)
     })
     .await
+}
+
+/// An address where nothing listens.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn while_redis_is_down_limits_hold_per_instance_or_refuse_as_configured() {
+    let redis = format!(
+        "redis: {{ url: 'redis://127.0.0.1:{}', timeout: 300ms }}",
+        closed_port()
+    );
+    // `local` (the default): counted in this instance meanwhile, and the failure counted.
+    let t = Tenants::with(&redis, "").await;
+    let key = t.key(json!({"rpm_limit": 3})).await;
+    let unlimited = t.key(json!({})).await;
+    start_of_window(2000).await;
+    for n in 1..=3 {
+        let answer = t.chat(&key, "up/echo").await;
+        assert_eq!(answer.status, 200, "request {n}: {}", answer.text());
+        assert_eq!(
+            answer.headers["x-ratelimit-remaining-requests"],
+            (3 - n).to_string()
+        );
+    }
+    t.chat(&key, "up/echo")
+        .await
+        .error(http::StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(t.chat(&unlimited, "up/echo").await.status, 200);
+    let metrics = get(
+        &format!("{}/metrics", t.gw.url()),
+        &[("authorization", &format!("Bearer {MASTER}"))],
+    )
+    .await
+    .text();
+    let failures: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("llm_tower_rate_limit_redis_errors_total "))
+        .unwrap_or_else(|| panic!("no redis failure count:\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(failures >= 4, "{failures}");
+
+    // `reject`: requests with limits are refused with a 503 meanwhile; others pass.
+    let t = Tenants::with(&redis, ", redis_down: reject").await;
+    let key = t.key(json!({"rpm_limit": 3})).await;
+    let unlimited = t.key(json!({})).await;
+    let error = t
+        .chat(&key, "up/echo")
+        .await
+        .error(http::StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error["code"], "rate_limiter_unavailable");
+    assert_eq!(t.chat(&unlimited, "up/echo").await.status, 200);
+}
+
+// ---- Many instances: keys and spend in PostgreSQL, limits in Redis ----
+
+/// Sleeps until just after a `window_ms` window begins, so that a few requests fit in it.
+async fn start_of_window(window_ms: u128) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    tokio::time::sleep(Duration::from_millis(
+        (window_ms - now % window_ms) as u64 + 20,
+    ))
+    .await;
+}
+
+/// Sends until `base` answers `want` with `key`, for at most 1 s.
+async fn within_a_second(base: &str, key: &str, want: u16, what: &str) -> Answer {
+    let started = Instant::now();
+    loop {
+        let answer = chat(base, key, "up/echo", false).await;
+        if answer.status == want {
+            return answer;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{what}: still {} after 1 s: {}",
+            answer.status,
+            answer.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL at DATABASE_URL and Redis at REDIS_URL: .ci/run starts them"]
+async fn two_gateway_processes_share_keys_spend_and_limits_through_postgres_and_redis() {
+    let (pg, redis_url) = (needs("DATABASE_URL"), needs("REDIS_URL"));
+    let (upstream, _) = mock_upstream().await;
+    let prices = TempPath::new("llm-tower-prices", "yaml");
+    std::fs::write(&prices, "echo: { input: 1000000, output: 1000000 }\n").unwrap();
+    let prefix = unique("llm-tower-limits-test") + ":";
+    let yaml = config_for(
+        &upstream,
+        &format!(
+            "master_key: {MASTER}\nredis: {{ url: '{redis_url}' }}\nmetering: {{ sink: postgres, postgres_url: '{pg}', prices: '{}' }}\ntenancy: {{ refresh: 100ms, window: 2s, key_prefix: '{prefix}' }}",
+            prices.display()
+        ),
+    );
+    let a = GatewayProcess::spawn(&yaml).await;
+    let b = GatewayProcess::spawn(&yaml).await;
+    let alias = unique("shared-key");
+    let answer = admin(
+        a.url(),
+        "/key/generate",
+        json!({"key_alias": alias, "rpm_limit": 3}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let key = answer.json()["key"].as_str().unwrap().to_owned();
+
+    // Requests per window: 3 in total across both instances, not 3 on each.
+    start_of_window(2000).await;
+    for (n, gw) in [&a, &b, &a].into_iter().enumerate() {
+        let answer = chat(gw.url(), &key, "up/echo", false).await;
+        assert_eq!(answer.status, 200, "request {}: {}", n + 1, answer.text());
+        assert_eq!(
+            answer.headers["x-ratelimit-remaining-requests"],
+            (2 - n).to_string(),
+            "one count for both"
+        );
+    }
+    for gw in [&b, &a] {
+        let refused = chat(gw.url(), &key, "up/echo", false).await;
+        let error = refused.error(http::StatusCode::TOO_MANY_REQUESTS);
+        assert!(refused.headers.contains_key("retry-after"), "{error}");
+    }
+    start_of_window(2000).await;
+    assert_eq!(chat(b.url(), &key, "up/echo", false).await.status, 200);
+
+    // Spend metered on both instances adds up in PostgreSQL: 4 requests at $6.
+    let info = wait_for(|| async {
+        let info = admin(b.url(), &format!("GET /key/info?key={key}"), json!({}))
+            .await
+            .json();
+        (info["info"]["spend"] == 24.0).then_some(info)
+    })
+    .await;
+    assert_eq!(info["info"]["key_alias"], alias.as_str());
+    // A budget set on B is enforced on A.
+    let updated = admin(
+        b.url(),
+        "/key/update",
+        json!({"key": key, "max_budget": 24.0, "rpm_limit": null}),
+    )
+    .await;
+    assert_eq!(updated.status, 200, "{}", updated.text());
+    let error = within_a_second(a.url(), &key, 400, "the budget set on b")
+        .await
+        .error(http::StatusCode::BAD_REQUEST);
+    assert_eq!(error["type"], "budget_exceeded");
+
+    // One parallel slot for both instances: a stream on A holds it against B.
+    let single = admin(
+        a.url(),
+        "/key/generate",
+        json!({"key_alias": unique("single"), "max_parallel_requests": 1}),
+    )
+    .await
+    .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let slow = tokio::spawn({
+        let (base, key) = (a.url().to_owned(), single.clone());
+        async move {
+            post(
+                &format!("{base}/v1/chat/completions"),
+                &chat_body("up/echo?chunk_delay=150ms", "one two three four five", true),
+                &[("authorization", &format!("Bearer {key}"))],
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let error = chat(b.url(), &single, "up/echo", false)
+        .await
+        .error(http::StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_parallel_requests"),
+        "{error}"
+    );
+    assert!(slow.await.unwrap().text().contains("[DONE]"));
+    within_a_second(b.url(), &single, 200, "the slot given back on a").await;
+
+    // Blocked on B: refused on A within a second; deleted on A: refused on B.
+    let blocked = admin(b.url(), "/key/block", json!({"key": single})).await;
+    assert_eq!(blocked.status, 200, "{}", blocked.text());
+    within_a_second(a.url(), &single, 401, "blocked on b").await;
+    let deleted = admin(a.url(), "/key/delete", json!({"keys": [single]})).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.text());
+    within_a_second(b.url(), &single, 401, "deleted on a").await;
+
+    // At rest: PostgreSQL and Redis hold hashes, never a secret.
+    let (client, connection) = tokio_postgres::connect(&pg, tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL at DATABASE_URL");
+    tokio::spawn(connection);
+    let stored: Vec<String> = client
+        .query(
+            "SELECT concat_ws(' ', token, key_alias, team_id, doc) FROM llm_keys WHERE key_alias = $1 OR token = $2",
+            &[&alias, &llm_tower::tenancy::hash_key(&single)],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(stored.len(), 2, "both keys (one a tombstone): {stored:?}");
+    let ledger: Vec<String> = client
+        .query(
+            "SELECT key_name FROM llm_usage WHERE key_name = $1",
+            &[&alias],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(ledger.len() >= 4, "the ledger names the alias: {ledger:?}");
+    let redis = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let counters: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!counters.is_empty(), "the limits are counted in redis");
+    let mut at_rest = stored.join("\n") + &counters.join("\n");
+    for counter in &counters {
+        let value: Option<String> = redis::cmd("GET")
+            .arg(counter)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        at_rest.extend(value);
+    }
+    for secret in [&key, &single] {
+        assert!(!at_rest.contains(secret.as_str()), "a secret is stored");
+        assert!(at_rest.contains(&llm_tower::tenancy::hash_key(secret)));
+    }
+    admin(a.url(), "/key/delete", json!({"key_aliases": [alias]})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs LiteLLM's Python client at LLM_TOWER_PYTHON: .ci/run installs it"]
+async fn litellm_s_key_management_client_and_cli_work_against_the_gateway() {
+    let t = Tenants::new("").await;
+    pytest(
+        &["tests/sdk/test_litellm_keys.py"],
+        &[
+            ("KEYS_GATEWAY_URL", t.gw.url()),
+            ("KEYS_GATEWAY_MASTER_KEY", MASTER.to_owned()),
+            // LiteLLM fetches its price table from GitHub on import unless told not to.
+            ("LITELLM_LOCAL_MODEL_COST_MAP", "True".to_owned()),
+        ],
+    )
+    .await;
+}
+
+/// The request bodies of LiteLLM's documented `/key/generate` examples
+/// (docs.litellm.ai/docs/proxy/virtual_keys, …/users, …/rate_limit_tiers), and the fields
+/// its documentation shows in the answers.
+#[tokio::test]
+async fn litellm_s_documented_generate_examples_are_answered_as_documented() {
+    let t = Tenants::new("").await;
+    let examples = [
+        json!({"models": ["up/echo", "fast"], "metadata": {"user": "ishaan@berri.ai"}, "team_id": "core-infra"}),
+        json!({"models": ["up/echo"], "duration": "20m", "metadata": {"user": "ishaan@berri.ai", "team": "core-infra"}}),
+        json!({"max_budget": 10}),
+        json!({"max_budget": 0.0001, "budget_duration": "1mo"}),
+        json!({"tpm_limit": 1000, "rpm_limit": 10, "max_parallel_requests": 2}),
+        json!({"key_alias": "docs-alias", "user_id": "krrish@berri.ai", "tags": ["prod", "eu"]}),
+        json!({}),
+    ];
+    for request in examples {
+        let answer = t.admin("/key/generate", request.clone()).await;
+        assert_eq!(answer.status, 200, "{request}: {}", answer.text());
+        let key = answer.json();
+        let secret = key["key"].as_str().unwrap();
+        // `key`: the secret, once; `key_name`: its abbreviation; `expires`: null or a time.
+        assert!(secret.starts_with("sk-"), "{key}");
+        assert_eq!(
+            key["key_name"],
+            format!("sk-...{}", &secret[secret.len() - 4..])
+        );
+        match request.get("duration") {
+            Some(_) => {
+                let expires = key["expires"].as_str().unwrap();
+                let at = humantime::parse_rfc3339_weak(expires.trim_end_matches('Z'))
+                    .unwrap_or_else(|e| panic!("{expires}: {e}"));
+                let minutes = at
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap()
+                    .as_secs()
+                    / 60;
+                assert!((18..=20).contains(&minutes), "{expires}");
+            }
+            None => assert!(key["expires"].is_null(), "{key}"),
+        }
+        for (field, value) in request.as_object().unwrap() {
+            match field.as_str() {
+                "duration" => {}
+                "tags" => assert_eq!(key["metadata"]["tags"], *value, "{key}"),
+                "max_budget" => assert_eq!(key[field].as_f64(), value.as_f64(), "{key}"),
+                _ => assert_eq!(key[field], *value, "{field}: {key}"),
+            }
+        }
+        if request.get("budget_duration").is_some() {
+            // `1mo` ends on the 1st of next month at midnight UTC, as LiteLLM resets it.
+            let reset = key["budget_reset_at"].as_str().unwrap();
+            assert!(reset.contains("-01T00:00:00"), "{reset}");
+        }
+        assert_eq!(t.chat(secret, "up/echo").await.status, 200, "{request}");
+    }
 }

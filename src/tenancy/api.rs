@@ -296,10 +296,9 @@ fn team_json(row: &TeamRow) -> Map<String, Value> {
 }
 
 /// When a budget period starting now ends.
-fn reset_after(duration: &str, field: &str) -> Result<i64, GatewayError> {
-    let period =
-        super::duration::parse(duration).map_err(|e| bad(field, format!("{field}: {e}")))?;
-    Ok(now_ms().saturating_add(millis(period)))
+/// When the budget period of `duration` that starts now ends.
+fn period_end(duration: &str, field: &str) -> Result<i64, GatewayError> {
+    super::duration::period_end(duration, now_ms()).map_err(|e| bad(field, format!("{field}: {e}")))
 }
 
 fn check_models(models: &[String]) -> Result<(), GatewayError> {
@@ -402,7 +401,7 @@ impl Api<'_> {
         }
         if let Some(duration) = fields.budget_duration {
             row.budget_reset_at_ms = match &duration {
-                Some(d) => Some(reset_after(d, "budget_duration")?),
+                Some(d) => Some(period_end(d, "budget_duration")?),
                 None => None,
             };
             row.budget_duration = duration;
@@ -615,6 +614,30 @@ impl Api<'_> {
     }
 
     async fn list(&self, query: &Map<String, Value>) -> Result<Value, GatewayError> {
+        if query.contains_key("organization_id") {
+            return Err(bad(
+                "organization_id",
+                "organization_id: llm-tower has no organizations; filter by team_id",
+            ));
+        }
+        // LiteLLM's client sends `include_team_keys`; for the master key every key is
+        // listed anyway.
+        const KNOWN: [&str; 8] = [
+            "page",
+            "size",
+            "team_id",
+            "user_id",
+            "key_alias",
+            "key_hash",
+            "return_full_object",
+            "include_team_keys",
+        ];
+        if let Some(unknown) = query.keys().find(|name| !KNOWN.contains(&name.as_str())) {
+            return Err(bad(
+                unknown,
+                format!("{unknown}: not a /key/list parameter"),
+            ));
+        }
         let number = |name: &str, default: u64, max: u64| -> Result<u64, GatewayError> {
             match query_str(query, name) {
                 None => Ok(default),
@@ -631,6 +654,7 @@ impl Api<'_> {
             team_id: query_str(query, "team_id").map(str::to_owned),
             user_id: query_str(query, "user_id").map(str::to_owned),
             key_alias: query_str(query, "key_alias").map(str::to_owned),
+            token: query_str(query, "key_hash").map(str::to_owned),
         };
         let full = query_str(query, "return_full_object") == Some("true");
         let (rows, total) = self
@@ -674,7 +698,7 @@ impl Api<'_> {
         }
         if let Some(duration) = fields.budget_duration {
             row.budget_reset_at_ms = match &duration {
-                Some(d) => Some(reset_after(d, "budget_duration")?),
+                Some(d) => Some(period_end(d, "budget_duration")?),
                 None => None,
             };
             row.budget_duration = duration;

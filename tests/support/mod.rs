@@ -284,14 +284,20 @@ pub struct GatewayProcess {
 }
 
 impl GatewayProcess {
-    /// Starts one on a free port with `yaml` (metering off), once it accepts connections.
+    /// Starts one on a free port with `yaml` (metering off unless `yaml` has a `metering:`
+    /// section), once it accepts connections.
     pub async fn spawn(yaml: &str) -> Self {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().port()
         };
         let config = TempPath::new("llm-tower-gw", "yaml");
-        std::fs::write(&config, format!("{yaml}\nmetering: {{ sink: none }}")).unwrap();
+        let metering = if yaml.contains("metering:") {
+            ""
+        } else {
+            "\nmetering: { sink: none }"
+        };
+        std::fs::write(&config, format!("{yaml}{metering}")).unwrap();
         let child = tokio::process::Command::new(gateway_binary())
             .args([
                 "--config",

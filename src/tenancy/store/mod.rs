@@ -25,6 +25,8 @@ pub struct KeyFilter {
     pub user_id: Option<String>,
     /// Only the key with this alias.
     pub key_alias: Option<String>,
+    /// Only the key with this token (hash).
+    pub token: Option<String>,
 }
 
 /// What changed since a poll, by the database's clock.
@@ -172,6 +174,16 @@ pub(crate) fn team_from(
     Ok(row)
 }
 
+/// When the budget period of a row (its document) that starts at `now_ms` ends.
+pub(crate) fn next_period_end(doc: &str, now_ms: i64) -> Option<i64> {
+    #[derive(serde::Deserialize)]
+    struct Period {
+        budget_duration: Option<String>,
+    }
+    let period: Period = serde_json::from_str(doc).ok()?;
+    super::duration::period_end(period.budget_duration.as_deref()?, now_ms).ok()
+}
+
 /// The budget period in milliseconds, when there is one that parses.
 pub(crate) fn period_ms(duration: Option<&str>) -> Option<i64> {
     duration
@@ -196,8 +208,12 @@ pub(crate) mod sql {
         "UPDATE llm_keys SET spend = spend + ?, updated_at_ms = {now} WHERE token = ?";
     pub(crate) const TEAM_SPEND: &str =
         "UPDATE llm_teams SET spend = spend + ?, updated_at_ms = {now} WHERE team_id = ?";
-    pub(crate) const RESET_KEYS: &str = "UPDATE llm_keys SET spend = 0, budget_reset_at_ms = {now} + budget_duration_ms, updated_at_ms = {now} WHERE budget_reset_at_ms <= {now} AND budget_duration_ms IS NOT NULL AND NOT deleted";
-    pub(crate) const RESET_TEAMS: &str = "UPDATE llm_teams SET spend = 0, budget_reset_at_ms = {now} + budget_duration_ms, updated_at_ms = {now} WHERE budget_reset_at_ms <= {now} AND budget_duration_ms IS NOT NULL AND NOT deleted";
+    /// Keys whose budget period is over: token, document, the period's end.
+    pub(crate) const DUE_KEYS: &str = "SELECT token, doc, budget_reset_at_ms FROM llm_keys WHERE budget_reset_at_ms <= {now} AND budget_duration_ms IS NOT NULL AND NOT deleted";
+    /// A new period (its end, token, the old end: one instance starts it).
+    pub(crate) const RESET_KEY: &str = "UPDATE llm_keys SET spend = 0, budget_reset_at_ms = ?, updated_at_ms = {now} WHERE token = ? AND budget_reset_at_ms = ?";
+    pub(crate) const DUE_TEAMS: &str = "SELECT team_id, doc, budget_reset_at_ms FROM llm_teams WHERE budget_reset_at_ms <= {now} AND budget_duration_ms IS NOT NULL AND NOT deleted";
+    pub(crate) const RESET_TEAM: &str = "UPDATE llm_teams SET spend = 0, budget_reset_at_ms = ?, updated_at_ms = {now} WHERE team_id = ? AND budget_reset_at_ms = ?";
     pub(crate) const PURGE_KEYS: &str =
         "DELETE FROM llm_keys WHERE deleted AND updated_at_ms < {now} - 86400000";
     pub(crate) const PURGE_TEAMS: &str =
@@ -224,6 +240,7 @@ pub(crate) mod sql {
             ("team_id", &filter.team_id),
             ("user_id", &filter.user_id),
             ("key_alias", &filter.key_alias),
+            ("token", &filter.token),
         ] {
             if let Some(value) = value {
                 clause.push_str(&format!(" AND {column} = ?"));

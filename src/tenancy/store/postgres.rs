@@ -5,7 +5,8 @@ use tokio_postgres::Row;
 
 use super::sql::{self, dialect};
 use super::{
-    key_doc, key_from, period_ms, team_doc, team_from, Changes, KeyFilter, KeyStore, SCHEMA,
+    key_doc, key_from, next_period_end, period_ms, team_doc, team_from, Changes, KeyFilter,
+    KeyStore, SCHEMA,
 };
 use crate::store::{Postgres, StoreError, StoreFuture};
 use crate::tenancy::model::{KeyRow, TeamRow};
@@ -301,15 +302,31 @@ impl KeyStore for PostgresKeyStore {
             for (team, spend) in teams {
                 statements.push((team_spend.clone(), vec![spend, team]));
             }
-            for housekeeping in [
-                sql::RESET_KEYS,
-                sql::RESET_TEAMS,
-                sql::PURGE_KEYS,
-                sql::PURGE_TEAMS,
-            ] {
-                statements.push((q(housekeeping), Vec::new()));
+            for purge in [sql::PURGE_KEYS, sql::PURGE_TEAMS] {
+                statements.push((q(purge), Vec::new()));
             }
-            self.execute(&statements).await.map(drop)
+            self.execute(&statements).await?;
+            // New budget periods: each row's end is computed here (on LiteLLM's calendar),
+            // and only the instance that still finds the old end starts the period.
+            let now: i64 = self.query(&q(sql::NOW), &[]).await?[0].get(0);
+            for (due, reset) in [
+                (sql::DUE_KEYS, sql::RESET_KEY),
+                (sql::DUE_TEAMS, sql::RESET_TEAM),
+            ] {
+                let rows = self.query(&q(due), &[]).await?;
+                let resets: Vec<(Option<i64>, String, i64)> = rows
+                    .iter()
+                    .map(|row| (next_period_end(row.get(1), now), row.get(0), row.get(2)))
+                    .collect();
+                let statements: Vec<(String, Vec<&(dyn ToSql + Sync)>)> = resets
+                    .iter()
+                    .map(|(end, id, ended)| (q(reset), vec![end as _, id as _, ended as _]))
+                    .collect();
+                if !statements.is_empty() {
+                    self.execute(&statements).await?;
+                }
+            }
+            Ok(())
         })
     }
 }

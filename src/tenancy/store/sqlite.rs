@@ -7,7 +7,8 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 use super::sql::{self, dialect};
 use super::{
-    key_doc, key_from, period_ms, team_doc, team_from, Changes, KeyFilter, KeyStore, SCHEMA,
+    key_doc, key_from, next_period_end, period_ms, team_doc, team_from, Changes, KeyFilter,
+    KeyStore, SCHEMA,
 };
 use crate::store::{StoreError, StoreFuture};
 use crate::tenancy::model::{KeyRow, TeamRow};
@@ -328,13 +329,27 @@ impl KeyStore for SqliteKeyStore {
                 tx.execute(&q(sql::TEAM_SPEND), params![spend, team])
                     .map_err(err)?;
             }
-            for housekeeping in [
-                sql::RESET_KEYS,
-                sql::RESET_TEAMS,
-                sql::PURGE_KEYS,
-                sql::PURGE_TEAMS,
+            let now: i64 = tx.query_row(&q(sql::NOW), [], |r| r.get(0)).map_err(err)?;
+            for (due, reset) in [
+                (sql::DUE_KEYS, sql::RESET_KEY),
+                (sql::DUE_TEAMS, sql::RESET_TEAM),
             ] {
-                tx.execute(&q(housekeeping), []).map_err(err)?;
+                let rows: Vec<(String, String, i64)> = tx
+                    .prepare(&q(due))
+                    .and_then(|mut select| {
+                        select
+                            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                            .collect()
+                    })
+                    .map_err(err)?;
+                for (id, doc, ended) in rows {
+                    let end = next_period_end(&doc, now);
+                    tx.execute(&q(reset), params![end, id, ended])
+                        .map_err(err)?;
+                }
+            }
+            for purge in [sql::PURGE_KEYS, sql::PURGE_TEAMS] {
+                tx.execute(&q(purge), []).map_err(err)?;
             }
             tx.commit().map_err(err)
         })
