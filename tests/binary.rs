@@ -36,6 +36,7 @@ fn check_prints_what_a_config_serves_without_its_secrets() {
         "cache        exact, redis",
         "idempotency  redis",
         "metering     postgres",
+        "tenancy      virtual keys in the ledger, limits in redis",
     ] {
         assert!(stdout.contains(line), "no `{line}` in\n{stdout}");
     }

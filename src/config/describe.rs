@@ -7,6 +7,7 @@ use crate::cache::CacheStoreKind;
 use crate::idempotency::IdempotencyStoreKind;
 use crate::metering::SinkKind;
 use crate::responses::ResponsesStoreKind;
+use crate::tenancy::LimitsStore;
 
 impl Config {
     /// A plain-text summary of what this config serves: the listen address, who may call,
@@ -92,6 +93,21 @@ impl Config {
             (true, SinkKind::None) => "prometheus only".to_owned(),
         };
         let _ = writeln!(out, "metering     {metering}");
+        let tenancy = match self.virtual_keys_off() {
+            Some(why) => format!("off ({why})"),
+            None => {
+                let redis = match self.tenancy.limits {
+                    Some(LimitsStore::Redis) => true,
+                    Some(LimitsStore::Memory) => false,
+                    None => self.redis.is_some(),
+                };
+                format!(
+                    "virtual keys in the ledger, limits in {}",
+                    if redis { "redis" } else { "memory" }
+                )
+            }
+        };
+        let _ = writeln!(out, "tenancy      {tenancy}");
         out
     }
 }
@@ -122,6 +138,32 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("cache        exact, memory\n"), "{text}");
+        assert!(
+            text.contains("tenancy      virtual keys in the ledger, limits in memory\n"),
+            "{text}"
+        );
         assert!(!text.contains("secret"), "{text}");
+    }
+
+    #[test]
+    fn says_why_virtual_keys_are_off_and_where_limits_count() {
+        let describe = |yaml: &str| {
+            Config::from_yaml(&format!("providers: {{ mock: {{ kind: mock }} }}\n{yaml}"))
+                .unwrap()
+                .describe()
+        };
+        assert!(describe("").contains("tenancy      off (no master_key)\n"));
+        assert!(describe("master_key: sk-m\nmetering: { sink: none }")
+            .contains("tenancy      off (metering writes to no database)\n"));
+        assert!(
+            describe("master_key: sk-m\nredis: { url: 'redis://127.0.0.1:1' }")
+                .contains("tenancy      virtual keys in the ledger, limits in redis\n")
+        );
+        let error = Config::from_yaml(
+            "master_key: sk-m\nproviders: { mock: { kind: mock } }\ntenancy: { limits: redis }",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("tenancy.limits"), "{error}");
     }
 }

@@ -14,7 +14,7 @@ use crate::tenancy::{PostgresKeyStore, SharedKeyStore, SqliteKeyStore, Tenancy};
 /// Virtual keys, when they are on: a master key, and a ledger in a database to keep them.
 fn tenancy(config: &Config) -> Result<Option<Tenancy>, ConfigError> {
     let metering = &config.metering;
-    if !config.tenancy.enabled || config.master_key.is_none() || !metering.enabled {
+    if config.virtual_keys_off().is_some() {
         return Ok(None);
     }
     let err = |e: crate::store::StoreError| {

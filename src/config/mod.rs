@@ -41,7 +41,7 @@ use crate::responses::{ResponsesSettings, ResponsesStoreKind};
 use crate::server::ServerSettings;
 use crate::settings::SettingsError;
 use crate::store::RedisSettings;
-use crate::tenancy::TenancySettings;
+use crate::tenancy::{LimitsStore, TenancySettings};
 use crate::upstream::ClientSettings;
 
 /// The whole configuration file.
@@ -160,6 +160,20 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// Why virtual keys are off, or `None` when they are on: they need a master key and a
+    /// ledger database to keep them in.
+    pub(crate) fn virtual_keys_off(&self) -> Option<&'static str> {
+        if !self.tenancy.enabled {
+            Some("tenancy.enabled is false")
+        } else if self.master_key.is_none() {
+            Some("no master_key")
+        } else if !self.metering.enabled || self.metering.sink == crate::metering::SinkKind::None {
+            Some("metering writes to no database")
+        } else {
+            None
+        }
+    }
+
     /// Reads and validates a YAML file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
@@ -243,6 +257,11 @@ impl Config {
                     "{name}.store: `redis` needs a `redis: {{ url: ... }}` section"
                 )));
             }
+        }
+        if self.tenancy.limits == Some(LimitsStore::Redis) && self.redis.is_none() {
+            return Err(ConfigError::new(
+                "tenancy.limits: `redis` needs a `redis: { url: ... }` section",
+            ));
         }
         self.idempotency
             .validate()

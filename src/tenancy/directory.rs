@@ -16,7 +16,7 @@ use http::StatusCode;
 
 use super::access::ModelAccess;
 use super::limits::Scope;
-use super::model::{hash_key, KeyRow, TeamRow};
+use super::model::{KeyRow, TeamRow, Token};
 use super::store::{Changes, SharedKeyStore};
 use crate::auth::KeyId;
 use crate::error::{ErrorKind, GatewayError};
@@ -31,6 +31,9 @@ pub struct VirtualKey {
     pub row: KeyRow,
     /// The name metering and logs use: the alias, or `sk-...abcd`.
     pub name: KeyId,
+    /// Its token and its team's id, shared by every request that needs them.
+    pub(crate) token: Arc<str>,
+    pub(crate) team: Option<Arc<str>>,
     pub(crate) access: ModelAccess,
     /// Its rate limits, when it has any.
     pub(crate) limits: Option<Scope>,
@@ -51,16 +54,18 @@ impl VirtualKey {
             .key_alias
             .clone()
             .unwrap_or_else(|| row.key_name.clone());
-        let limits = Scope {
-            id: format!("key:{}", row.token).into(),
-            rpm: row.rpm_limit,
-            tpm: row.tpm_limit,
-            parallel: row.max_parallel_requests,
-        };
+        let limits = Scope::new(
+            format!("key:{}", row.token),
+            row.rpm_limit,
+            row.tpm_limit,
+            row.max_parallel_requests,
+        );
         Self {
             access: ModelAccess::new(&row.models).unwrap_or_default(),
             name: KeyId(name.into()),
-            limits: limits.is_limited().then_some(limits),
+            token: row.token.as_str().into(),
+            team: row.team_id.as_deref().map(Arc::from),
+            limits,
             row,
         }
     }
@@ -68,15 +73,15 @@ impl VirtualKey {
 
 impl Team {
     pub(crate) fn new(row: TeamRow) -> Self {
-        let limits = Scope {
-            id: format!("team:{}", row.team_id).into(),
-            rpm: row.rpm_limit,
-            tpm: row.tpm_limit,
-            parallel: row.max_parallel_requests,
-        };
+        let limits = Scope::new(
+            format!("team:{}", row.team_id),
+            row.rpm_limit,
+            row.tpm_limit,
+            row.max_parallel_requests,
+        );
         Self {
             access: ModelAccess::new(&row.models).unwrap_or_default(),
-            limits: limits.is_limited().then_some(limits),
+            limits,
             row,
         }
     }
@@ -133,6 +138,11 @@ impl SpendBook {
 /// The keys and teams this instance knows.
 pub struct Directory {
     store: SharedKeyStore,
+    /// Secrets seen, by a keyed BLAKE3 fingerprint (the key is this process's, random),
+    /// to their token: the SHA-256 keys are stored under is computed once per secret, not
+    /// once per request (it was the largest part of a lookup without SHA instructions).
+    tokens: moka::sync::Cache<[u8; 32], Arc<str>>,
+    fingerprint_key: [u8; 32],
     keys: moka::sync::Cache<Arc<str>, Arc<VirtualKey>>,
     /// Tokens the store does not have (asked within the last minute, or deleted).
     unknown: moka::sync::Cache<Arc<str>, ()>,
@@ -166,8 +176,12 @@ impl Directory {
         max_keys: u64,
         store_down: StoreDown,
     ) -> Arc<Self> {
+        let mut fingerprint_key = [0; 32];
+        getrandom::fill(&mut fingerprint_key).expect("the OS has random numbers");
         let directory = Arc::new(Self {
             store,
+            tokens: moka::sync::Cache::builder().max_capacity(max_keys).build(),
+            fingerprint_key,
             keys: moka::sync::Cache::builder().max_capacity(max_keys).build(),
             unknown: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -190,7 +204,18 @@ impl Directory {
 
     /// The tenant a presented secret is, when this instance already knows the answer.
     pub(crate) fn cached(&self, secret: &str) -> Option<Result<Tenant, GatewayError>> {
-        self.cached_token(&hash_key(secret))
+        self.cached_token(&self.token_of(secret))
+    }
+
+    /// The token (SHA-256 hex) of a secret, remembered by its fingerprint.
+    fn token_of(&self, secret: &str) -> Arc<str> {
+        let fingerprint = *blake3::keyed_hash(&self.fingerprint_key, secret.as_bytes()).as_bytes();
+        if let Some(token) = self.tokens.get(&fingerprint) {
+            return token;
+        }
+        let token: Arc<str> = Token::of(secret).as_str().into();
+        self.tokens.insert(fingerprint, token.clone());
+        token
     }
 
     fn cached_token(&self, token: &str) -> Option<Result<Tenant, GatewayError>> {
@@ -215,7 +240,7 @@ impl Directory {
 
     /// The tenant a presented secret is, asking the store when needed.
     pub(crate) async fn fetch(&self, secret: &str) -> Result<Tenant, GatewayError> {
-        let token: Arc<str> = hash_key(secret).into();
+        let token = self.token_of(secret);
         if let Some(known) = self.cached_token(&token) {
             return known;
         }
@@ -306,21 +331,20 @@ impl Directory {
         if usd <= 0.0 || !usd.is_finite() {
             return;
         }
-        let token: Arc<str> = tenant.key.row.token.as_str().into();
         *self
             .key_spend
             .lock()
             .expect("not poisoned")
             .pending
-            .entry(token)
+            .entry(tenant.key.token.clone())
             .or_default() += usd;
-        if let Some(team) = &tenant.key.row.team_id {
+        if let Some(team) = &tenant.key.team {
             *self
                 .team_spend
                 .lock()
                 .expect("not poisoned")
                 .pending
-                .entry(team.as_str().into())
+                .entry(team.clone())
                 .or_default() += usd;
         }
     }

@@ -126,8 +126,8 @@ struct Lookup(Arc<Directory>);
 
 fn authorized(tenant: Tenant) -> Authorized {
     let mut extensions = Extensions::new();
-    if let Some(team) = &tenant.key.row.team_id {
-        extensions.insert(auth::Team(team.as_str().into()));
+    if let Some(team) = &tenant.key.team {
+        extensions.insert(auth::Team(team.clone()));
     }
     let id = tenant.key.name.clone();
     extensions.insert(tenant);

@@ -82,13 +82,27 @@ pub struct TeamRow {
 
 /// The id a secret is stored under: SHA-256, hex (as LiteLLM stores its keys).
 pub fn hash_key(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
-        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 15)]));
+    Token::of(secret).as_str().to_owned()
+}
+
+/// A secret's id on the stack (the request path looks keys up without allocating).
+pub(crate) struct Token([u8; 64]);
+
+impl Token {
+    pub(crate) fn of(secret: &str) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digest = Sha256::digest(secret.as_bytes());
+        let mut out = [0; 64];
+        for (pair, byte) in out.chunks_exact_mut(2).zip(digest) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 15)];
+        }
+        Self(out)
     }
-    out
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex is ASCII")
+    }
 }
 
 /// Whether `text` is a stored key's id rather than a secret.

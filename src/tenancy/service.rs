@@ -99,11 +99,8 @@ where
             return LayerFuture::direct(self.inner.call(req));
         };
         let (shared, tenant) = (shared.clone(), tenant.clone());
-        let model = req
-            .extensions()
-            .get::<LlmRequest>()
-            .map(|llm| llm.model().to_owned());
-        if let Err(err) = admissible(&shared.directory, &tenant, model.as_deref()) {
+        let model = req.extensions().get::<LlmRequest>().map(LlmRequest::model);
+        if let Err(err) = admissible(&shared.directory, &tenant, model) {
             return LayerFuture::boxed(std::future::ready(Err(err)));
         }
         let clone = self.inner.clone();
@@ -121,7 +118,7 @@ where
                         window,
                         used,
                         local,
-                    }) => Some((window, local, rate_headers(&scopes, &used))),
+                    }) => Some((window, local, RateHeaders::of(&scopes, &used))),
                     Ok(Verdict::Refused {
                         scope,
                         limit,
@@ -141,7 +138,7 @@ where
                 }
             };
             let counted = admitted.is_some();
-            let (window, local, headers) = admitted.unwrap_or((0, true, HeaderMap::new()));
+            let (window, local, headers) = admitted.unwrap_or((0, true, RateHeaders::default()));
             let reservation = Reservation {
                 shared: shared.clone(),
                 tenant,
@@ -154,7 +151,7 @@ where
             };
             let reservation = Arc::new(reservation);
             let mut response = inner.call(req).await?;
-            response.headers_mut().extend(headers);
+            headers.write(response.headers_mut());
             response
                 .extensions_mut()
                 .insert(UsageHook(reservation as Arc<dyn UsageObserver>));
@@ -228,41 +225,68 @@ fn scopes_of(tenant: &Tenant) -> Vec<Scope> {
     tenant.key.limits.iter().chain(team).cloned().collect()
 }
 
-/// OpenAI's rate-limit headers, for the scope with the least left of each kind.
-fn rate_headers(scopes: &[Scope], used: &[Left]) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for (kind, limit_of, used_of) in [
-        (
-            "requests",
-            (|s: &Scope| s.rpm) as fn(&Scope) -> Option<u64>,
-            (|l: &Left| l.requests) as fn(&Left) -> u64,
-        ),
-        ("tokens", |s: &Scope| s.tpm, |l: &Left| l.tokens),
-    ] {
-        let tightest = scopes
-            .iter()
-            .zip(used)
-            .filter_map(|(s, l)| {
-                limit_of(s).map(|max| (max, max.saturating_sub(used_of(l)), l.reset_ms))
-            })
-            .min_by_key(|(_, remaining, _)| *remaining);
-        if let Some((max, remaining, reset_ms)) = tightest {
-            let mut put = |name: String, value: String| {
-                if let (Ok(name), Ok(value)) =
-                    (HeaderName::try_from(name), HeaderValue::try_from(value))
-                {
-                    headers.insert(name, value);
-                }
+/// OpenAI's rate-limit headers, for the scope with the least left of each kind: per kind
+/// (requests, tokens) its limit (as a header value), what is left and when the window
+/// ends (ms).
+#[derive(Debug, Clone, Default)]
+struct RateHeaders([Option<(HeaderValue, u64, u64)>; 2]);
+
+const RATE_HEADER_NAMES: [[HeaderName; 3]; 2] = [
+    [
+        HeaderName::from_static("x-ratelimit-limit-requests"),
+        HeaderName::from_static("x-ratelimit-remaining-requests"),
+        HeaderName::from_static("x-ratelimit-reset-requests"),
+    ],
+    [
+        HeaderName::from_static("x-ratelimit-limit-tokens"),
+        HeaderName::from_static("x-ratelimit-remaining-tokens"),
+        HeaderName::from_static("x-ratelimit-reset-tokens"),
+    ],
+];
+
+impl RateHeaders {
+    fn of(scopes: &[Scope], used: &[Left]) -> Self {
+        let tightest =
+            |kind: usize, limit_of: fn(&Scope) -> Option<u64>, used_of: fn(&Left) -> u64| {
+                scopes
+                    .iter()
+                    .zip(used)
+                    .filter_map(|(s, l)| {
+                        let max = limit_of(s)?;
+                        Some((s, max.saturating_sub(used_of(l)), l.reset_ms))
+                    })
+                    .min_by_key(|(_, remaining, _)| *remaining)
+                    .and_then(|(s, remaining, reset)| {
+                        Some((s.header_values[kind].clone()?, remaining, reset))
+                    })
             };
-            put(format!("x-ratelimit-limit-{kind}"), max.to_string());
-            put(
-                format!("x-ratelimit-remaining-{kind}"),
-                remaining.to_string(),
-            );
-            put(format!("x-ratelimit-reset-{kind}"), reset_text(reset_ms));
+        Self([
+            tightest(0, |s| s.rpm, |l| l.requests),
+            tightest(1, |s| s.tpm, |l| l.tokens),
+        ])
+    }
+
+    fn write(self, headers: &mut HeaderMap) {
+        // Both kinds count in the same window: one reset value, usually.
+        let mut reset_value: Option<(u64, HeaderValue)> = None;
+        for (kind, names) in self.0.into_iter().zip(RATE_HEADER_NAMES) {
+            if let Some((limit, remaining, reset_ms)) = kind {
+                let [limit_name, remaining_name, reset_name] = names;
+                headers.insert(limit_name, limit);
+                headers.insert(remaining_name, HeaderValue::from(remaining));
+                let reset = match &reset_value {
+                    Some((ms, value)) if *ms == reset_ms => value.clone(),
+                    _ => {
+                        let value =
+                            HeaderValue::try_from(reset_text(reset_ms)).expect("digits and units");
+                        reset_value = Some((reset_ms, value.clone()));
+                        value
+                    }
+                };
+                headers.insert(reset_name, reset);
+            }
         }
     }
-    headers
 }
 
 /// A duration as OpenAI's `x-ratelimit-reset-*` write it: `20ms`, `17s`, `6m0s`.

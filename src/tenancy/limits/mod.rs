@@ -27,11 +27,27 @@ pub(crate) struct Scope {
     pub(crate) rpm: Option<u64>,
     pub(crate) tpm: Option<u64>,
     pub(crate) parallel: Option<u64>,
+    /// `rpm` and `tpm` as `x-ratelimit-limit-*` values, made once.
+    pub(crate) header_values: [Option<http::HeaderValue>; 2],
 }
 
 impl Scope {
-    pub(crate) fn is_limited(&self) -> bool {
-        self.rpm.is_some() || self.tpm.is_some() || self.parallel.is_some()
+    pub(crate) fn new(
+        id: String,
+        rpm: Option<u64>,
+        tpm: Option<u64>,
+        parallel: Option<u64>,
+    ) -> Option<Self> {
+        (rpm.is_some() || tpm.is_some() || parallel.is_some()).then(|| Self {
+            id: id.into(),
+            rpm,
+            tpm,
+            parallel,
+            header_values: [
+                rpm.map(http::HeaderValue::from),
+                tpm.map(http::HeaderValue::from),
+            ],
+        })
     }
 }
 
