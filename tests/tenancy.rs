@@ -1005,3 +1005,123 @@ async fn litellm_s_documented_generate_examples_are_answered_as_documented() {
         assert_eq!(t.chat(secret, "up/echo").await.status, 200, "{request}");
     }
 }
+
+/// A TCP forwarder to `target` that can be cut (every connection dropped, new ones
+/// refused) and restored: a database that goes down and comes back.
+struct Cuttable {
+    addr: std::net::SocketAddr,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    open: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Cuttable {
+    async fn to(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let this = Self {
+            addr: listener.local_addr().unwrap(),
+            down: Default::default(),
+            open: Default::default(),
+        };
+        let (down, open) = (this.down.clone(), this.open.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if down.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                open.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        this
+    }
+
+    fn cut(&self) {
+        self.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        for task in self.open.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL at DATABASE_URL: .ci/run starts it"]
+async fn while_the_database_is_down_known_keys_work_and_unknown_ones_wait() {
+    let pg = needs("DATABASE_URL");
+    // postgres://user@host:port/db → the same through the forwarder.
+    let (scheme_user, rest) = pg.split_once('@').expect("user@host in DATABASE_URL");
+    let (host, db) = rest.split_once('/').expect("a database in DATABASE_URL");
+    let proxy = Cuttable::to(host.to_owned()).await;
+    let url = format!("{scheme_user}@{}/{db}", proxy.addr);
+    let (upstream, _) = mock_upstream().await;
+    let gateway_with = |store_down: &str| {
+        config_for(
+            &upstream,
+            &format!("master_key: {MASTER}\nmetering: {{ sink: postgres, postgres_url: '{url}' }}\ntenancy: {{ refresh: 100ms, store_down: {store_down} }}"),
+        )
+    };
+    let gw = gateway(&gateway_with("unavailable")).await;
+    let strict = gateway(&gateway_with("unauthorized")).await;
+    let answer = admin(
+        &gw.url(),
+        "/key/generate",
+        json!({"key_alias": unique("pg-down")}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let key = answer.json()["key"].as_str().unwrap().to_owned();
+    for base in [gw.url(), strict.url()] {
+        assert_eq!(chat(&base, &key, "up/echo", false).await.status, 200);
+    }
+
+    proxy.cut();
+    let unknown = "sk-never-made-0123456789abcdef";
+    for _ in 0..3 {
+        // The known key is served from memory; an unknown one cannot be checked.
+        let known = chat(&gw.url(), &key, "up/echo", false).await;
+        assert_eq!(known.status, 200, "{}", known.text());
+        let error = chat(&gw.url(), unknown, "up/echo", false)
+            .await
+            .error(http::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error["code"], "key_store_unavailable");
+        chat(&strict.url(), unknown, "up/echo", false)
+            .await
+            .error(http::StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            chat(&strict.url(), &key, "up/echo", false).await.status,
+            200
+        );
+    }
+    let refused = admin(&gw.url(), "/key/generate", json!({})).await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    let metrics = get(
+        &format!("{}/metrics", gw.url()),
+        &[("authorization", &format!("Bearer {MASTER}"))],
+    )
+    .await
+    .text();
+    let errors: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("llm_tower_key_store_errors_total "))
+        .unwrap_or_else(|| panic!("no key store error count:\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!(errors >= 3.0, "{errors}");
+
+    // Back: an unknown key is a plain 401 again (no longer remembered as unreadable).
+    proxy.restore();
+    wait_for(|| async {
+        (chat(&gw.url(), unknown, "up/echo", false).await.status == 401).then_some(())
+    })
+    .await;
+    let made = admin(&gw.url(), "/key/generate", json!({})).await;
+    assert_eq!(made.status, 200, "{}", made.text());
+}

@@ -5,14 +5,7 @@ use std::time::Duration;
 
 /// The duration `text` names, or why it names none.
 pub(crate) fn parse(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| {
-        format!("`{text}` is not a duration such as `30s`, `30m`, `30h`, `30d`, `1mo`")
-    })?;
+    let (n, unit) = split(text)?;
     let seconds = match unit {
         "s" => 1,
         "m" => 60,
@@ -20,17 +13,30 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
         "d" => 86_400,
         "w" => 7 * 86_400,
         "mo" => 30 * 86_400,
-        "y" => 365 * 86_400,
-        _ => {
-            return Err(format!(
-                "`{text}` has no known unit: use s, m, h, d, w, mo or y (`30d`)"
-            ))
-        }
+        _ => 365 * 86_400,
     };
+    Ok(Duration::from_secs(n.saturating_mul(seconds)))
+}
+
+/// The count and the unit of a duration (one of s, m, h, d, w, mo, y), or why it is none.
+fn split(text: &str) -> Result<(u64, &str), String> {
+    let text = text.trim();
+    let at = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(at);
+    let n: u64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration such as `30s`, `30m`, `30h`, `30d`, `1mo`")
+    })?;
+    if !["s", "m", "h", "d", "w", "mo", "y"].contains(&unit) {
+        return Err(format!(
+            "`{text}` has no known unit: use s, m, h, d, w, mo or y (`30d`)"
+        ));
+    }
     if n == 0 {
         return Err(format!("`{text}` must be longer than 0"));
     }
-    Ok(Duration::from_secs(n.saturating_mul(seconds)))
+    Ok((n, unit))
 }
 
 /// When a budget period of `text` that is running at `now_ms` ends, on LiteLLM's calendar
@@ -40,13 +46,8 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
 /// the hour, seconds of the minute; `Nmo` and `Ny` on the 1st of the month N months or
 /// years ahead.
 pub(crate) fn period_end(text: &str, now_ms: i64) -> Result<i64, String> {
-    parse(text)?;
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(0);
-    let (number, unit) = text.split_at(split);
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is too long"))?;
+    let (n, unit) = split(text)?;
+    let n = i64::try_from(n).map_err(|_| format!("`{}` is too long", text.trim()))?;
     const SECOND: i64 = 1_000;
     const MINUTE: i64 = 60 * SECOND;
     const HOUR: i64 = 60 * MINUTE;
