@@ -1125,3 +1125,59 @@ async fn while_the_database_is_down_known_keys_work_and_unknown_ones_wait() {
     let made = admin(&gw.url(), "/key/generate", json!({})).await;
     assert_eq!(made.status, 200, "{}", made.text());
 }
+
+#[tokio::test]
+async fn every_llm_route_enforces_the_key_and_usage_reports_its_team() {
+    let t = Tenants::new("").await;
+    let key = t
+        .key(json!({"models": ["up/*"], "rpm_limit": 100, "team_id": "route-team"}))
+        .await;
+    let auth = format!("Bearer {key}");
+    let routes = [
+        (
+            "/v1/embeddings",
+            r#"{"model":"MODEL","input":["a b"]}"#,
+        ),
+        (
+            "/v1/messages",
+            r#"{"model":"MODEL","max_tokens":16,"messages":[{"role":"user","content":"hello there"}]}"#,
+        ),
+        ("/v1/responses", r#"{"model":"MODEL","input":"hello there","store":false}"#),
+    ];
+    for (path, body) in routes {
+        let url = format!("{}{path}", t.gw.url());
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("anthropic-version", "2023-06-01"),
+        ];
+        let allowed = post(&url, &body.replace("MODEL", "up/echo"), &headers).await;
+        assert_eq!(allowed.status, 200, "{path}: {}", allowed.text());
+        assert_eq!(allowed.headers["x-ratelimit-limit-requests"], "100", "{path}");
+        let denied = post(&url, &body.replace("MODEL", "mock/echo"), &headers).await;
+        assert_eq!(denied.status, 401, "{path}: {}", denied.text());
+        // LiteLLM's message; the type is the route's own (Anthropic's
+        // `authentication_error` on the Messages route).
+        assert!(
+            denied.text().contains("key not allowed to access model"),
+            "{path}: {}",
+            denied.text()
+        );
+    }
+    // The three answered requests are the team's in the usage report.
+    let report = wait_for(|| async {
+        let report = get(
+            &format!("{}/v1/usage?from=0&group_by=team", t.gw.url()),
+            &[("authorization", &format!("Bearer {MASTER}"))],
+        )
+        .await
+        .json();
+        let team = report["data"]
+            .as_array()?
+            .iter()
+            .find(|g| g["group"] == "route-team")?
+            .clone();
+        (team["requests"].as_i64() >= Some(3)).then_some(team)
+    })
+    .await;
+    assert!(report["prompt_tokens"].as_i64().unwrap() > 0, "{report}");
+}
