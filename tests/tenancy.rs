@@ -1134,15 +1134,15 @@ async fn every_llm_route_enforces_the_key_and_usage_reports_its_team() {
         .await;
     let auth = format!("Bearer {key}");
     let routes = [
-        (
-            "/v1/embeddings",
-            r#"{"model":"MODEL","input":["a b"]}"#,
-        ),
+        ("/v1/embeddings", r#"{"model":"MODEL","input":["a b"]}"#),
         (
             "/v1/messages",
             r#"{"model":"MODEL","max_tokens":16,"messages":[{"role":"user","content":"hello there"}]}"#,
         ),
-        ("/v1/responses", r#"{"model":"MODEL","input":"hello there","store":false}"#),
+        (
+            "/v1/responses",
+            r#"{"model":"MODEL","input":"hello there","store":false}"#,
+        ),
     ];
     for (path, body) in routes {
         let url = format!("{}{path}", t.gw.url());
@@ -1152,7 +1152,10 @@ async fn every_llm_route_enforces_the_key_and_usage_reports_its_team() {
         ];
         let allowed = post(&url, &body.replace("MODEL", "up/echo"), &headers).await;
         assert_eq!(allowed.status, 200, "{path}: {}", allowed.text());
-        assert_eq!(allowed.headers["x-ratelimit-limit-requests"], "100", "{path}");
+        assert_eq!(
+            allowed.headers["x-ratelimit-limit-requests"], "100",
+            "{path}"
+        );
         let denied = post(&url, &body.replace("MODEL", "mock/echo"), &headers).await;
         assert_eq!(denied.status, 401, "{path}: {}", denied.text());
         // LiteLLM's message; the type is the route's own (Anthropic's

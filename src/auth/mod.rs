@@ -94,8 +94,13 @@ impl std::fmt::Debug for Keys {
 /// Who a request is, as far as the configured keys tell.
 enum Checked {
     Configured(KeyId),
-    /// Presented, not configured: for the lookup.
-    Other(String),
+    /// Presented, not configured: for the lookup (see [`presented_secret`]).
+    Other,
+}
+
+/// The presented key as text (a key that is not is no key anyone was given).
+fn presented_secret(headers: &HeaderMap) -> Option<&str> {
+    presented_key(headers).and_then(|key| std::str::from_utf8(key).ok())
 }
 
 impl Keys {
@@ -136,7 +141,7 @@ impl Keys {
     pub fn check(&self, headers: &HeaderMap) -> Result<KeyId, GatewayError> {
         match self.check_configured(headers)? {
             Checked::Configured(id) => Ok(id),
-            Checked::Other(_) => Err(GatewayError::unauthorized(true)),
+            Checked::Other => Err(GatewayError::unauthorized(true)),
         }
     }
 
@@ -147,12 +152,12 @@ impl Keys {
                 id,
                 extensions: Extensions::new(),
             }),
-            Checked::Other(key) => match &self.lookup {
-                Some(lookup) => match lookup.cached(&key) {
+            Checked::Other => match (&self.lookup, presented_secret(headers)) {
+                (Some(lookup), Some(key)) => match lookup.cached(key) {
                     Some(known) => known,
-                    None => lookup.fetch(&key).await,
+                    None => lookup.fetch(key).await,
                 },
-                None => Err(GatewayError::unauthorized(true)),
+                _ => Err(GatewayError::unauthorized(true)),
             },
         }
     }
@@ -172,9 +177,7 @@ impl Keys {
         }
         match found {
             Some(id) => Ok(Checked::Configured(id.clone())),
-            None if self.lookup.is_some() => Ok(Checked::Other(
-                String::from_utf8_lossy(presented).into_owned(),
-            )),
+            None if self.lookup.is_some() => Ok(Checked::Other),
             None => Err(GatewayError::unauthorized(true)),
         }
     }
@@ -285,7 +288,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let key = match self.keys.check_configured(req.headers()) {
+        match self.keys.check_configured(req.headers()) {
             Ok(Checked::Configured(id)) => {
                 req.extensions_mut().insert(id);
                 return AuthFuture {
@@ -294,46 +297,51 @@ where
                     },
                 };
             }
-            Ok(Checked::Other(key)) => key,
+            Ok(Checked::Other) => {}
             Err(err) => return refused(err, req.uri().path()),
-        };
-        let lookup = self.keys.lookup.clone().expect("only with a lookup");
-        if let Some(known) = lookup.cached(&key) {
-            return match known {
-                Ok(authorized) => {
-                    req.extensions_mut().insert(authorized.id);
-                    req.extensions_mut().extend(authorized.extensions);
-                    AuthFuture {
-                        kind: AuthKind::Inner {
-                            future: self.inner.call(req),
-                        },
-                    }
-                }
-                Err(err) => refused(err, req.uri().path()),
-            };
         }
-        // The service that was made ready goes with the request; a clone stays.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        AuthFuture {
-            kind: AuthKind::Lookup {
-                future: Box::pin(async move {
-                    let protocol = Endpoint::from_path(req.uri().path())
-                        .map_or(Protocol::OpenAi, Endpoint::protocol);
-                    match lookup.fetch(&key).await {
-                        Ok(authorized) => {
-                            req.extensions_mut().insert(authorized.id);
-                            req.extensions_mut().extend(authorized.extensions);
-                            match inner.call(req).await {
-                                Ok(response) => response,
-                                Err(err) => GatewayError::internal(err.to_string())
-                                    .into_response_as(protocol),
+        let lookup = self.keys.lookup.clone().expect("only with a lookup");
+        let Some(secret) = presented_secret(req.headers()) else {
+            return refused(GatewayError::unauthorized(true), req.uri().path());
+        };
+        let Some(known) = lookup.cached(secret) else {
+            // Not known here: ask the store, in a future of its own. The service that was
+            // made ready goes with the request; a clone stays.
+            let key = secret.to_owned();
+            let clone = self.inner.clone();
+            let mut inner = std::mem::replace(&mut self.inner, clone);
+            return AuthFuture {
+                kind: AuthKind::Lookup {
+                    future: Box::pin(async move {
+                        let protocol = Endpoint::from_path(req.uri().path())
+                            .map_or(Protocol::OpenAi, Endpoint::protocol);
+                        match lookup.fetch(&key).await {
+                            Ok(authorized) => {
+                                req.extensions_mut().insert(authorized.id);
+                                req.extensions_mut().extend(authorized.extensions);
+                                match inner.call(req).await {
+                                    Ok(response) => response,
+                                    Err(err) => GatewayError::internal(err.to_string())
+                                        .into_response_as(protocol),
+                                }
                             }
+                            Err(err) => err.into_response_as(protocol),
                         }
-                        Err(err) => err.into_response_as(protocol),
-                    }
-                }),
-            },
+                    }),
+                },
+            };
+        };
+        match known {
+            Ok(authorized) => {
+                req.extensions_mut().insert(authorized.id);
+                req.extensions_mut().extend(authorized.extensions);
+                AuthFuture {
+                    kind: AuthKind::Inner {
+                        future: self.inner.call(req),
+                    },
+                }
+            }
+            Err(err) => refused(err, req.uri().path()),
         }
     }
 }

@@ -88,7 +88,7 @@ where
 {
     type Response = Response<Body>;
     type Error = GatewayError;
-    type Future = LayerFuture<S::Future>;
+    type Future = LayerFuture<Limited<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         self.inner.poll_ready(cx)
@@ -96,67 +96,125 @@ where
 
     fn call(&mut self, req: Request<Bytes>) -> Self::Future {
         let (Some(shared), Some(tenant)) = (&self.shared, req.extensions().get::<Tenant>()) else {
-            return LayerFuture::direct(self.inner.call(req));
+            return LayerFuture::direct(Limited::new(self.inner.call(req), None));
         };
         let (shared, tenant) = (shared.clone(), tenant.clone());
         let model = req.extensions().get::<LlmRequest>().map(LlmRequest::model);
         if let Err(err) = admissible(&shared.directory, &tenant, model) {
             return LayerFuture::boxed(std::future::ready(Err(err)));
         }
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        LayerFuture::boxed(async move {
-            let scopes = scopes_of(&tenant);
-            // Prompt tokens, roughly, reserved until the metered count replaces them.
-            let estimate = u64::try_from(req.body().len() / 4).unwrap_or(u64::MAX);
-            // (window, local, headers) of an admission; nothing to count without limits.
-            let admitted = if scopes.is_empty() {
-                None
-            } else {
-                match shared.limiter.admit(&scopes, estimate).await {
-                    Ok(Verdict::Admitted {
-                        window,
-                        used,
-                        local,
-                    }) => Some((window, local, RateHeaders::of(&scopes, &used))),
-                    Ok(Verdict::Refused {
-                        scope,
-                        limit,
-                        current,
-                        retry_ms,
-                    }) => return Err(refused(&scopes[scope], limit, current, retry_ms)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "rate limits unavailable: request refused");
-                        return Err(GatewayError::new(
-                            ErrorKind::Internal,
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "service_unavailable_error",
-                            "Rate limits cannot be checked right now; try again shortly.",
-                        )
-                        .with_code("rate_limiter_unavailable"));
-                    }
-                }
-            };
-            let counted = admitted.is_some();
-            let (window, local, headers) = admitted.unwrap_or((0, true, RateHeaders::default()));
-            let reservation = Reservation {
-                shared: shared.clone(),
-                tenant,
-                scopes,
-                window,
-                local,
-                reserved: if counted { estimate } else { 0 },
-                freed: AtomicBool::new(!counted),
-                observed: AtomicBool::new(!counted),
-            };
-            let reservation = Arc::new(reservation);
-            let mut response = inner.call(req).await?;
-            headers.write(response.headers_mut());
+        let scopes = scopes_of(&tenant);
+        // Prompt tokens, roughly, reserved until the metered count replaces them.
+        let estimate = u64::try_from(req.body().len() / 4).unwrap_or(u64::MAX);
+        let decided = if scopes.is_empty() {
+            // Nothing to count: the answer's cost still goes to the spend.
+            Some(Ok(None))
+        } else {
+            shared
+                .limiter
+                .admit_now(&scopes, estimate)
+                .map(|verdict| admission(&scopes, verdict))
+        };
+        match decided {
+            // Decided here (in memory, or nothing to count): no future of our own.
+            Some(Err(err)) => LayerFuture::boxed(std::future::ready(Err(err))),
+            Some(Ok(admitted)) => {
+                let mut limited = Limited::new(self.inner.call(req), None);
+                limited.admitted(Reservation::new(shared, tenant, scopes, estimate, admitted));
+                LayerFuture::direct(limited)
+            }
+            // Counted elsewhere (Redis): wait for the verdict, then call.
+            None => {
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                LayerFuture::boxed(async move {
+                    let verdict = shared.limiter.admit(&scopes, estimate).await;
+                    let admitted = match verdict {
+                        Ok(verdict) => admission(&scopes, verdict)?,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "rate limits unavailable: request refused");
+                            return Err(GatewayError::new(
+                                ErrorKind::Internal,
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                "service_unavailable_error",
+                                "Rate limits cannot be checked right now; try again shortly.",
+                            )
+                            .with_code("rate_limiter_unavailable"));
+                        }
+                    };
+                    let reservation = Reservation::new(shared, tenant, scopes, estimate, admitted);
+                    let mut limited = Limited::new(inner.call(req), None);
+                    limited.admitted(reservation);
+                    limited.await
+                })
+            }
+        }
+    }
+}
+
+/// What an admission counted: its window, whether this instance alone counted it, and
+/// the headers to answer with.
+type Admitted = Option<(u64, bool, RateHeaders)>;
+
+/// A verdict as the request sees it: admitted (with what to count back) or refused.
+fn admission(scopes: &[Scope], verdict: Verdict) -> Result<Admitted, GatewayError> {
+    match verdict {
+        Verdict::Admitted {
+            window,
+            used,
+            local,
+        } => Ok(Some((window, local, RateHeaders::of(scopes, &used)))),
+        Verdict::Refused {
+            scope,
+            limit,
+            current,
+            retry_ms,
+        } => Err(refused(&scopes[scope], limit, current, retry_ms)),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner service's future; on an answer, the admission's rate-limit headers and
+    /// its usage hook are put on it.
+    pub struct Limited<F> {
+        #[pin]
+        inner: F,
+        headers: RateHeaders,
+        reservation: Option<Arc<Reservation>>,
+    }
+}
+
+impl<F> Limited<F> {
+    fn new(inner: F, reservation: Option<Arc<Reservation>>) -> Self {
+        Self {
+            inner,
+            headers: RateHeaders::default(),
+            reservation,
+        }
+    }
+
+    fn admitted(&mut self, (reservation, headers): (Reservation, RateHeaders)) {
+        self.headers = headers;
+        self.reservation = Some(Arc::new(reservation));
+    }
+}
+
+impl<F> std::future::Future for Limited<F>
+where
+    F: std::future::Future<Output = Result<Response<Body>, GatewayError>>,
+{
+    type Output = Result<Response<Body>, GatewayError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        std::mem::take(this.headers).write(response.headers_mut());
+        if let Some(reservation) = this.reservation.take() {
             response
                 .extensions_mut()
                 .insert(UsageHook(reservation as Arc<dyn UsageObserver>));
-            Ok(response)
-        })
+        }
+        Poll::Ready(Ok(response))
     }
 }
 
@@ -360,6 +418,29 @@ impl UsageObserver for Reservation {
 }
 
 impl Reservation {
+    /// The reservation of an admission (`None`: nothing was counted), and its headers.
+    fn new(
+        shared: Arc<Shared>,
+        tenant: Tenant,
+        scopes: Vec<Scope>,
+        estimate: u64,
+        admitted: Admitted,
+    ) -> (Self, RateHeaders) {
+        let counted = admitted.is_some();
+        let (window, local, headers) = admitted.unwrap_or((0, true, RateHeaders::default()));
+        let reservation = Self {
+            shared,
+            tenant,
+            scopes,
+            window,
+            local,
+            reserved: if counted { estimate } else { 0 },
+            freed: AtomicBool::new(!counted),
+            observed: AtomicBool::new(!counted),
+        };
+        (reservation, headers)
+    }
+
     fn settle(&self, actual: u64) {
         if !self.observed.swap(true, Ordering::AcqRel) {
             let delta = i64::try_from(actual).unwrap_or(i64::MAX)

@@ -82,21 +82,19 @@ impl MemoryLimiter {
                 };
             }
         }
-        let used = scopes
-            .iter()
-            .map(|scope| {
-                let c = counts.entry(scope.id.clone()).or_default();
-                *c = c.at(window);
-                c.requests += 1;
-                c.tokens += tokens;
-                c.parallel += 1;
-                Left {
-                    requests: c.requests,
-                    tokens: c.tokens,
-                    reset_ms,
-                }
-            })
-            .collect();
+        let mut used = [Left::default(); 2];
+        for (scope, used) in scopes.iter().zip(&mut used) {
+            let c = counts.entry(scope.id.clone()).or_default();
+            *c = c.at(window);
+            c.requests += 1;
+            c.tokens += tokens;
+            c.parallel += 1;
+            *used = Left {
+                requests: c.requests,
+                tokens: c.tokens,
+                reset_ms,
+            };
+        }
         Verdict::Admitted {
             window,
             used,
@@ -109,6 +107,10 @@ impl Limiter for MemoryLimiter {
     fn admit<'a>(&'a self, scopes: &'a [Scope], tokens: u64) -> LimitFuture<'a, Verdict> {
         let verdict = self.decide(scopes, tokens, now_ms());
         Box::pin(std::future::ready(Ok(verdict)))
+    }
+
+    fn admit_now(&self, scopes: &[Scope], tokens: u64) -> Option<Verdict> {
+        Some(self.decide(scopes, tokens, now_ms()))
     }
 
     fn ended(&self, scopes: &[Scope], _local: bool) {

@@ -73,10 +73,11 @@ pub(crate) struct Left {
 /// The answer of a limiter.
 #[derive(Debug, Clone)]
 pub(crate) enum Verdict {
-    /// Admitted: per scope (in the order asked), what it has used.
+    /// Admitted: per scope (in the order asked: a key and its team, at most), what it has
+    /// used.
     Admitted {
         window: u64,
-        used: Vec<Left>,
+        used: [Left; 2],
         /// Counted by this instance alone (Redis was down).
         local: bool,
     },
@@ -97,6 +98,11 @@ pub(crate) type LimitFuture<'a, T> =
 pub(crate) trait Limiter: Send + Sync + 'static {
     /// Admits a request of `tokens` estimated tokens under every scope, or refuses it.
     fn admit<'a>(&'a self, scopes: &'a [Scope], tokens: u64) -> LimitFuture<'a, Verdict>;
+    /// The same, when the limiter can decide without waiting (in memory): the request
+    /// path then takes no future of its own.
+    fn admit_now(&self, _scopes: &[Scope], _tokens: u64) -> Option<Verdict> {
+        None
+    }
     /// A request admitted under `scopes` is over: give back its slots.
     fn ended(&self, scopes: &[Scope], local: bool);
     /// A request admitted in `window` used `delta` more tokens than it reserved (or

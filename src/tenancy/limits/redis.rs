@@ -142,13 +142,14 @@ impl Limiter for RedisLimiter {
             };
             let count = |i: usize| u64::try_from(answer.get(i).copied().unwrap_or(0)).unwrap_or(0);
             if answer.first() == Some(&1) {
-                let used = (0..scopes.len())
-                    .map(|i| Left {
+                let mut used = [Left::default(); 2];
+                for (i, used) in used.iter_mut().enumerate().take(scopes.len()) {
+                    *used = Left {
                         requests: count(1 + 2 * i),
                         tokens: count(2 + 2 * i),
                         reset_ms,
-                    })
-                    .collect();
+                    };
+                }
                 return Ok(Verdict::Admitted {
                     window,
                     used,
