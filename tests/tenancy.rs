@@ -838,6 +838,35 @@ async fn two_gateway_processes_share_keys_spend_and_limits_through_postgres_and_
         .error(http::StatusCode::BAD_REQUEST);
     assert_eq!(error["type"], "budget_exceeded");
 
+    // Tokens per window, counted once for both, and corrected to the metered 6 a request
+    // (the estimate reserved up front is larger).
+    let metered = admin(
+        a.url(),
+        "/key/generate",
+        json!({"key_alias": unique("tpm"), "tpm_limit": 10}),
+    )
+    .await
+    .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    start_of_window(2000).await;
+    for gw in [&a, &b] {
+        let answer = chat(gw.url(), &metered, "up/echo", false).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let error = chat(a.url(), &metered, "up/echo", false)
+        .await
+        .error(http::StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("Limit type: tokens. Current limit: 10, Remaining: 0"),
+        "{error}"
+    );
+
     // One parallel slot for both instances: a stream on A holds it against B.
     let single = admin(
         a.url(),
