@@ -634,6 +634,22 @@ async fn the_database_holds_no_secret() {
     }
 }
 
+/// A counter without labels from the gateway's `/metrics`.
+async fn counter(base: &str, name: &str) -> f64 {
+    let metrics = get(
+        &format!("{base}/metrics"),
+        &[("authorization", &format!("Bearer {MASTER}"))],
+    )
+    .await
+    .text();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name}:\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
 /// Retries `f` for up to 3 s until it gives something.
 async fn wait_for<T, F, Fut>(mut f: F) -> T
 where
@@ -712,19 +728,8 @@ async fn while_redis_is_down_limits_hold_per_instance_or_refuse_as_configured() 
         .await
         .error(http::StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(t.chat(&unlimited, "up/echo").await.status, 200);
-    let metrics = get(
-        &format!("{}/metrics", t.gw.url()),
-        &[("authorization", &format!("Bearer {MASTER}"))],
-    )
-    .await
-    .text();
-    let failures: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("llm_tower_rate_limit_redis_errors_total "))
-        .unwrap_or_else(|| panic!("no redis failure count:\n{metrics}"))
-        .parse()
-        .unwrap();
-    assert!(failures >= 4, "{failures}");
+    let failures = counter(&t.gw.url(), "llm_tower_rate_limit_redis_errors_total").await;
+    assert!(failures >= 4.0, "{failures}");
 
     // `reject`: requests with limits are refused with a 503 meanwhile; others pass.
     let t = Tenants::with(&redis, ", redis_down: reject").await;
@@ -1131,18 +1136,7 @@ async fn while_the_database_is_down_known_keys_work_and_unknown_ones_wait() {
     }
     let refused = admin(&gw.url(), "/key/generate", json!({})).await;
     assert_eq!(refused.status, 503, "{}", refused.text());
-    let metrics = get(
-        &format!("{}/metrics", gw.url()),
-        &[("authorization", &format!("Bearer {MASTER}"))],
-    )
-    .await
-    .text();
-    let errors: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("llm_tower_key_store_errors_total "))
-        .unwrap_or_else(|| panic!("no key store error count:\n{metrics}"))
-        .parse()
-        .unwrap();
+    let errors = counter(&gw.url(), "llm_tower_key_store_errors_total").await;
     assert!(errors >= 3.0, "{errors}");
 
     // Back: an unknown key is a plain 401 again (no longer remembered as unreadable).
