@@ -207,13 +207,16 @@ where
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        let answer = std::task::ready!(this.inner.poll(cx));
+        // Without a reservation (a configured key) there is nothing to add.
+        let Some(reservation) = this.reservation.take() else {
+            return Poll::Ready(answer);
+        };
+        let mut response = answer?;
         std::mem::take(this.headers).write(response.headers_mut());
-        if let Some(reservation) = this.reservation.take() {
-            response
-                .extensions_mut()
-                .insert(UsageHook(reservation as Arc<dyn UsageObserver>));
-        }
+        response
+            .extensions_mut()
+            .insert(UsageHook(reservation as Arc<dyn UsageObserver>));
         Poll::Ready(Ok(response))
     }
 }
