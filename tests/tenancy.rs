@@ -65,9 +65,7 @@ impl Tenants {
     }
 
     async fn key(&self, body: Value) -> String {
-        let answer = self.admin("/key/generate", body).await;
-        assert_eq!(answer.status, 200, "{}", answer.text());
-        answer.json()["key"].as_str().unwrap().to_owned()
+        generate(&self.gw.url(), body).await
     }
 
     async fn chat(&self, key: &str, model: &str) -> Answer {
@@ -86,6 +84,13 @@ async fn admin(base: &str, path: &str, body: Value) -> Answer {
         &[("authorization", &auth)],
     )
     .await
+}
+
+/// A new key's secret, made on `base` with `body`.
+async fn generate(base: &str, body: Value) -> String {
+    let answer = admin(base, "/key/generate", body).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    answer.json()["key"].as_str().unwrap().to_owned()
 }
 
 async fn chat(base: &str, key: &str, model: &str, stream: bool) -> Answer {
@@ -266,12 +271,8 @@ async fn models_restrict_direct_models_aliases_combos_wildcards_and_the_model_li
 async fn rpm_limit_refuses_the_fourth_request_until_the_window_ends() {
     let t = Tenants::new("").await;
     let key = t.key(json!({"rpm_limit": 3})).await;
-    // Start at the beginning of a 2 s window, so that four requests fit in it.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    tokio::time::sleep(Duration::from_millis(2000 - (now % 2000) as u64 + 20)).await;
+    // Four requests fit in one 2 s window.
+    start_of_window(2000).await;
     for n in 1..=3 {
         let answer = t.chat(&key, "up/echo").await;
         assert_eq!(answer.status, 200, "request {n}: {}", answer.text());
@@ -308,11 +309,7 @@ async fn tpm_limit_counts_the_metered_tokens() {
     let t = Tenants::new("").await;
     // Each request: 2 prompt + 4 completion tokens (the mock counts words).
     let key = t.key(json!({"tpm_limit": 10})).await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    tokio::time::sleep(Duration::from_millis(2000 - (now % 2000) as u64 + 20)).await;
+    start_of_window(2000).await;
     assert_eq!(t.chat(&key, "up/echo").await.status, 200);
     // The estimate reserved up front is replaced by the 6 metered tokens.
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -462,11 +459,7 @@ async fn a_team_budget_and_rate_limit_apply_to_all_its_keys() {
         t.key(json!({"team_id": id})).await,
         t.key(json!({"team_id": id})).await,
     );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    tokio::time::sleep(Duration::from_millis(2000 - (now % 2000) as u64 + 20)).await;
+    start_of_window(2000).await;
     assert_eq!(t.chat(&a, "up/echo").await.status, 200);
     assert_eq!(t.chat(&b, "up/echo").await.status, 200);
     let error = t
@@ -793,14 +786,7 @@ async fn two_gateway_processes_share_keys_spend_and_limits_through_postgres_and_
     let a = GatewayProcess::spawn(&yaml).await;
     let b = GatewayProcess::spawn(&yaml).await;
     let alias = unique("shared-key");
-    let answer = admin(
-        a.url(),
-        "/key/generate",
-        json!({"key_alias": alias, "rpm_limit": 3}),
-    )
-    .await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    let key = answer.json()["key"].as_str().unwrap().to_owned();
+    let key = generate(a.url(), json!({"key_alias": alias, "rpm_limit": 3})).await;
 
     // Requests per window: 3 in total across both instances, not 3 on each.
     start_of_window(2000).await;
@@ -845,16 +831,11 @@ async fn two_gateway_processes_share_keys_spend_and_limits_through_postgres_and_
 
     // Tokens per window, counted once for both, and corrected to the metered 6 a request
     // (the estimate reserved up front is larger).
-    let metered = admin(
+    let metered = generate(
         a.url(),
-        "/key/generate",
         json!({"key_alias": unique("tpm"), "tpm_limit": 10}),
     )
-    .await
-    .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    .await;
     start_of_window(2000).await;
     for gw in [&a, &b] {
         let answer = chat(gw.url(), &metered, "up/echo", false).await;
@@ -873,16 +854,11 @@ async fn two_gateway_processes_share_keys_spend_and_limits_through_postgres_and_
     );
 
     // One parallel slot for both instances: a stream on A holds it against B.
-    let single = admin(
+    let single = generate(
         a.url(),
-        "/key/generate",
         json!({"key_alias": unique("single"), "max_parallel_requests": 1}),
     )
-    .await
-    .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    .await;
     let slow = tokio::spawn({
         let (base, key) = (a.url().to_owned(), single.clone());
         async move {
@@ -1104,14 +1080,7 @@ async fn while_the_database_is_down_known_keys_work_and_unknown_ones_wait() {
     };
     let gw = gateway(&gateway_with("unavailable")).await;
     let strict = gateway(&gateway_with("unauthorized")).await;
-    let answer = admin(
-        &gw.url(),
-        "/key/generate",
-        json!({"key_alias": unique("pg-down")}),
-    )
-    .await;
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    let key = answer.json()["key"].as_str().unwrap().to_owned();
+    let key = generate(&gw.url(), json!({"key_alias": unique("pg-down")})).await;
     for base in [gw.url(), strict.url()] {
         assert_eq!(chat(&base, &key, "up/echo", false).await.status, 200);
     }

@@ -96,7 +96,7 @@ where
 
     fn call(&mut self, req: Request<Bytes>) -> Self::Future {
         let (Some(shared), Some(tenant)) = (&self.shared, req.extensions().get::<Tenant>()) else {
-            return LayerFuture::direct(Limited::new(self.inner.call(req), None));
+            return LayerFuture::direct(Limited::pass(self.inner.call(req)));
         };
         let (shared, tenant) = (shared.clone(), tenant.clone());
         let model = req.extensions().get::<LlmRequest>().map(LlmRequest::model);
@@ -119,9 +119,8 @@ where
             // Decided here (in memory, or nothing to count): no future of our own.
             Some(Err(err)) => LayerFuture::boxed(std::future::ready(Err(err))),
             Some(Ok(admitted)) => {
-                let mut limited = Limited::new(self.inner.call(req), None);
-                limited.admitted(Reservation::new(shared, tenant, scopes, estimate, admitted));
-                LayerFuture::direct(limited)
+                let reservation = Reservation::new(shared, tenant, scopes, estimate, admitted);
+                LayerFuture::direct(Limited::counted(self.inner.call(req), reservation))
             }
             // Counted elsewhere (Redis): wait for the verdict, then call.
             None => {
@@ -143,9 +142,7 @@ where
                         }
                     };
                     let reservation = Reservation::new(shared, tenant, scopes, estimate, admitted);
-                    let mut limited = Limited::new(inner.call(req), None);
-                    limited.admitted(reservation);
-                    limited.await
+                    Limited::counted(inner.call(req), reservation).await
                 })
             }
         }
@@ -185,17 +182,22 @@ pin_project_lite::pin_project! {
 }
 
 impl<F> Limited<F> {
-    fn new(inner: F, reservation: Option<Arc<Reservation>>) -> Self {
+    /// A request without a virtual key: the answer as it is.
+    fn pass(inner: F) -> Self {
         Self {
             inner,
             headers: RateHeaders::default(),
-            reservation,
+            reservation: None,
         }
     }
 
-    fn admitted(&mut self, (reservation, headers): (Reservation, RateHeaders)) {
-        self.headers = headers;
-        self.reservation = Some(Arc::new(reservation));
+    /// An admitted request: its headers and hook go on the answer.
+    fn counted(inner: F, (reservation, headers): (Reservation, RateHeaders)) -> Self {
+        Self {
+            inner,
+            headers,
+            reservation: Some(Arc::new(reservation)),
+        }
     }
 }
 
