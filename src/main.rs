@@ -88,6 +88,19 @@ fn main() -> ExitCode {
     }
 
     init_logging(log_format);
+    if let Some(report) = &config.litellm {
+        for entry in &report.entries {
+            if let llm_tower::config::How::Unsupported { why } = &entry.how {
+                tracing::warn!(model_name = %entry.model_name, "LiteLLM model_list entry not served: {why}");
+            }
+        }
+        if !report.ignored.is_empty() {
+            tracing::warn!(
+                "LiteLLM config keys llm-tower does not use: {}",
+                report.ignored.join(", ")
+            );
+        }
+    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let served = runtime.block_on(async {
         let prometheus = llm_tower::install_prometheus();

@@ -246,17 +246,28 @@ impl LlmRequest {
         {
             return false;
         }
+        if !self.insert_members(body, MEMBER) {
+            return false;
+        }
+        self.include_usage = true;
+        self.has_stream_options = true;
+        true
+    }
+
+    /// Inserts `members` (`"name":value,` each, comma-terminated) after the body's opening
+    /// brace, no other byte changing, and keeps this view's spans on the new body. Returns
+    /// `false`, changing nothing, when the body has no opening brace.
+    pub(crate) fn insert_members(&mut self, body: &mut Bytes, members: &[u8]) -> bool {
         let Some(brace) = body.iter().position(|&b| b == b'{') else {
             return false;
         };
-        let mut out = BytesMut::with_capacity(body.len() + MEMBER.len());
+        let mut out = BytesMut::with_capacity(body.len() + members.len());
         out.put_slice(&body[..=brace]);
-        out.put_slice(MEMBER);
+        out.put_slice(members);
         out.put_slice(&body[brace + 1..]);
         *body = out.freeze();
-        self.model_span = self.model_span.start + MEMBER.len()..self.model_span.end + MEMBER.len();
-        self.include_usage = true;
-        self.has_stream_options = true;
+        self.model_span =
+            self.model_span.start + members.len()..self.model_span.end + members.len();
         true
     }
 

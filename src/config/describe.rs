@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::Config;
+use super::{Config, How, LiteLlmReport};
 use crate::cache::CacheStoreKind;
 use crate::idempotency::IdempotencyStoreKind;
 use crate::metering::SinkKind;
@@ -30,6 +30,9 @@ impl Config {
             ),
         };
         let _ = writeln!(out, "auth         {auth}");
+        if let Some(report) = &self.litellm {
+            describe_litellm(report, &mut out);
+        }
         let _ = writeln!(out, "providers");
         for (name, provider) in &self.providers {
             let settings = provider.settings();
@@ -109,6 +112,48 @@ impl Config {
         };
         let _ = writeln!(out, "tenancy      {tenancy}");
         out
+    }
+}
+
+/// How each `model_list` entry is served, and what of the LiteLLM file is not used.
+fn describe_litellm(report: &LiteLlmReport, out: &mut String) {
+    let count = |f: fn(&How) -> bool| report.entries.iter().filter(|e| f(&e.how)).count();
+    let _ = writeln!(
+        out,
+        "model_list   {} entries: {} native, {} via LiteLLM, {} unsupported",
+        report.entries.len(),
+        count(|h| matches!(h, How::Native { .. })),
+        count(|h| matches!(h, How::ViaLiteLlm { .. })),
+        count(|h| matches!(h, How::Unsupported { .. })),
+    );
+    for entry in &report.entries {
+        let mode = match entry.mode.as_deref() {
+            Some(mode) if mode != "chat" => format!(" ({mode})"),
+            _ => String::new(),
+        };
+        let name = format!("{}{mode}", entry.model_name);
+        let how = match &entry.how {
+            How::Native {
+                provider,
+                api,
+                api_base,
+                model,
+                ..
+            } => format!("native       {api} {api_base} model {model} (provider {provider})"),
+            How::ViaLiteLlm {
+                provider,
+                api_base,
+                why,
+            } => format!("via LiteLLM  {api_base} (provider {provider}: {why})"),
+            How::Unsupported { why } => format!("unsupported  {why}"),
+        };
+        let _ = writeln!(out, "  {name:<16} {how}");
+    }
+    for note in &report.notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
+    if !report.ignored.is_empty() {
+        let _ = writeln!(out, "ignored      {}", report.ignored.join(", "));
     }
 }
 

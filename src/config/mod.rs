@@ -19,10 +19,11 @@
 mod describe;
 mod env;
 mod gateway;
+mod litellm;
 mod providers;
 mod routing;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -44,6 +45,8 @@ use crate::store::RedisSettings;
 use crate::tenancy::{LimitsStore, TenancySettings};
 use crate::upstream::ClientSettings;
 
+pub use self::litellm::{EntryReport, How, LiteLlmInclude, LiteLlmReport};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,7 +62,15 @@ pub struct Config {
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
     /// Upstreams by name; a model `name/model` is sent to provider `name`.
+    #[serde(default)]
     pub providers: BTreeMap<String, ProviderConfig>,
+    /// A LiteLLM proxy config whose `model_list` (and routing, cache, key settings) this
+    /// config takes in; this file's own sections win.
+    #[serde(default)]
+    pub litellm_config: Option<LiteLlmInclude>,
+    /// How the LiteLLM config (this file, or `litellm_config`) was taken in.
+    #[serde(skip)]
+    pub litellm: Option<LiteLlmReport>,
     /// Model names rewritten to `provider/model`, a combo or another alias; a key may hold
     /// one `*`, whose match is carried into a `*` of the target.
     #[serde(default)]
@@ -175,31 +186,88 @@ impl Config {
     }
 
     /// Reads and validates a YAML file.
+    ///
+    /// The file may also be a LiteLLM proxy config (it has a `model_list`): see
+    /// [`LiteLlmReport`] for what it becomes.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))?;
-        Self::from_yaml(&text).map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Self::from_yaml_in(&text, dir, &|name| std::env::var(name).ok())
+            .map_err(|e| ConfigError::new(format!("{}: {e}", path.display())))
     }
 
-    /// Parses and validates YAML text, reading `os.environ/NAME` values from the environment.
+    /// Parses and validates YAML text (ours or a LiteLLM config), reading
+    /// `os.environ/NAME` values from the environment; relative paths are from the
+    /// working directory.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        Self::from_yaml_with_env(text, &|name| std::env::var(name).ok())
+        Self::from_yaml_in(text, Path::new("."), &|name| std::env::var(name).ok())
     }
 
+    #[cfg(test)]
     fn from_yaml_with_env(
         text: &str,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        Self::from_yaml_in(text, Path::new("."), lookup)
+    }
+
+    fn from_yaml_in(
+        text: &str,
+        dir: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
             .map_err(|e| ConfigError::new(format!("invalid YAML: {e}")))?;
-        env::substitute(&mut value, &mut Vec::new(), lookup).map_err(ConfigError::new)?;
-        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut config = if litellm::is_litellm(&value) {
+            let mut config = Self::typed(serde_yaml_ng::Value::Mapping(Default::default()))?;
+            let report = litellm::apply(value, dir, &mut config, &HashSet::new(), None, lookup)?;
+            config.litellm = Some(report);
+            config
+        } else {
+            let own: HashSet<String> = value
+                .as_mapping()
+                .map(|m| {
+                    m.keys()
+                        .filter_map(|k| k.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            env::substitute(&mut value, &mut Vec::new(), lookup).map_err(ConfigError::new)?;
+            let mut config = Self::typed(value)?;
+            if let Some(include) = config.litellm_config.clone() {
+                let path = dir.join(include.path());
+                let at = |e: &dyn fmt::Display| {
+                    ConfigError::new(format!("litellm_config: {}: {e}", path.display()))
+                };
+                let text = std::fs::read_to_string(&path).map_err(|e| at(&e))?;
+                let value: serde_yaml_ng::Value =
+                    serde_yaml_ng::from_str(&text).map_err(|e| at(&e))?;
+                let proxy = match &include {
+                    LiteLlmInclude::WithProxy { proxy, .. } => Some(proxy.as_str()),
+                    LiteLlmInclude::Path(_) => None,
+                };
+                let dir = path.parent().unwrap_or(dir);
+                let report = litellm::apply(value, dir, &mut config, &own, proxy, lookup)
+                    .map_err(|e| at(&e))?;
+                config.litellm = Some(report);
+            }
+            config
+        };
+        config.validate()?;
+        if let Some(report) = &mut config.litellm {
+            report.ignored.dedup();
+        }
+        Ok(config)
+    }
+
+    /// Our config's YAML tree, typed (errors name the field).
+    fn typed(value: serde_yaml_ng::Value) -> Result<Self, ConfigError> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             ConfigError::new(format!("{path}: {}", e.into_inner()))
-        })?;
-        config.validate()?;
-        Ok(config)
+        })
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

@@ -29,6 +29,7 @@ use http::{Method, Request, Response};
 use serde::Deserialize;
 
 use super::translated::{json_response, stream_response};
+use super::DefaultParams;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::protocol::Protocol;
@@ -64,6 +65,9 @@ pub struct AnthropicSettings {
     /// Overrides the client's `idle_timeout` for this provider.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
+    /// Request parameters sent when the client's chat or embeddings request does not set
+    /// them (`temperature`, `max_tokens`, …).
+    pub params: DefaultParams,
 }
 
 impl Default for AnthropicSettings {
@@ -77,6 +81,7 @@ impl Default for AnthropicSettings {
             version: "2023-06-01".to_owned(),
             first_byte_timeout: None,
             idle_timeout: None,
+            params: DefaultParams::new(),
         }
     }
 }
@@ -98,6 +103,8 @@ setters!(AnthropicSettings {
     first_byte_timeout: Option<Duration>,
     /// Overrides the client's `idle_timeout`.
     idle_timeout: Option<Duration>,
+    /// Request parameters sent when the client does not set them.
+    params: DefaultParams,
 });
 
 impl AnthropicSettings {
@@ -108,6 +115,7 @@ impl AnthropicSettings {
         }
         HeaderValue::try_from(self.version.as_str())
             .map_err(|_| SettingsError::new("version", "not a valid header value"))?;
+        self.params.validate().map_err(|e| e.within("params"))?;
         self.address().validate()
     }
 

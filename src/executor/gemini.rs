@@ -26,6 +26,7 @@ use http::{Method, Request, Response};
 use serde::Deserialize;
 
 use super::translated::{json_response, stream_response};
+use super::DefaultParams;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::request::{Endpoint as Route, LlmRequest};
@@ -54,6 +55,9 @@ pub struct GeminiSettings {
     /// Overrides the client's `idle_timeout` for this provider.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
+    /// Request parameters sent when the client's chat or embeddings request does not set
+    /// them (`temperature`, `max_tokens`, …).
+    pub params: DefaultParams,
 }
 
 impl Default for GeminiSettings {
@@ -65,6 +69,7 @@ impl Default for GeminiSettings {
             models: Vec::new(),
             first_byte_timeout: None,
             idle_timeout: None,
+            params: DefaultParams::new(),
         }
     }
 }
@@ -82,11 +87,14 @@ setters!(GeminiSettings {
     first_byte_timeout: Option<Duration>,
     /// Overrides the client's `idle_timeout`.
     idle_timeout: Option<Duration>,
+    /// Request parameters sent when the client does not set them.
+    params: DefaultParams,
 });
 
 impl GeminiSettings {
     /// Checks the URL, key and headers, naming the field at fault.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        self.params.validate().map_err(|e| e.within("params"))?;
         self.address().validate()
     }
 

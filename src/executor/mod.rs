@@ -32,6 +32,7 @@ mod litellm;
 mod metrics;
 mod mock;
 mod openai_compatible;
+mod params;
 mod provider;
 mod registry;
 mod translated;
@@ -46,6 +47,7 @@ pub use self::metrics::{UpstreamMetrics, UpstreamMetricsLayer};
 pub use self::mock::MockUpstream;
 pub use self::mock::{MockBody, MockExecutor, MockSettings};
 pub use self::openai_compatible::{ApiMode, Flavor, OpenAiExecutor, OpenAiSettings};
+pub use self::params::DefaultParams;
 pub use self::provider::{LiteLlmSettings, ProviderSettings};
 pub(crate) use self::registry::executor_service;
 pub use self::registry::{

@@ -25,6 +25,7 @@ use http::{Method, Request, Response, Uri};
 use serde::Deserialize;
 
 use super::litellm;
+use super::DefaultParams;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::request::{Endpoint as Route, LlmRequest};
@@ -65,6 +66,13 @@ pub struct OpenAiSettings {
     /// servers with an Anthropic-compatible API).
     #[serde(default)]
     pub messages: ApiMode,
+    /// Request parameters sent when the client's chat or embeddings request does not set
+    /// them (`temperature`, `max_tokens`, …).
+    #[serde(default)]
+    pub params: DefaultParams,
+    /// A query string added to every request's URL (Azure OpenAI's `api-version=…`).
+    #[serde(default)]
+    pub query: Option<String>,
 }
 
 /// How an OpenAI-compatible upstream answers an API beside Chat Completions.
@@ -93,6 +101,10 @@ setters!(OpenAiSettings {
     responses: ApiMode,
     /// How Anthropic Messages requests reach the upstream.
     messages: ApiMode,
+    /// Request parameters sent when the client does not set them.
+    params: DefaultParams,
+    /// A query string added to every request's URL.
+    query: Option<String>,
 });
 
 impl OpenAiSettings {
@@ -107,13 +119,16 @@ impl OpenAiSettings {
             idle_timeout: None,
             responses: ApiMode::Chat,
             messages: ApiMode::Chat,
+            params: DefaultParams::new(),
+            query: None,
         }
     }
 
     /// Checks the URL, key and headers, naming the field at fault.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let bearer = self.api_key.as_ref().map(|key| format!("Bearer {key}"));
-        self.address(bearer.as_deref()).validate()
+        self.address(bearer.as_deref()).validate()?;
+        self.params.validate().map_err(|e| e.within("params"))
     }
 
     fn address<'a>(&'a self, bearer: Option<&'a str>) -> Address<'a> {
@@ -181,13 +196,17 @@ impl OpenAiExecutor {
             path.parse::<Uri>()
                 .map_err(|e| SettingsError::new("api_base", e.to_string()))
         };
+        let query = settings
+            .query
+            .as_deref()
+            .map_or_else(String::new, |q| format!("?{q}"));
         Ok(Self {
             inner: Arc::new(Inner {
-                chat_uri: uri(format!("{v1}{}", Route::ChatCompletions.path()))?,
-                embeddings_uri: uri(format!("{v1}{}", Route::Embeddings.path()))?,
-                responses_uri: uri(format!("{v1}{}", Route::Responses.path()))?,
-                messages_uri: uri(format!("{v1}{}", Route::Messages.path()))?,
-                count_tokens_uri: uri(format!("{v1}{}", Route::CountTokens.path()))?,
+                chat_uri: uri(format!("{v1}{}{query}", Route::ChatCompletions.path()))?,
+                embeddings_uri: uri(format!("{v1}{}{query}", Route::Embeddings.path()))?,
+                responses_uri: uri(format!("{v1}{}{query}", Route::Responses.path()))?,
+                messages_uri: uri(format!("{v1}{}{query}", Route::Messages.path()))?,
+                count_tokens_uri: uri(format!("{v1}{}{query}", Route::CountTokens.path()))?,
                 health_uri: match flavor {
                     Flavor::OpenAi => None,
                     Flavor::LiteLlm => Some(uri(format!("{root}{}", litellm::LIVELINESS_PATH))?),

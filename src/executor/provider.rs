@@ -54,11 +54,10 @@ impl ProviderSettings for OpenAiSettings {
         client: &UpstreamClient,
     ) -> Result<ExecutorsBuilder, SettingsError> {
         let executor = OpenAiExecutor::new(name, Flavor::OpenAi, self, defaults, client.clone())?;
-        Ok(speaks_natively(
-            registry.service(name, executor),
-            name,
-            self,
-        ))
+        Ok(
+            speaks_natively(registry.service(name, executor), name, self)
+                .params(name, &self.params),
+        )
     }
 }
 
@@ -108,7 +107,8 @@ impl ProviderSettings for LiteLlmSettings {
         let executor =
             OpenAiExecutor::new(name, Flavor::LiteLlm, &self.0, defaults, client.clone())?;
         let probe = executor.clone();
-        let registry = speaks_natively(registry.service(name, executor), name, &self.0);
+        let registry = speaks_natively(registry.service(name, executor), name, &self.0)
+            .params(name, &self.0.params);
         Ok(registry.readiness(
             name,
             Arc::new(move || {
@@ -143,7 +143,8 @@ impl ProviderSettings for AnthropicSettings {
         Ok(registry
             .service(name, executor)
             .speaks(name, Endpoint::Messages)
-            .speaks(name, Endpoint::CountTokens))
+            .speaks(name, Endpoint::CountTokens)
+            .params(name, &self.params))
     }
 }
 
@@ -168,7 +169,7 @@ impl ProviderSettings for GeminiSettings {
         client: &UpstreamClient,
     ) -> Result<ExecutorsBuilder, SettingsError> {
         let executor = GeminiExecutor::new(name, self, defaults, client.clone())?;
-        Ok(registry.service(name, executor))
+        Ok(registry.service(name, executor).params(name, &self.params))
     }
 }
 
@@ -183,7 +184,7 @@ impl ProviderSettings for MockSettings {
         &self.models
     }
     fn validate(&self) -> Result<(), SettingsError> {
-        Ok(())
+        self.params.validate().map_err(|e| e.within("params"))
     }
     fn register(
         &self,
@@ -192,6 +193,8 @@ impl ProviderSettings for MockSettings {
         _defaults: &ClientSettings,
         _client: &UpstreamClient,
     ) -> Result<ExecutorsBuilder, SettingsError> {
-        Ok(registry.service(name, MockExecutor::new()))
+        Ok(registry
+            .service(name, MockExecutor::new())
+            .params(name, &self.params))
     }
 }

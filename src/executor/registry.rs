@@ -14,6 +14,7 @@ use tower::{Layer, Service, ServiceExt};
 
 use super::inbound;
 use super::metrics::UpstreamMetricsLayer;
+use super::params::{DefaultParams, WithDefaults};
 use super::Target;
 use crate::body::Body;
 use crate::error::GatewayError;
@@ -110,6 +111,27 @@ impl ExecutorsBuilder {
                 self.error.get_or_insert(SettingsError::new(
                     name,
                     "a readiness probe for a provider that is not registered",
+                ));
+            }
+        }
+        self
+    }
+
+    /// Gives provider `name` (registered before) default request parameters: each is
+    /// added to a chat or embeddings request that does not set it.
+    pub fn params(mut self, name: &str, params: &DefaultParams) -> Self {
+        if params.is_empty() {
+            return self;
+        }
+        match self.providers.get_mut(name) {
+            Some(provider) => {
+                provider.service =
+                    BoxExecutor::new(WithDefaults::new(provider.service.clone(), params));
+            }
+            None => {
+                self.error.get_or_insert(SettingsError::new(
+                    name,
+                    "default parameters for a provider that is not registered",
                 ));
             }
         }

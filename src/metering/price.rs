@@ -70,10 +70,12 @@ const BUILT_IN: &[(&str, Price)] = &[
     ("gemini-2.0-flash", Price::new(0.10, 0.40, 0.025)),
 ];
 
-/// Prices by model name.
+/// Prices by model name, and by provider and model.
 #[derive(Debug, Clone)]
 pub struct PriceTable {
     prices: HashMap<String, Price>,
+    /// `provider/model` entries: provider → model → price.
+    by_provider: HashMap<String, HashMap<String, Price>>,
 }
 
 impl Default for PriceTable {
@@ -83,6 +85,7 @@ impl Default for PriceTable {
                 .iter()
                 .map(|(m, p)| ((*m).to_owned(), *p))
                 .collect(),
+            by_provider: HashMap::new(),
         }
     }
 }
@@ -100,6 +103,34 @@ impl PriceTable {
         let text = std::fs::read_to_string(path).map_err(|e| field(&e))?;
         table.prices.extend(parse(&text).map_err(|e| field(&e))?);
         Ok(table)
+    }
+
+    /// The table with `entries` over it: a name with a `/` is `provider/model`, priced
+    /// for that provider only ([`get_for`](Self::get_for)).
+    #[must_use]
+    pub fn with<'a>(mut self, entries: impl IntoIterator<Item = (&'a String, &'a Price)>) -> Self {
+        for (name, price) in entries {
+            match name.split_once('/') {
+                Some((provider, model)) => {
+                    self.by_provider
+                        .entry(provider.to_owned())
+                        .or_default()
+                        .insert(model.to_owned(), *price);
+                }
+                None => {
+                    self.prices.insert(name.clone(), *price);
+                }
+            }
+        }
+        self
+    }
+
+    /// The price of `model` as `provider` serves it: a `provider/model` entry, else
+    /// [`get`](Self::get).
+    pub fn get_for(&self, provider: Option<&str>, model: &str) -> Option<&Price> {
+        provider
+            .and_then(|p| self.by_provider.get(p)?.get(model))
+            .or_else(|| self.get(model))
     }
 
     /// The price of `model`: its exact name, else the longest known name it starts with

@@ -71,7 +71,8 @@ impl MeteringLayer {
                     .map_err(|e| SettingsError::new("postgres_url", e.to_string()))?,
             )),
         };
-        let prices = PriceTable::load(metering.prices.as_deref().map(Path::new))?;
+        let prices = PriceTable::load(metering.prices.as_deref().map(Path::new))?
+            .with(&metering.model_prices);
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(SettingsError::new(
                 "",

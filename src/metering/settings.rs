@@ -1,9 +1,11 @@
 //! The metering settings (`metering:`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::price::Price;
 use crate::settings::{setters, SettingsError};
 
 /// Usage metering: a record per request (tokens, cost, latency), written off the request
@@ -29,6 +31,9 @@ pub struct MeteringSettings {
     /// cached_input}}` in USD per million tokens, or LiteLLM's
     /// `model_prices_and_context_window.json`.
     pub prices: Option<PathBuf>,
+    /// Prices by model name or `provider/model` (USD per million tokens), over the
+    /// built-in table and `prices` (a LiteLLM config's deployment prices land here).
+    pub model_prices: BTreeMap<String, Price>,
 }
 
 impl Default for MeteringSettings {
@@ -41,6 +46,7 @@ impl Default for MeteringSettings {
             queue: 10_000,
             batch: 256,
             prices: None,
+            model_prices: BTreeMap::new(),
         }
     }
 }

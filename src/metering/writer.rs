@@ -197,7 +197,9 @@ pub(crate) fn finish(u: Unfinished, prices: &PriceTable) -> UsageRecord {
                 .upstream_model
                 .as_deref()
                 .unwrap_or(&record.requested_model);
-            prices.get(model).map(|p| p.cost(&usage))
+            prices
+                .get_for(record.provider.as_deref(), model)
+                .map(|p| p.cost(&usage))
         })
     };
     if let Some(hook) = u.hook {

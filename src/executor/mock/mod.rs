@@ -210,11 +210,16 @@ impl Counter {
 pub struct MockSettings {
     /// What `GET /v1/models` lists for this provider.
     pub models: Vec<String>,
+    /// Request parameters sent when the client's chat or embeddings request does not set
+    /// them (`temperature`, `max_tokens`, …).
+    pub params: super::DefaultParams,
 }
 
 crate::settings::setters!(MockSettings {
     /// What `GET /v1/models` lists.
     models: Vec<String>,
+    /// Request parameters sent when the client does not set them.
+    params: super::DefaultParams,
 });
 
 /// The mock as an executor inside the gateway (`kind: mock`).
