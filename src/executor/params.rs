@@ -56,6 +56,15 @@ impl DefaultParams {
         self
     }
 
+    /// These defaults with `over`'s on top (`over` wins where both set a name).
+    #[must_use]
+    pub fn merged_under(mut self, over: &Self) -> Self {
+        for (name, value) in &over.0 {
+            self.0.insert(name.clone(), value.clone());
+        }
+        self
+    }
+
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -280,17 +280,14 @@ pub fn config_for(upstream: &Running, extra: &str) -> String {
 pub struct GatewayProcess {
     child: tokio::process::Child,
     url: String,
-    _config: TempPath,
+    _config: Option<TempPath>,
+    _dir: Option<TempDir>,
 }
 
 impl GatewayProcess {
     /// Starts one on a free port with `yaml` (metering off unless `yaml` has a `metering:`
     /// section), once it accepts connections.
     pub async fn spawn(yaml: &str) -> Self {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.local_addr().unwrap().port()
-        };
         let config = TempPath::new("llm-tower-gw", "yaml");
         let metering = if yaml.contains("metering:") {
             ""
@@ -298,24 +295,60 @@ impl GatewayProcess {
             "\nmetering: { sink: none }"
         };
         std::fs::write(&config, format!("{yaml}{metering}")).unwrap();
-        let child = tokio::process::Command::new(gateway_binary())
+        let mut process = Self::start(&config, &[], None).await;
+        process._config = Some(config);
+        process
+    }
+
+    /// Starts one on a free port with the config file `path` as it is, the variables of
+    /// `env` set, in a working directory of its own (removed on drop: a ledger the file
+    /// does not place goes there).
+    pub async fn from_file(path: &std::path::Path, env: &[(&str, String)]) -> Self {
+        let dir = TempDir::new("llm-tower-gw");
+        let mut process = Self::start(path, env, Some(&dir)).await;
+        process._dir = Some(dir);
+        process
+    }
+
+    async fn start(path: &std::path::Path, env: &[(&str, String)], dir: Option<&TempDir>) -> Self {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let path = std::path::absolute(path).unwrap();
+        let mut command = tokio::process::Command::new(gateway_binary());
+        command
             .args([
                 "--config",
-                config.to_str().unwrap(),
+                path.to_str().unwrap(),
                 "--listen",
                 &format!("127.0.0.1:{port}"),
             ])
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let process = Self {
+            .kill_on_drop(true);
+        if let Some(dir) = dir {
+            command.current_dir(&dir.0);
+            let log = std::fs::File::create(dir.join("output.log")).unwrap();
+            command.stdout(log.try_clone().unwrap()).stderr(log);
+        }
+        let child = command.spawn().unwrap();
+        let mut process = Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
-            _config: config,
+            _config: None,
+            _dir: None,
         };
         for _ in 0..100 {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                let log =
+                    dir.map(|d| std::fs::read_to_string(d.join("output.log")).unwrap_or_default());
+                panic!(
+                    "gateway process exited at start: {status}\n{}",
+                    log.unwrap_or_default()
+                );
+            }
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
@@ -331,9 +364,39 @@ impl GatewayProcess {
         &self.url
     }
 
+    /// What it wrote (logs and errors) so far, when started by [`from_file`](Self::from_file).
+    pub fn output(&self) -> String {
+        let dir = self._dir.as_ref().expect("started by from_file");
+        std::fs::read_to_string(dir.join("output.log")).unwrap_or_default()
+    }
+
     /// Kills it now (SIGKILL: no graceful shutdown).
     pub async fn kill(&mut self) {
         self.child.kill().await.unwrap();
+    }
+}
+
+/// A directory of its own in the temp directory, removed (with what is in it) on drop.
+pub struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        let path = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -25,7 +25,7 @@ use self::fields::Fields;
 use self::routing::{FallbackLists, Routing, Strategy};
 use super::{Config, ConfigError, ProviderConfig};
 use crate::cache::CacheSettings;
-use crate::executor::{LiteLlmSettings, OpenAiSettings};
+use crate::executor::{DefaultParams, LiteLlmSettings, OpenAiSettings};
 use crate::store::RedisSettings;
 
 /// What a LiteLLM config became: how each `model_list` entry is served and which keys
@@ -166,65 +166,14 @@ pub(super) fn apply(
     let mut report = LiteLlmReport::default();
     let mut top = Fields::new(Some(Value::Mapping(top)), "", lookup)?;
 
-    // The proxy for the entries served via LiteLLM.
-    let mut proxy_section = top.mapping("litellm_proxy")?;
-    let proxy: Option<(String, String)> =
-        if proxy_section.has("api_base") {
-            let api_base = proxy_section.string("api_base")?.unwrap_or_default();
-            let mut settings =
-                OpenAiSettings::new(api_base.clone()).api_key(proxy_section.string("api_key")?);
-            settings.first_byte_timeout = proxy_section.seconds("timeout")?;
-            settings
-                .validate()
-                .map_err(|e| ConfigError::new(format!("litellm_proxy.{e}")))?;
-            proxy_section.finish(&mut report.ignored);
-            if config.providers.contains_key(PROXY) {
-                return Err(ConfigError::new(format!(
-                    "litellm_proxy: a provider named `{PROXY}` is configured already"
-                )));
-            }
-            config.providers.insert(
-                PROXY.to_owned(),
-                ProviderConfig::Litellm(LiteLlmSettings(settings)),
-            );
-            Some((PROXY.to_owned(), api_base))
-        } else {
-            if proxy_section.remaining().next().is_some() {
-                return Err(proxy_section.error("api_base", "is required"));
-            }
-            match proxy {
-                Some(name) => match config.providers.get(name) {
-                    Some(ProviderConfig::Litellm(settings)) => {
-                        Some((name.to_owned(), settings.0.api_base.clone()))
-                    }
-                    _ => {
-                        return Err(ConfigError::new(format!(
-                            "litellm_config.proxy: `{name}` is not a `kind: litellm` provider"
-                        )))
-                    }
-                },
-                None => {
-                    let mut proxies = config.providers.iter().filter_map(|(name, p)| match p {
-                        ProviderConfig::Litellm(s) => Some((name.clone(), s.0.api_base.clone())),
-                        _ => None,
-                    });
-                    match (proxies.next(), proxies.next()) {
-                        (Some(one), None) => Some(one),
-                        (None, _) => None,
-                        (Some(_), Some(_)) => return Err(ConfigError::new(
-                            "litellm_config: several `kind: litellm` providers; name the one for \
-                             LiteLLM's entries with `litellm_config: { path, proxy }`",
-                        )),
-                    }
-                }
-            }
-        };
+    let proxy_section = top.mapping("litellm_proxy")?;
+    let proxy = proxy_provider(proxy_section, config, proxy, &mut report.ignored)?;
 
     let mut router = top.mapping("router_settings")?;
     let mut settings = top.mapping("litellm_settings")?;
     let mut general = top.mapping("general_settings")?;
 
-    let routing = routing_settings(&mut router, &mut settings)?;
+    let routing = routing_settings(&mut router, &mut settings, &mut report.ignored)?;
     let deployments = match top.take("model_list") {
         None => Vec::new(),
         Some(Value::Sequence(items)) => items
@@ -293,6 +242,67 @@ pub(super) fn apply(
     Ok(report)
 }
 
+/// The provider for the entries served via LiteLLM: `litellm_proxy:` made one, else our
+/// config's `kind: litellm` provider (`named`, or the only one). Returns its name and
+/// `api_base`.
+fn proxy_provider(
+    mut section: Fields,
+    config: &mut Config,
+    named: Option<&str>,
+    ignored: &mut Vec<String>,
+) -> Result<Option<(String, String)>, ConfigError> {
+    if section.has("api_base") {
+        let api_base = section.string("api_base")?.unwrap_or_default();
+        let mut settings = OpenAiSettings::new(api_base.clone())
+            .api_key(section.string("api_key")?)
+            .params(no_proxy_fallbacks());
+        settings.first_byte_timeout = section.seconds("timeout")?;
+        settings
+            .validate()
+            .map_err(|e| ConfigError::new(format!("litellm_proxy.{e}")))?;
+        section.finish(ignored);
+        if config.providers.contains_key(PROXY) {
+            return Err(ConfigError::new(format!(
+                "litellm_proxy: a provider named `{PROXY}` is configured already"
+            )));
+        }
+        let provider = ProviderConfig::Litellm(LiteLlmSettings(settings));
+        config.providers.insert(PROXY.to_owned(), provider);
+        return Ok(Some((PROXY.to_owned(), api_base)));
+    }
+    if section.remaining().next().is_some() {
+        return Err(section.error("api_base", "is required"));
+    }
+    let mut proxies = config.providers.iter_mut().filter_map(|(name, p)| match p {
+        ProviderConfig::Litellm(s) if named.is_none_or(|n| n == name) => Some((name, s)),
+        _ => None,
+    });
+    let (name, settings) = match (proxies.next(), proxies.next(), named) {
+        (None, _, None) => return Ok(None),
+        (None, _, Some(name)) => {
+            return Err(ConfigError::new(format!(
+                "litellm_config.proxy: `{name}` is not a `kind: litellm` provider"
+            )))
+        }
+        (Some(_), Some(_), _) => {
+            return Err(ConfigError::new(
+                "litellm_config: several `kind: litellm` providers; name the one for \
+                 LiteLLM's entries with `litellm_config: { path, proxy }`",
+            ))
+        }
+        (Some(one), None, _) => one,
+    };
+    settings.0.params = no_proxy_fallbacks().merged_under(&settings.0.params);
+    Ok(Some((name.clone(), settings.0.api_base.clone())))
+}
+
+/// What the LiteLLM proxy gets with every request: fallbacks are llm-tower's (a group
+/// served via LiteLLM falls back through llm-tower's combo, to native deployments too), so
+/// the proxy must not also run the same file's `fallbacks` itself.
+fn no_proxy_fallbacks() -> DefaultParams {
+    DefaultParams::new().with("disable_fallbacks", serde_json::Value::Bool(true))
+}
+
 /// Merges the files of `include:` (paths relative to `dir`) into `top`: lists are
 /// appended, other values replaced, as LiteLLM does.
 fn include(
@@ -345,7 +355,11 @@ fn include(
 
 /// `routing_strategy`, the fallback lists (router_settings winning over litellm_settings)
 /// and `model_group_alias`.
-fn routing_settings(router: &mut Fields, settings: &mut Fields) -> Result<Routing, ConfigError> {
+fn routing_settings(
+    router: &mut Fields,
+    settings: &mut Fields,
+    ignored: &mut Vec<String>,
+) -> Result<Routing, ConfigError> {
     let strategy = match router.string("routing_strategy")? {
         None => Strategy::Shuffle,
         Some(name) => Strategy::parse(&name).map_err(|e| router.error("routing_strategy", e))?,
@@ -374,13 +388,18 @@ fn routing_settings(router: &mut Fields, settings: &mut Fields) -> Result<Routin
             let alias = alias.as_str().unwrap_or_default().to_owned();
             let group = match target {
                 Value::String(group) => group,
-                Value::Mapping(m) => m
-                    .get("model")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .ok_or_else(|| {
-                        router.error(&format!("model_group_alias.{alias}"), "needs a `model`")
-                    })?,
+                Value::Mapping(m) => {
+                    for key in m.keys().filter_map(Value::as_str).filter(|k| *k != "model") {
+                        // `hidden`: llm-tower lists every alias in /v1/models.
+                        ignored.push(router.field(&format!("model_group_alias.{alias}.{key}")));
+                    }
+                    m.get("model")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| {
+                            router.error(&format!("model_group_alias.{alias}"), "needs a `model`")
+                        })?
+                }
                 _ => {
                     return Err(router.error(
                         &format!("model_group_alias.{alias}"),
@@ -915,6 +934,28 @@ general_settings:
             let err = load(yaml).unwrap_err().to_string();
             assert!(err.contains(needle), "{yaml}\n=> {err}");
         }
+    }
+
+    #[test]
+    fn a_redis_semantic_cache_is_our_semantic_cache_at_its_threshold() {
+        let config = load(
+            "model_list: [{ model_name: a, litellm_params: { model: openai/x } }]\nlitellm_settings:\n  cache: true\n  cache_params: { type: redis-semantic, host: 127.0.0.1, port: 6379, password: pw, similarity_threshold: 0.9, redis_semantic_cache_embedding_model: a }\n",
+        )
+        .unwrap();
+        assert!(config.cache.enabled && config.cache.semantic.enabled);
+        assert_eq!(config.cache.store, crate::cache::CacheStoreKind::Redis);
+        assert!((config.cache.semantic.hash.threshold - 0.9).abs() < 1e-6);
+        assert_eq!(
+            config.redis.as_ref().unwrap().url,
+            "redis://:pw@127.0.0.1:6379"
+        );
+        assert!(report(&config)
+            .notes
+            .iter()
+            .any(|n| n.contains("redis_semantic_cache_embedding_model")));
+        // `cache: true` alone: Redis from the environment, as LiteLLM; none set is an error.
+        let err = load("model_list: [{ model_name: a, litellm_params: { model: openai/x } }]\nlitellm_settings: { cache: true }").unwrap_err();
+        assert!(err.to_string().contains("REDIS_HOST"), "{err}");
     }
 
     #[test]

@@ -35,6 +35,7 @@ struct MockState {
     ids: Counter,
     requests: AtomicU64,
     last: Mutex<Option<(HeaderMap, Bytes)>>,
+    last_uri: Mutex<Option<http::Uri>>,
 }
 
 impl MockUpstream {
@@ -51,6 +52,11 @@ impl MockUpstream {
     /// Headers and body of the last LLM request.
     pub fn last_request(&self) -> Option<(HeaderMap, Bytes)> {
         self.state.last.lock().expect("mock state").clone()
+    }
+
+    /// The path and query of the last LLM request.
+    pub fn last_uri(&self) -> Option<http::Uri> {
+        self.state.last_uri.lock().expect("mock state").clone()
     }
 
     async fn handle<B>(self, req: Request<B>) -> Response<Body>
@@ -79,6 +85,7 @@ impl MockUpstream {
             }
         };
         self.state.requests.fetch_add(1, Ordering::SeqCst);
+        *self.state.last_uri.lock().expect("mock state") = Some(parts.uri);
         *self.state.last.lock().expect("mock state") = Some((parts.headers, body.clone()));
         if matches!(endpoint, Endpoint::Responses | Endpoint::Messages) {
             return inbound(endpoint, body)
