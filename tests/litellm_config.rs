@@ -216,7 +216,7 @@ async fn deployments_of_one_model_name_share_its_traffic_by_rpm() {
     let gw = GatewayProcess::from_file(&file, &env).await;
     let (mut east, mut west) = (0, 0);
     for _ in 0..200 {
-        let answer = chat(&gw, "gpt-3.5-turbo", json!({}), None).await;
+        let answer = chat(&gw, "gpt-3.5-turbo", json!({}), Some("sk-1234")).await;
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
         match answer.headers["x-gateway-provider"].to_str().unwrap() {
             "east" => east += 1,
@@ -226,6 +226,37 @@ async fn deployments_of_one_model_name_share_its_traffic_by_rpm() {
     }
     // 900:100 → about 180:20 (both bounds are many standard deviations out).
     assert!(west >= 1 && east > 3 * west, "east {east}, west {west}");
+
+    // Each deployment's price is its requests' cost: west's is ten times east's.
+    let url = format!("{}/v1/usage?group_by=provider&from=0", gw.url());
+    let mut report = Value::Null;
+    for _ in 0..100 {
+        report = get(&url, &[("authorization", "Bearer sk-1234")]).await.json();
+        let requests: i64 = report["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["requests"].as_i64())
+            .sum();
+        if requests == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let per_request = |name: &str| {
+        let g = report["data"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{report}"))
+            .iter()
+            .find(|g| g["group"] == name)
+            .unwrap_or_else(|| panic!("{name} in {report}"));
+        g["cost_usd"].as_f64().unwrap_or_else(|| panic!("{report}")) / g["requests"].as_f64().unwrap()
+    };
+    let ratio = per_request("west") / per_request("east");
+    assert!(
+        (ratio - 10.0).abs() < 1e-6,
+        "west/east cost per request {ratio}: {report}"
+    );
 }
 
 #[tokio::test]

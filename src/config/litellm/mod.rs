@@ -822,6 +822,9 @@ router_settings:
   model_group_alias: { gpt-4: gpt, hidden-one: { model: claude, hidden: true } }
   allowed_fails: 1
   cooldown_time: 30
+  redis_host: 10.0.0.5
+  redis_port: 6380
+  redis_password: secret
 "#,
         )
         .unwrap();
@@ -845,6 +848,18 @@ router_settings:
         assert_eq!(gpt.context_window_fallbacks, ["big/gpt-4.1"]);
         assert_eq!(config.aliases["gpt-4"], "gpt");
         assert_eq!(config.aliases["hidden-one"], "claude");
+        let v1 = load("model_list: [{ model_name: a, litellm_params: { model: azure/gpt-4o, api_base: 'https://x.openai.azure.com/', api_key: k, api_version: v1 } }]").unwrap();
+        let ProviderConfig::Openai(v1) = &v1.providers["a"] else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                v1.api_base.as_str(),
+                v1.api_key.as_deref(),
+                v1.query.as_deref()
+            ),
+            ("https://x.openai.azure.com/openai/v1", Some("k"), None)
+        );
         // Azure's classic API: the deployment in the path, the version in the query.
         let ProviderConfig::Openai(west) = &config.providers["west"] else {
             panic!()
@@ -857,6 +872,10 @@ router_settings:
         assert_eq!(west.headers["api-key"], "az");
         assert_eq!(west.api_key, None);
         assert_eq!(config.circuit_breaker.failures, 2);
+        assert_eq!(
+            config.redis.as_ref().unwrap().url,
+            "redis://:secret@10.0.0.5:6380"
+        );
         assert_eq!(config.circuit_breaker.cooldown, Duration::from_secs(30));
         assert_eq!(config.circuit_breaker.window, Duration::from_secs(60));
         config.combos(&config.aliases().unwrap()).unwrap();
