@@ -316,3 +316,106 @@ async fn round_robin_spreads_requests_and_least_busy_avoids_a_busy_target() {
     assert_ne!(first, second, "least-busy picked the busy target");
     drop(slow);
 }
+
+/// Waits for the next minute when fewer than `secs` seconds of this one are left (the
+/// per-minute target limits count in calendar minutes).
+async fn room_in_this_minute(secs: u64) {
+    let into = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        % 60_000;
+    if into > (60 - secs) * 1000 {
+        tokio::time::sleep(Duration::from_millis(60_000 - into + 50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_target_at_its_rpm_is_skipped_for_the_rest_of_the_minute() {
+    let s = Setup::new(
+        "combos:\n  capped: { targets: [{ target: a/echo, rpm: 2 }, b/echo] }\n  only-capped: { targets: [{ target: a/other, rpm: 1 }] }\n",
+    )
+    .await;
+    room_in_this_minute(10).await;
+    for _ in 0..2 {
+        let answer = s.chat("capped", false).await;
+        assert_eq!(
+            answer.headers["x-gateway-provider"],
+            "a",
+            "{}",
+            answer.text()
+        );
+    }
+    let before = s.calls();
+    let answer = s.chat("capped", false).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.headers["x-gateway-provider"], "b");
+    assert_eq!(answer.headers["x-gateway-attempts"], "1", "a was not tried");
+    assert_eq!(s.calls(), (before.0, before.1 + 1));
+
+    // With every target at its limit: a 429 that says when to come back, no upstream call.
+    assert_eq!(s.chat("only-capped", false).await.status, StatusCode::OK);
+    let before = s.calls();
+    let limited = s.chat("only-capped", false).await;
+    let error = limited.error(StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        error["message"].as_str().unwrap().contains("rpm/tpm"),
+        "{error}"
+    );
+    let retry: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(s.calls(), before);
+}
+
+#[tokio::test]
+async fn least_usage_sends_to_the_target_with_the_fewest_tokens_and_holds_tpm() {
+    let s = Setup::new(
+        "combos:\n  usage: { strategy: least-usage, targets: [{ target: a/echo, tpm: 5 }, b/echo] }\n",
+    )
+    .await;
+    room_in_this_minute(15).await;
+    // The mock reports 2 prompt + 4 completion tokens for this prompt: one answer passes
+    // a's tpm.
+    let first = s.chat("usage", false).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    let first_provider = first.headers["x-gateway-provider"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    // The metering writer tells the combo the tokens off the request path: soon after,
+    // the other target has fewer, and gets the next request.
+    let mut next = String::new();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let answer = s.chat("usage", false).await;
+        next = answer.headers["x-gateway-provider"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        if next != first_provider {
+            break;
+        }
+    }
+    assert_ne!(
+        next, first_provider,
+        "the next request goes to the less used target"
+    );
+    // Once a has used its tpm, it is skipped however little b has used.
+    for _ in 0..10 {
+        let answer = s.chat("usage", false).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = s.calls();
+    for _ in 0..5 {
+        assert_eq!(
+            s.chat("usage", false).await.headers["x-gateway-provider"],
+            "b"
+        );
+    }
+    assert_eq!(s.calls(), (before.0, before.1 + 5));
+}

@@ -231,7 +231,9 @@ async fn deployments_of_one_model_name_share_its_traffic_by_rpm() {
     let url = format!("{}/v1/usage?group_by=provider&from=0", gw.url());
     let mut report = Value::Null;
     for _ in 0..100 {
-        report = get(&url, &[("authorization", "Bearer sk-1234")]).await.json();
+        report = get(&url, &[("authorization", "Bearer sk-1234")])
+            .await
+            .json();
         let requests: i64 = report["data"]
             .as_array()
             .into_iter()
@@ -250,13 +252,38 @@ async fn deployments_of_one_model_name_share_its_traffic_by_rpm() {
             .iter()
             .find(|g| g["group"] == name)
             .unwrap_or_else(|| panic!("{name} in {report}"));
-        g["cost_usd"].as_f64().unwrap_or_else(|| panic!("{report}")) / g["requests"].as_f64().unwrap()
+        g["cost_usd"].as_f64().unwrap_or_else(|| panic!("{report}"))
+            / g["requests"].as_f64().unwrap()
     };
     let ratio = per_request("west") / per_request("east");
     assert!(
         (ratio - 10.0).abs() < 1e-6,
         "west/east cost per request {ratio}: {report}"
     );
+}
+
+#[tokio::test]
+async fn usage_based_routing_holds_each_deployment_to_its_rpm() {
+    let (_server, _mock, env) = mock().await;
+    let file = corpus("usage_based.yaml");
+    assert!(check(&file, &env).contains("  gpt-4o (LeastUsage): small/echo, large/echo\n"));
+    let gw = GatewayProcess::from_file(&file, &env).await;
+    // Within one calendar minute: `small` (rpm 1) serves at most one request.
+    let into = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        % 60_000;
+    if into > 50_000 {
+        tokio::time::sleep(Duration::from_millis(60_050 - into)).await;
+    }
+    let mut small = 0;
+    for _ in 0..6 {
+        let answer = chat(&gw, "gpt-4o", json!({}), None).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+        small += usize::from(answer.headers["x-gateway-provider"] == "small");
+    }
+    assert!(small <= 1, "small served {small} requests this minute");
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! What the gateway remembers about each combo target: requests in flight, recent latency
 //! (peak-EWMA) and a circuit breaker. Shared by every combo that lists the target.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +22,37 @@ pub(crate) struct TargetState {
     in_flight: AtomicUsize,
     latency: Mutex<PeakEwma>,
     breaker: Mutex<Breaker>,
+    /// Requests and tokens of the current minute, against the target's `rpm`/`tpm`.
+    minute: Mutex<Minute>,
+    /// The limits (0: none); counting happens only with a limit or for `least-usage`.
+    rpm: AtomicU64,
+    tpm: AtomicU64,
+    counted: AtomicBool,
     pub(crate) metrics: TargetMetrics,
+}
+
+/// One minute's use of a target (the minute since the Unix epoch it is for).
+#[derive(Debug, Default)]
+struct Minute {
+    at: u64,
+    requests: u64,
+    tokens: u64,
+}
+
+impl Minute {
+    /// This minute's counts, starting a new minute when the clock has moved on.
+    fn now(&mut self) -> &mut Self {
+        let minute = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() / 60);
+        if self.at != minute {
+            *self = Self {
+                at: minute,
+                ..Self::default()
+            };
+        }
+        self
+    }
 }
 
 /// The target's counters, registered once so that recording costs no allocation.
@@ -58,7 +88,65 @@ impl TargetState {
             in_flight: AtomicUsize::new(0),
             latency: Mutex::new(PeakEwma::default()),
             breaker: Mutex::new(Breaker::new(config.clone())),
+            minute: Mutex::default(),
+            rpm: AtomicU64::new(0),
+            tpm: AtomicU64::new(0),
+            counted: AtomicBool::new(false),
         }
+    }
+
+    /// Gives the target per-minute limits (the lowest wins when several combos give one);
+    /// from then on its requests and tokens are counted.
+    pub(crate) fn limit(&self, rpm: Option<u64>, tpm: Option<u64>) {
+        for (limit, value) in [(&self.rpm, rpm), (&self.tpm, tpm)] {
+            if let Some(value) = value.filter(|v| *v > 0) {
+                let _ = limit.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                    Some(if old == 0 { value } else { old.min(value) })
+                });
+                self.counted.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Counts the target's requests and tokens per minute (for `least-usage`).
+    pub(crate) fn count(&self) {
+        self.counted.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether its requests and tokens are counted.
+    pub(crate) fn is_counted(&self) -> bool {
+        self.counted.load(Ordering::Relaxed)
+    }
+
+    /// Whether the target has used its `rpm` or `tpm` for this minute.
+    pub(crate) fn at_limit(&self) -> bool {
+        if !self.is_counted() {
+            return false;
+        }
+        let (rpm, tpm) = (
+            self.rpm.load(Ordering::Relaxed),
+            self.tpm.load(Ordering::Relaxed),
+        );
+        let mut minute = self.minute.lock().expect("not poisoned");
+        let now = minute.now();
+        (rpm > 0 && now.requests >= rpm) || (tpm > 0 && now.tokens >= tpm)
+    }
+
+    /// Counts a request sent to it.
+    pub(crate) fn sent(&self) {
+        if self.is_counted() {
+            self.minute.lock().expect("not poisoned").now().requests += 1;
+        }
+    }
+
+    /// Counts the tokens of an answer it gave.
+    pub(crate) fn used_tokens(&self, tokens: u64) {
+        self.minute.lock().expect("not poisoned").now().tokens += tokens;
+    }
+
+    /// Tokens used this minute (what `least-usage` compares).
+    pub(crate) fn tokens_this_minute(&self) -> u64 {
+        self.minute.lock().expect("not poisoned").now().tokens
     }
 
     pub(crate) fn in_flight(&self) -> usize {

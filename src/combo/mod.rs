@@ -62,8 +62,9 @@ mod service;
 mod settings;
 mod table;
 
-pub use self::service::{Combo, ComboAttempts, ComboFuture, ComboLayer};
+pub use self::service::{Combo, ComboFuture, ComboLayer};
 pub use self::settings::{
     CircuitBreakerSettings, ComboSettings, ComboStrategy, ComboTarget, FallbackOn,
 };
 pub use self::table::Combos;
+pub use crate::executor::ComboAttempts;

@@ -14,8 +14,10 @@ use super::failure::{is_upstream_fault, retry_after, Verdict};
 use super::health::{Admission, InFlight, TargetState};
 use super::table::{ComboPlan, Combos};
 use crate::body::Body;
-use crate::error::GatewayError;
+use crate::error::{ErrorKind, GatewayError};
+use crate::executor::ComboAttempts;
 use crate::future::LayerFuture;
+use crate::metering::{UsageHook, UsageObserver, UsageRecord};
 use crate::request::LlmRequest;
 
 /// Layer that applies the [`Combo`] middleware.
@@ -54,16 +56,6 @@ impl<S> Layer<S> for ComboLayer {
 pub struct Combo<S> {
     inner: S,
     combos: Arc<Combos>,
-}
-
-/// The number of upstream attempts behind a combo's answer, in its response extensions
-/// (and the `x-gateway-attempts` header).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ComboAttempts {
-    /// The combo's name.
-    pub combo: Arc<str>,
-    /// Attempts made, the answering one included.
-    pub attempts: u32,
 }
 
 /// The future of [`Combo`].
@@ -125,11 +117,19 @@ where
     // The target that cools down soonest, tried when every target is cooling.
     let mut coolest: Option<(Instant, Arc<TargetState>)> = None;
     let mut admitted_any = false;
+    let mut limited = false;
 
     while failures.len() < plan.max_attempts {
-        let Some(target) = pick(&targets, &mut next, &mut coolest, &mut admitted_any) else {
+        let Some(target) = pick(
+            &targets,
+            &mut next,
+            &mut coolest,
+            &mut admitted_any,
+            &mut limited,
+        ) else {
             break;
         };
+        target.sent();
         if !failures.is_empty() {
             service.ready().await?;
         }
@@ -173,6 +173,13 @@ where
                     combo: plan.name.clone(),
                     attempts,
                 });
+                if target.is_counted() {
+                    let hook = UsageHook::joined(
+                        parts.extensions.remove(),
+                        Arc::new(CountTokens(target.clone())),
+                    );
+                    parts.extensions.insert(hook);
+                }
                 let body = Body::new(ComboBody::new(opening, in_flight));
                 return Ok(Response::from_parts(parts, body));
             }
@@ -219,7 +226,37 @@ where
         }
     }
     plan.exhausted.increment(1);
+    if failures.is_empty() && limited {
+        return Err(at_limits(&plan));
+    }
     Err(exhausted(&plan, failures))
+}
+
+/// Adds an answer's metered tokens to its target's minute.
+struct CountTokens(Arc<TargetState>);
+
+impl UsageObserver for CountTokens {
+    fn observe(&self, record: &UsageRecord) {
+        self.0
+            .used_tokens(record.prompt_tokens + record.completion_tokens);
+    }
+}
+
+/// 429 when every target has used its `rpm`/`tpm` for this minute: retry at the next.
+fn at_limits(plan: &ComboPlan) -> GatewayError {
+    let into_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() % 60);
+    GatewayError::new(
+        ErrorKind::Limited,
+        http::StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_error",
+        format!(
+            "Every target of `{}` has used its requests or tokens per minute (rpm/tpm); try again in the next minute.",
+            plan.name
+        ),
+    )
+    .with_retry_after(HeaderValue::from(60 - into_minute))
 }
 
 /// The next target to try: the next admitted one in plan order, or, when every target of
@@ -229,9 +266,14 @@ fn pick(
     next: &mut usize,
     coolest: &mut Option<(Instant, Arc<TargetState>)>,
     admitted_any: &mut bool,
+    limited: &mut bool,
 ) -> Option<Arc<TargetState>> {
     while let Some(target) = targets.get(*next) {
         *next += 1;
+        if target.at_limit() {
+            *limited = true;
+            continue;
+        }
         match target.admit() {
             Admission::Yes => {
                 *admitted_any = true;

@@ -50,20 +50,31 @@ pub enum ComboStrategy {
     LeastLatency,
     /// The target with the fewest requests in flight.
     LeastBusy,
+    /// The target that used the fewest tokens this minute (LiteLLM's usage-based routing);
+    /// with `rpm`/`tpm` on the targets, those at their limit are skipped.
+    LeastUsage,
 }
 
-/// A combo target: a name, or a name with a weight.
+/// A combo target: a name, or a name with a weight and per-minute limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum ComboTarget {
     /// `provider/model`, an alias or a combo, weight 1.
     Name(String),
-    /// A target with its weight for the `weighted` strategy.
+    /// A target with its weight for the `weighted` strategy, or its limits.
     Weighted {
         /// `provider/model`, an alias or a combo.
         target: String,
-        /// Relative share; 0 means only as a fallback.
+        /// Relative share; 0 means only as a fallback. Default 1.
+        #[serde(default = "one")]
         weight: u32,
+        /// Requests per minute it may take (per gateway instance); at the limit it is
+        /// skipped until the next minute.
+        #[serde(default)]
+        rpm: Option<u64>,
+        /// Tokens per minute (prompt + completion, as metered) it may take.
+        #[serde(default)]
+        tpm: Option<u64>,
     },
 }
 
@@ -81,6 +92,17 @@ impl ComboTarget {
             Self::Weighted { weight, .. } => *weight,
         }
     }
+    /// Its requests and tokens per minute, when limited.
+    pub fn limits(&self) -> (Option<u64>, Option<u64>) {
+        match self {
+            Self::Name(_) => (None, None),
+            Self::Weighted { rpm, tpm, .. } => (*rpm, *tpm),
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A kind of failure after which a combo tries its next target.

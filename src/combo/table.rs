@@ -146,8 +146,18 @@ impl Compiler<'_> {
         let mut members = Vec::with_capacity(config.targets.len());
         for (i, target) in config.targets.iter().enumerate() {
             let field = format!("{name}.targets.{i}");
+            let node = self.node(target.name(), &field, chain)?;
+            let (rpm, tpm) = target.limits();
+            if rpm.is_some() || tpm.is_some() || config.strategy == ComboStrategy::LeastUsage {
+                let mut leaves = Vec::new();
+                node.leaves(&mut leaves);
+                for leaf in leaves {
+                    leaf.limit(rpm, tpm);
+                    leaf.count();
+                }
+            }
             members.push(Member {
-                node: self.node(target.name(), &field, chain)?,
+                node,
                 weight: target.weight(),
             });
         }
@@ -250,6 +260,18 @@ impl Node {
         }
     }
 
+    fn tokens_this_minute(&self) -> u64 {
+        match self {
+            Self::Target(t) => t.tokens_this_minute(),
+            Self::Combo(c) => c
+                .members
+                .iter()
+                .map(|m| m.node.tokens_this_minute())
+                .min()
+                .unwrap_or(0),
+        }
+    }
+
     fn in_flight(&self) -> usize {
         match self {
             Self::Target(t) => t.in_flight(),
@@ -332,6 +354,10 @@ impl ComboPlan {
             ComboStrategy::LeastBusy => {
                 fastrand::shuffle(&mut order); // ties go to a random member
                 order.sort_by_key(|&i| self.members[i].node.in_flight());
+            }
+            ComboStrategy::LeastUsage => {
+                fastrand::shuffle(&mut order);
+                order.sort_by_key(|&i| self.members[i].node.tokens_this_minute());
             }
         }
         order

@@ -54,6 +54,17 @@ pub use self::registry::{
     take_request, BoxExecutor, ExecutorFuture, Executors, ExecutorsBuilder, ReadinessCheck,
 };
 
+/// The number of upstream attempts behind a combo's answer, in its response extensions
+/// (and the `x-gateway-attempts` header). Defined here, beside [`Target`], so that the
+/// layers that read it (metering) need not depend on the combo layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComboAttempts {
+    /// The combo's name.
+    pub combo: Arc<str>,
+    /// Attempts made, the answering one included.
+    pub attempts: u32,
+}
+
 /// Where a request goes: a provider and the model name the upstream gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {

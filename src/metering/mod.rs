@@ -70,6 +70,30 @@ pub trait UsageObserver: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct UsageHook(pub Arc<dyn UsageObserver>);
 
+impl UsageHook {
+    /// A hook telling `observer`, and `existing` too when there is one (a response may
+    /// carry the observers of several layers).
+    pub fn joined(existing: Option<UsageHook>, observer: Arc<dyn UsageObserver>) -> Self {
+        match existing {
+            None => Self(observer),
+            Some(Self(first)) => Self(Arc::new(Both(first, observer))),
+        }
+    }
+}
+
+struct Both(Arc<dyn UsageObserver>, Arc<dyn UsageObserver>);
+
+impl UsageObserver for Both {
+    fn ended(&self) {
+        self.0.ended();
+        self.1.ended();
+    }
+    fn observe(&self, record: &UsageRecord) {
+        self.0.observe(record);
+        self.1.observe(record);
+    }
+}
+
 impl std::fmt::Debug for UsageHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("UsageHook")

@@ -216,9 +216,9 @@ where
         };
         let mut response = answer?;
         std::mem::take(this.headers).write(response.headers_mut());
-        response
-            .extensions_mut()
-            .insert(UsageHook(reservation as Arc<dyn UsageObserver>));
+        let extensions = response.extensions_mut();
+        let hook = UsageHook::joined(extensions.remove(), reservation as Arc<dyn UsageObserver>);
+        extensions.insert(hook);
         Poll::Ready(Ok(response))
     }
 }

@@ -62,6 +62,9 @@ pub(super) struct Deployment {
     /// The share of its group's traffic under `simple-shuffle`: `weight`, else `rpm`,
     /// else `tpm`, else 1 (LiteLLM's order).
     pub(super) weight: u32,
+    /// Its requests and tokens per minute (limits under usage-based routing).
+    pub(super) rpm: Option<u64>,
+    pub(super) tpm: Option<u64>,
     /// Its price per million tokens, when the entry gives one.
     pub(super) price: Option<Price>,
     /// `model_info.mode`.
@@ -110,20 +113,18 @@ impl Deployment {
             .ok_or_else(|| params.error("model", "is required"))?;
 
         // What LiteLLM uses to choose among a group's deployments.
-        let (mut weight, mut weighted) = (1, false);
-        for key in ["weight", "rpm", "tpm"] {
-            let value = match params.number(key)? {
-                Some(v) => Some(v),
-                None if key != "weight" => info.number(key)?,
-                None => None,
+        let per_minute =
+            |params: &mut Fields, info: &mut Fields, key: &str| match params.count(key)? {
+                Some(v) => Ok::<_, ConfigError>(Some(v)),
+                None => info.count(key),
             };
-            if let Some(v) = value {
-                if !weighted {
-                    weight = v.round().clamp(0.0, f64::from(u32::MAX)) as u32;
-                    weighted = true;
-                }
-            }
+        let rpm = per_minute(&mut params, &mut info, "rpm")?;
+        let tpm = per_minute(&mut params, &mut info, "tpm")?;
+        let weight = match params.number("weight")? {
+            Some(w) => Some(w.round()),
+            None => rpm.or(tpm).map(|v| v as f64),
         }
+        .map_or(1, |w| w.clamp(0.0, f64::from(u32::MAX)) as u32);
         let mut price = None;
         let cost = |fields: &mut Fields, key: &str| fields.number(key);
         let input = match cost(&mut params, "input_cost_per_token")? {
@@ -157,6 +158,8 @@ impl Deployment {
             id,
             served,
             weight,
+            rpm,
+            tpm,
             price,
             mode,
         })

@@ -978,6 +978,28 @@ general_settings:
     }
 
     #[test]
+    fn usage_based_routing_holds_deployments_to_their_rpm_and_tpm_and_shuffle_does_not() {
+        let list = "model_list:\n  - { model_name: g, litellm_params: { model: openai/a, rpm: 10 } }\n  - { model_name: g, litellm_params: { model: openai/b }, model_info: { tpm: 500 } }\n";
+        let config = load(&format!(
+            "{list}router_settings: {{ routing_strategy: usage-based-routing }}"
+        ))
+        .unwrap();
+        let combo = &config.combos["g"];
+        assert_eq!(combo.strategy, ComboStrategy::LeastUsage);
+        let limits: Vec<_> = combo.targets.iter().map(|t| t.limits()).collect();
+        assert_eq!(limits, [(Some(10), None), (None, Some(500))]);
+        let config = load(list).unwrap();
+        let combo = &config.combos["g"];
+        assert_eq!(combo.strategy, ComboStrategy::Weighted);
+        let weights: Vec<_> = combo
+            .targets
+            .iter()
+            .map(|t| (t.weight(), t.limits()))
+            .collect();
+        assert_eq!(weights, [(10, (None, None)), (500, (None, None))]);
+    }
+
+    #[test]
     fn fallbacks_to_unknown_groups_are_reported_not_followed() {
         let config = load(
             "model_list: [{ model_name: a, litellm_params: { model: openai/x } }]\nrouter_settings: { fallbacks: [{ a: [nowhere] }] }",

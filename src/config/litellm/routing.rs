@@ -29,9 +29,11 @@ pub(super) struct Routing {
 pub(super) enum Strategy {
     /// `simple-shuffle`: random in proportion to `weight` / `rpm` / `tpm`.
     Shuffle,
-    /// `least-busy`, and the usage-based ones (fewest requests in flight stands in for
-    /// the lowest use of a per-minute limit).
+    /// `least-busy`.
     LeastBusy,
+    /// `usage-based-routing(-v2)`: the fewest tokens this minute, deployments at their
+    /// `rpm`/`tpm` skipped.
+    Usage,
     /// `latency-based-routing`.
     Latency,
     /// `cost-based-routing`: the cheapest deployment first.
@@ -43,7 +45,8 @@ impl Strategy {
     pub(super) fn parse(name: &str) -> Result<Self, String> {
         match name {
             "simple-shuffle" => Ok(Self::Shuffle),
-            "least-busy" | "usage-based-routing" | "usage-based-routing-v2" => Ok(Self::LeastBusy),
+            "least-busy" => Ok(Self::LeastBusy),
+            "usage-based-routing" | "usage-based-routing-v2" => Ok(Self::Usage),
             "latency-based-routing" => Ok(Self::Latency),
             "cost-based-routing" => Ok(Self::Cost),
             "provider-budget-routing" | "lar1" => Err(format!(
@@ -72,10 +75,21 @@ pub(super) struct Routes {
     pub(super) skipped: Vec<String>,
 }
 
-/// A group's targets: name and weight.
+/// A group's deployments as combo targets.
 struct Group {
-    targets: Vec<(String, u32, Option<f64>)>,
+    targets: Vec<Member>,
     wildcard: bool,
+}
+
+/// One target of a group.
+struct Member {
+    /// `provider/model`.
+    target: String,
+    weight: u32,
+    /// Input + output price per million tokens, when known.
+    cost: Option<f64>,
+    rpm: Option<u64>,
+    tpm: Option<u64>,
 }
 
 /// Compiles `deployments`. `proxy` is the LiteLLM proxy provider (name, api_base) for
@@ -122,7 +136,13 @@ pub(super) fn compile(
                 if let Some(price) = d.price {
                     routes.prices.insert(target.clone(), price);
                 }
-                group.targets.push((target, d.weight, cost));
+                group.targets.push(Member {
+                    target,
+                    weight: d.weight,
+                    cost,
+                    rpm: d.rpm,
+                    tpm: d.tpm,
+                });
                 routes.providers.insert(name, *provider);
                 how
             }
@@ -131,9 +151,14 @@ pub(super) fn compile(
                     // The proxy balances the group's LiteLLM entries itself: one target.
                     let weight = via_litellm.entry(d.model_name.clone()).or_insert(0);
                     if *weight == 0 {
-                        group
-                            .targets
-                            .push((format!("{proxy}/{}", d.model_name), 0, cost));
+                        // Its limits are the proxy's to keep.
+                        group.targets.push(Member {
+                            target: format!("{proxy}/{}", d.model_name),
+                            weight: 0,
+                            cost,
+                            rpm: None,
+                            tpm: None,
+                        });
                     }
                     *weight += d.weight;
                     How::ViaLiteLlm {
@@ -160,8 +185,8 @@ pub(super) fn compile(
         let proxy = proxy.map(|(p, _)| p).unwrap_or_default();
         let target = format!("{proxy}/{name}");
         if let Some(group) = groups.get_mut(&name) {
-            for t in group.targets.iter_mut().filter(|t| t.0 == target) {
-                t.1 = weight;
+            for t in group.targets.iter_mut().filter(|t| t.target == target) {
+                t.weight = weight;
             }
         }
     }
@@ -215,7 +240,7 @@ pub(super) fn compile(
     let core = |group: &str| -> String {
         let targets = &groups[group].targets;
         if targets.len() == 1 {
-            targets[0].0.clone()
+            targets[0].target.clone()
         } else if has_fallbacks[group] {
             deployments_combo(group)
         } else {
@@ -232,7 +257,7 @@ pub(super) fn compile(
             // A pattern can only be an alias: its first deployment serves it.
             routes
                 .aliases
-                .insert(name.clone(), group.targets[0].0.clone());
+                .insert(name.clone(), group.targets[0].target.clone());
             if group.targets.len() > 1 {
                 routes.skipped.push(format!(
                     "`{name}`: a wildcard group is served by its first entry only"
@@ -253,7 +278,7 @@ pub(super) fn compile(
             (1, true, true) => {
                 routes
                     .aliases
-                    .insert(name.clone(), group.targets[0].0.clone());
+                    .insert(name.clone(), group.targets[0].target.clone());
             }
             (_, true, _) => {
                 routes
@@ -262,7 +287,7 @@ pub(super) fn compile(
             }
             (n, false, _) => {
                 let first = if n == 1 {
-                    group.targets[0].0.clone()
+                    group.targets[0].target.clone()
                 } else {
                     routes.combos.insert(deployments_combo(name), balanced);
                     deployments_combo(name)
@@ -314,33 +339,50 @@ fn keep_served(
 }
 
 /// A combo over a group's deployments, by the routing strategy.
-fn balanced(targets: &[(String, u32, Option<f64>)], strategy: Strategy) -> ComboSettings {
+fn balanced(targets: &[Member], strategy: Strategy) -> ComboSettings {
+    let names = || targets.iter().map(|t| t.target.clone());
     match strategy {
         Strategy::Shuffle => {
+            // Weights only: LiteLLM does not hold simple-shuffle to rpm/tpm.
+            let all_zero = targets.iter().all(|t| t.weight == 0);
             let mut combo =
                 ComboSettings::new(Vec::<String>::new()).strategy(ComboStrategy::Weighted);
-            let all_zero = targets.iter().all(|t| t.1 == 0);
             combo.targets = targets
                 .iter()
-                .map(|(target, weight, _)| ComboTarget::Weighted {
-                    target: target.clone(),
-                    weight: if all_zero { 1 } else { *weight },
+                .map(|t| ComboTarget::Weighted {
+                    target: t.target.clone(),
+                    weight: if all_zero { 1 } else { t.weight },
+                    rpm: None,
+                    tpm: None,
                 })
                 .collect();
             combo
         }
-        Strategy::LeastBusy => ComboSettings::new(targets.iter().map(|t| t.0.clone()))
-            .strategy(ComboStrategy::LeastBusy),
-        Strategy::Latency => ComboSettings::new(targets.iter().map(|t| t.0.clone()))
-            .strategy(ComboStrategy::LeastLatency),
+        Strategy::Usage => {
+            let mut combo =
+                ComboSettings::new(Vec::<String>::new()).strategy(ComboStrategy::LeastUsage);
+            combo.targets = targets
+                .iter()
+                .map(|t| ComboTarget::Weighted {
+                    target: t.target.clone(),
+                    weight: 1,
+                    rpm: t.rpm,
+                    tpm: t.tpm,
+                })
+                .collect();
+            combo
+        }
+        Strategy::LeastBusy => ComboSettings::new(names()).strategy(ComboStrategy::LeastBusy),
+        Strategy::Latency => ComboSettings::new(names()).strategy(ComboStrategy::LeastLatency),
         Strategy::Cost => {
             let mut by_cost: Vec<_> = targets.iter().collect();
             // Unknown prices last; the sort is stable, so ties keep the file's order.
             by_cost.sort_by(|a, b| {
-                a.2.unwrap_or(f64::INFINITY)
-                    .total_cmp(&b.2.unwrap_or(f64::INFINITY))
+                a.cost
+                    .unwrap_or(f64::INFINITY)
+                    .total_cmp(&b.cost.unwrap_or(f64::INFINITY))
             });
-            ComboSettings::new(by_cost.into_iter().map(|t| t.0.clone()))
+            ComboSettings::new(by_cost.into_iter().map(|t| t.target.clone()))
         }
     }
 }
