@@ -36,6 +36,7 @@ use llm_tower::{Body, Config, Endpoint, Gateway, LlmRequest};
 use tower::{Service, ServiceExt};
 
 const CONFIG: &str = "providers:\n  mock: { kind: mock, models: [echo] }\n\
+    \x20 defaults: { kind: mock, params: { seed: 7, presence_penalty: 0.1, frequency_penalty: 0.1 } }\n\
     aliases: { gpt: mock/echo }\n\
     combos: { smart: { targets: [mock/echo, mock/other] } }\n\
     metering: { sink: none }\n";
@@ -224,6 +225,14 @@ fn layers(c: &mut Criterion) {
         (
             "none",
             "mock/echo",
+            None,
+            BoxCloneService::new(executors.clone()),
+        ),
+        // A provider with default parameters (a LiteLLM deployment's `litellm_params`):
+        // what filling in the three the request lacks costs.
+        (
+            "none_params",
+            "defaults/echo",
             None,
             BoxCloneService::new(executors.clone()),
         ),

@@ -5,13 +5,12 @@
 //! chat completion by then); a native Anthropic Messages request gets those whose names
 //! the two APIs share.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::{Request, Response};
-use serde::de::IgnoredAny;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tower::Service;
@@ -77,6 +76,9 @@ impl DefaultParams {
 
     /// Checks that no default sets what only the client may.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        if self.0.len() > 32 {
+            return Err(SettingsError::new("", "at most 32 default parameters"));
+        }
         match self.0.keys().find(|k| RESERVED.contains(&k.as_str())) {
             Some(name) => Err(SettingsError::new(
                 name.as_str(),
@@ -91,20 +93,46 @@ impl DefaultParams {
 #[derive(Clone)]
 pub(crate) struct WithDefaults<S> {
     inner: S,
-    /// Each default as `"name":value,`, serialised once.
-    members: Arc<[(Box<str>, Bytes)]>,
+    defaults: Arc<Defaults>,
+}
+
+struct Defaults {
+    /// Each default as `"name":value,` (serialised once), and the bits of the [`watch`]
+    /// names that, set by the client, keep it out.
+    members: Vec<(Box<str>, Bytes, u64)>,
+    /// The top-level names looked for in a request: the defaults' and their synonyms.
+    watch: Vec<Box<str>>,
 }
 
 impl<S> WithDefaults<S> {
     pub(crate) fn new(inner: S, params: &DefaultParams) -> Self {
+        let mut watch: Vec<Box<str>> = Vec::new();
+        let mut bit = |name: &str| {
+            let i = watch.iter().position(|w| &**w == name).unwrap_or_else(|| {
+                watch.push(name.into());
+                watch.len() - 1
+            });
+            1u64 << i.min(63)
+        };
         let members = params
             .iter()
             .map(|(name, value)| {
+                let mut mask = bit(name);
+                for &(a, b) in SYNONYMS {
+                    if a == name {
+                        mask |= bit(b);
+                    } else if b == name {
+                        mask |= bit(a);
+                    }
+                }
                 let member = format!("{}:{value},", Value::from(name));
-                (Box::from(name), Bytes::from(member))
+                (Box::from(name), Bytes::from(member), mask)
             })
             .collect();
-        Self { inner, members }
+        Self {
+            inner,
+            defaults: Arc::new(Defaults { members, watch }),
+        }
     }
 
     /// The members the request lacks, or `None` when it sets every one.
@@ -114,21 +142,66 @@ impl<S> WithDefaults<S> {
             Endpoint::Messages => MESSAGES.contains(&name),
             _ => false,
         };
-        // The top-level names only; values are skipped unread.
-        let present: HashMap<String, IgnoredAny> = serde_json::from_slice(body).ok()?;
-        let sets = |name: &str| {
-            present.contains_key(name)
-                || SYNONYMS.iter().any(|&(a, b)| {
-                    (a == name && present.contains_key(b)) || (b == name && present.contains_key(a))
-                })
-        };
+        let defaults = &*self.defaults;
+        let present = Keys(&defaults.watch)
+            .deserialize(&mut serde_json::Deserializer::from_slice(body))
+            .ok()?;
         let mut out = BytesMut::new();
-        for (name, member) in self.members.iter() {
-            if applies(name) && !sets(name) {
+        for (name, member, mask) in &defaults.members {
+            if applies(name) && present & mask == 0 {
                 out.extend_from_slice(member);
             }
         }
         (!out.is_empty()).then_some(out)
+    }
+}
+
+/// Which of the watched names a JSON object sets at its top level, as bits. Keys are
+/// compared where they lie in the body and values skipped unread: no allocation (a
+/// `HashMap` of the keys cost 9k instructions per 1 KB request, measured in `layers/none_params`).
+struct Keys<'a>(&'a [Box<str>]);
+
+impl<'de> DeserializeSeed<'de> for Keys<'_> {
+    type Value = u64;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Keys<'_> {
+    type Value = u64;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
+        let mut present = 0;
+        while let Some(found) = map.next_key_seed(Key(self.0))? {
+            if let Some(i) = found {
+                present |= 1u64 << i.min(63);
+            }
+            map.next_value::<IgnoredAny>()?;
+        }
+        Ok(present)
+    }
+}
+
+/// One key: the index of the watched name it is, if any.
+struct Key<'a>(&'a [Box<str>]);
+
+impl<'de> DeserializeSeed<'de> for Key<'_> {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_> {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_str<E>(self, key: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|name| &**name == key))
     }
 }
 

@@ -1000,6 +1000,37 @@ general_settings:
     }
 
     #[test]
+    fn default_and_generic_fallbacks_apply_to_groups_without_their_own() {
+        let list = "model_list:\n  - { model_name: a, litellm_params: { model: openai/a } }\n  - { model_name: b, litellm_params: { model: openai/b } }\n  - { model_name: c, litellm_params: { model: openai/c } }\n";
+        let config = load(&format!("{list}litellm_settings: {{ default_fallbacks: [c], fallbacks: [{{ a: [b] }}], cache: true, cache_params: {{ ttl: 90 }} }}")).unwrap();
+        let names = |combo: &str| -> Vec<String> {
+            config.combos[combo]
+                .targets
+                .iter()
+                .map(|t| t.name().to_owned())
+                .collect()
+        };
+        assert_eq!(names("a"), ["a/a", "b/b"]);
+        assert_eq!(names("b"), ["b/b", "c/c"]);
+        // c falls back to nothing but itself: an alias.
+        assert_eq!(config.aliases["c"], "c/c");
+        // `cache_params` without a type: the in-memory cache.
+        assert!(config.cache.enabled);
+        assert_eq!(config.cache.store, crate::cache::CacheStoreKind::Memory);
+        assert_eq!(config.cache.ttl, Duration::from_secs(90));
+        let generic = load(&format!(
+            "{list}router_settings: {{ fallbacks: [{{ '*': [c] }}] }}"
+        ))
+        .unwrap();
+        let targets: Vec<_> = generic.combos["a"]
+            .targets
+            .iter()
+            .map(|t| t.name().to_owned())
+            .collect();
+        assert_eq!(targets, ["a/a", "c/c"]);
+    }
+
+    #[test]
     fn fallbacks_to_unknown_groups_are_reported_not_followed() {
         let config = load(
             "model_list: [{ model_name: a, litellm_params: { model: openai/x } }]\nrouter_settings: { fallbacks: [{ a: [nowhere] }] }",
