@@ -306,6 +306,53 @@ fn stop_reasons_and_refusals_map() {
     }
 }
 
+/// The same answer as a Message and as its event stream gives the same finish and refusal
+/// (the stream translation once dropped a refusal's explanation).
+#[test]
+fn every_stop_reason_streams_as_it_translates_whole() {
+    for stop in [
+        "end_turn",
+        "stop_sequence",
+        "max_tokens",
+        "tool_use",
+        "refusal",
+        "pause_turn",
+        "model_context_window_exceeded",
+    ] {
+        let details = json!({"type": "refusal", "explanation": "This request was declined."});
+        let whole = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "c", "content": [],
+            "stop_reason": stop, "stop_details": details, "usage": {"input_tokens": 1, "output_tokens": 2}});
+        let c: Value = serde_json::from_slice(
+            &translate::response(A, whole.to_string().as_bytes(), "m").unwrap(),
+        )
+        .unwrap();
+        let start = json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "c",
+            "content": [], "stop_reason": null, "usage": {"input_tokens": 1, "output_tokens": 0}}});
+        let delta = json!({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": null, "stop_details": details},
+            "usage": {"output_tokens": 2}});
+        let sse = format!(
+            "event: message_start\ndata: {start}\n\nevent: message_delta\ndata: {delta}\n\nevent: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+        );
+        let acc = accumulate(&assert_split_invariant(A, sse.as_bytes(), true));
+        let message = &c["choices"][0]["message"];
+        assert_eq!(
+            acc.finish.as_deref(),
+            c["choices"][0]["finish_reason"].as_str(),
+            "{stop}"
+        );
+        assert_eq!(
+            acc.refusal,
+            message["refusal"].as_str().unwrap_or(""),
+            "{stop}"
+        );
+        assert_eq!(
+            acc.usage.as_ref().unwrap()["completion_tokens"],
+            c["usage"]["completion_tokens"],
+            "{stop}"
+        );
+    }
+}
+
 #[test]
 fn stream_text_translates_event_by_event_in_any_framing() {
     let sse = fixture("anthropic/stream-text.sse");

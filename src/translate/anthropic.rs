@@ -734,6 +734,15 @@ struct MessageDelta<'a> {
 struct MessageDeltaBody<'a> {
     #[serde(borrow, default)]
     stop_reason: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    stop_details: Option<StopDetails<'a>>,
+}
+
+/// Why the model stopped, in words (a refusal's `explanation`).
+#[derive(Deserialize)]
+struct StopDetails<'a> {
+    #[serde(borrow, default)]
+    explanation: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -1039,7 +1048,23 @@ impl StreamTranslator for AnthropicStream {
                 if let Some(stop) = delta.delta.stop_reason.as_deref() {
                     if !self.finished {
                         self.finished = true;
-                        self.writer.finish(out, 0, finish_reason(Some(stop)));
+                        let finish = finish_reason(Some(stop));
+                        // A refusal's explanation is the message's `refusal`, as in the
+                        // JSON translation.
+                        let explanation = delta
+                            .delta
+                            .stop_details
+                            .as_ref()
+                            .and_then(|d| d.explanation.as_deref())
+                            .filter(|_| finish == Finish::ContentFilter);
+                        if let Some(refusal) = explanation {
+                            let delta = Delta {
+                                refusal: Some(refusal),
+                                ..Delta::default()
+                            };
+                            self.writer.delta(out, 0, &delta);
+                        }
+                        self.writer.finish(out, 0, finish);
                     }
                 }
             }

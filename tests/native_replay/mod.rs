@@ -170,6 +170,7 @@ pub struct Accumulated {
     pub role: Option<String>,
     pub content: String,
     pub reasoning: String,
+    pub refusal: String,
     pub tool_calls: Vec<(String, String, String)>,
     pub finish: Option<String>,
     pub usage: Option<Value>,
@@ -205,6 +206,7 @@ pub fn accumulate(out: &[u8]) -> Accumulated {
             acc.content.push_str(d["content"].as_str().unwrap_or(""));
             acc.reasoning
                 .push_str(d["reasoning_content"].as_str().unwrap_or(""));
+            acc.refusal.push_str(d["refusal"].as_str().unwrap_or(""));
             for call in d["tool_calls"].as_array().into_iter().flatten() {
                 let index = call["index"].as_u64().unwrap() as usize;
                 if index == acc.tool_calls.len() {
