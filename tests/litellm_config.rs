@@ -423,7 +423,7 @@ async fn our_config_can_include_a_litellm_config_and_its_own_sections_win() {
     std::fs::write(
         &ours,
         format!(
-            "litellm_config: {}\nproviders:\n  mine: {{ kind: openai, api_base: '{}/v1' }}\naliases: {{ gpt-4: mine/echo-own }}\ncircuit_breaker: {{ failures: 5 }}\n",
+            "litellm_config: {}\nproviders:\n  mine: {{ kind: openai, api_base: '{}/v1' }}\naliases: {{ gpt-3.5-turbo: mine/echo-own }}\ncombos: {{ gpt-4: {{ targets: [mine/echo-combo] }} }}\ncircuit_breaker: {{ failures: 5 }}\n",
             corpus("fallbacks.yaml").display(),
             env[1].1
         ),
@@ -434,8 +434,8 @@ async fn our_config_can_include_a_litellm_config_and_its_own_sections_win() {
     assert!(text.contains("  big-context      native"), "{text}");
     assert!(text.contains("ignored      router_settings.allowed_fails/cooldown_time/disable_cooldowns (our circuit_breaker: is set)"), "{text}");
     let gw = GatewayProcess::from_file(&ours, &env).await;
-    // Ours wins over the LiteLLM file's gpt-4.
-    let answer = chat(&gw, "gpt-4", json!({}), None).await;
+    // Our alias wins over the LiteLLM file's combo of the same name, our combo over its alias.
+    let answer = chat(&gw, "gpt-3.5-turbo", json!({}), None).await;
     assert_eq!(
         answer.headers["x-gateway-provider"],
         "mine",
@@ -443,6 +443,14 @@ async fn our_config_can_include_a_litellm_config_and_its_own_sections_win() {
         answer.text()
     );
     assert_eq!(last(&mock).2["model"], "echo-own");
+    let answer = chat(&gw, "gpt-4", json!({}), None).await;
+    assert_eq!(
+        answer.headers["x-gateway-provider"],
+        "mine",
+        "{}",
+        answer.text()
+    );
+    assert_eq!(last(&mock).2["model"], "echo-combo");
     let answer = chat(&gw, "big-context", json!({}), None).await;
     assert_eq!(
         answer.headers["x-gateway-provider"],

@@ -336,7 +336,6 @@ fn classify(model: &str, params: &mut Fields) -> Result<Served, ConfigError> {
             (ProviderConfig::Gemini(settings), "Gemini")
         }
     };
-    // Keys LiteLLM itself uses and llm-tower has no use for: reported by the caller.
     Ok(Served::Native {
         provider: Box::new(provider),
         model: upstream_model.to_owned(),

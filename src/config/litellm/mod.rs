@@ -201,12 +201,22 @@ pub(super) fn apply(
         })?;
         config.providers.insert(name, provider);
     }
-    for (name, target) in routes.aliases {
-        config.aliases.entry(name).or_insert(target);
-    }
-    for (name, combo) in routes.combos {
-        config.combos.entry(name).or_insert(combo);
-    }
+    // A name our own config gives (as an alias or a combo) is ours.
+    let ours = |config: &Config, name: &str| {
+        config.aliases.contains_key(name) || config.combos.contains_key(name)
+    };
+    let aliases: Vec<_> = routes
+        .aliases
+        .into_iter()
+        .filter(|(n, _)| !ours(config, n))
+        .collect();
+    let combos: Vec<_> = routes
+        .combos
+        .into_iter()
+        .filter(|(n, _)| !ours(config, n))
+        .collect();
+    config.aliases.extend(aliases);
+    config.combos.extend(combos);
     config.metering.model_prices.extend(routes.prices);
     report.entries = routes.entries;
     report.ignored.extend(routes.skipped);

@@ -342,36 +342,14 @@ fn keep_served(
 fn balanced(targets: &[Member], strategy: Strategy) -> ComboSettings {
     let names = || targets.iter().map(|t| t.target.clone());
     match strategy {
+        // Weights only: LiteLLM does not hold simple-shuffle to rpm/tpm.
         Strategy::Shuffle => {
-            // Weights only: LiteLLM does not hold simple-shuffle to rpm/tpm.
             let all_zero = targets.iter().all(|t| t.weight == 0);
-            let mut combo =
-                ComboSettings::new(Vec::<String>::new()).strategy(ComboStrategy::Weighted);
-            combo.targets = targets
-                .iter()
-                .map(|t| ComboTarget::Weighted {
-                    target: t.target.clone(),
-                    weight: if all_zero { 1 } else { t.weight },
-                    rpm: None,
-                    tpm: None,
-                })
-                .collect();
-            combo
+            detailed(targets, ComboStrategy::Weighted, |t| {
+                (if all_zero { 1 } else { t.weight }, None, None)
+            })
         }
-        Strategy::Usage => {
-            let mut combo =
-                ComboSettings::new(Vec::<String>::new()).strategy(ComboStrategy::LeastUsage);
-            combo.targets = targets
-                .iter()
-                .map(|t| ComboTarget::Weighted {
-                    target: t.target.clone(),
-                    weight: 1,
-                    rpm: t.rpm,
-                    tpm: t.tpm,
-                })
-                .collect();
-            combo
-        }
+        Strategy::Usage => detailed(targets, ComboStrategy::LeastUsage, |t| (1, t.rpm, t.tpm)),
         Strategy::LeastBusy => ComboSettings::new(names()).strategy(ComboStrategy::LeastBusy),
         Strategy::Latency => ComboSettings::new(names()).strategy(ComboStrategy::LeastLatency),
         Strategy::Cost => {
@@ -385,6 +363,28 @@ fn balanced(targets: &[Member], strategy: Strategy) -> ComboSettings {
             ComboSettings::new(by_cost.into_iter().map(|t| t.target.clone()))
         }
     }
+}
+
+/// A combo of `strategy` over `targets`, each with the weight and limits `of` gives it.
+fn detailed(
+    targets: &[Member],
+    strategy: ComboStrategy,
+    of: impl Fn(&Member) -> (u32, Option<u64>, Option<u64>),
+) -> ComboSettings {
+    let mut combo = ComboSettings::new(Vec::<String>::new()).strategy(strategy);
+    combo.targets = targets
+        .iter()
+        .map(|t| {
+            let (weight, rpm, tpm) = of(t);
+            ComboTarget::Weighted {
+                target: t.target.clone(),
+                weight,
+                rpm,
+                tpm,
+            }
+        })
+        .collect();
+    combo
 }
 
 /// A provider name for deployment `d`: its `model_info.id` when that is a usable name,
