@@ -66,6 +66,11 @@ fn check_fails_with_the_field_and_exit_code_2() {
 /// Starts the binary on a free port with `args`, stops it (SIGTERM) after it logged that it
 /// listens, and returns what it wrote to stdout.
 fn run_briefly(args: &[&str]) -> String {
+    run_briefly_with(args, |_| {})
+}
+
+/// The same, calling `during` with the address it listens on before stopping it.
+fn run_briefly_with(args: &[&str], during: impl FnOnce(std::net::SocketAddr)) -> String {
     // In a directory of its own: the example's SQLite ledger is a relative path.
     let dir = std::env::temp_dir().join(format!(
         "llm-tower-logs-{}-{}",
@@ -99,6 +104,15 @@ fn run_briefly(args: &[&str]) -> String {
             panic!("exited before listening: {out}");
         }
     }
+    let addr = out
+        .lines()
+        .find(|l| l.contains("listening"))
+        .and_then(|l| {
+            l.split(|c: char| c.is_whitespace() || c == '"' || c == ',' || c == '=')
+                .find_map(|word| word.parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no address in {out}"));
+    during(addr);
     // SIGTERM: a graceful stop, which logs that it is shutting down.
     Command::new("kill")
         .arg(child.id().to_string())
@@ -117,7 +131,20 @@ fn logs_are_plain_text_off_a_terminal_or_json_lines() {
     assert!(text.contains("llm-tower listening"), "{text}");
     assert!(!text.contains('\u{1b}'), "colour codes in a pipe: {text:?}");
 
-    let json = run_briefly(&["--log-format", "json"]);
+    let json = run_briefly_with(&["--log-format", "json"], |addr| {
+        use std::io::Write;
+        let body = r#"{"model":"mock/echo","messages":[{"role":"user","content":"hi"}]}"#;
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            conn,
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: req-log-1\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    });
     let lines: Vec<serde_json::Value> = json
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -133,5 +160,33 @@ fn logs_are_plain_text_off_a_terminal_or_json_lines() {
             .as_str()
             .is_some_and(|m| m.starts_with("shutting down"))),
         "{json}"
+    );
+    // One line for the request, with what an operator looks for.
+    let requests: Vec<_> = lines
+        .iter()
+        .filter(|l| l["target"] == "llm_tower::request")
+        .collect();
+    assert_eq!(requests.len(), 1, "{json}");
+    let line = requests[0];
+    assert_eq!(
+        (
+            &line["request_id"],
+            &line["model"],
+            &line["provider"],
+            &line["status"],
+            &line["outcome"]
+        ),
+        (
+            &serde_json::json!("req-log-1"),
+            &serde_json::json!("mock/echo"),
+            &serde_json::json!("mock"),
+            &serde_json::json!(200),
+            &serde_json::json!("ok")
+        ),
+        "{line}"
+    );
+    assert!(
+        line["latency_ms"].as_f64().is_some() && line["prompt_tokens"].as_u64().is_some(),
+        "{line}"
     );
 }

@@ -117,6 +117,7 @@ async fn write(
         .await
         .unwrap_or_default();
         records.iter().for_each(|r| exports.record(r, &mut labels));
+        records.iter().for_each(log_request);
         if let (Some(sink), false) = (&sink, records.is_empty()) {
             if let Err(err) = sink.write(&records).await {
                 dropped.increment(records.len() as u64);
@@ -131,6 +132,33 @@ async fn write(
             let _ = done.send(());
         }
     }
+}
+
+/// One line per request, from its finished record (off the request path), for operators:
+/// target `llm_tower::request` (`RUST_LOG=llm_tower::request=off` silences it). Keys appear
+/// by their name only.
+fn log_request(r: &UsageRecord) {
+    tracing::info!(
+        target: "llm_tower::request",
+        request_id = %r.request_id,
+        key = %r.key,
+        team = r.team.as_deref(),
+        endpoint = %r.endpoint,
+        model = %r.requested_model,
+        provider = r.provider.as_deref(),
+        upstream_model = r.upstream_model.as_deref(),
+        status = r.status,
+        outcome = r.outcome,
+        stream = r.stream,
+        latency_ms = r.latency_ms,
+        ttft_ms = r.ttft_ms,
+        prompt_tokens = r.prompt_tokens,
+        completion_tokens = r.completion_tokens,
+        cost_usd = r.cost_usd,
+        cache = r.cache.as_deref(),
+        attempts = r.attempts,
+        "request"
+    );
 }
 
 /// Works out what the request path left open.
