@@ -85,7 +85,7 @@ fn run_briefly_with(args: &[&str], during: impl FnOnce(std::net::SocketAddr)) ->
         .arg(&config)
         .args(["--listen", "127.0.0.1:0"])
         .args(args)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "info,llm_tower::request=debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
