@@ -937,3 +937,176 @@ proptest! {
         }
     }
 }
+
+/// One content block of a generated answer.
+#[derive(Debug, Clone)]
+enum GenBlock {
+    Text(String),
+    Thinking(String),
+    Tool(String, Value),
+}
+
+fn arb_block() -> impl Strategy<Value = GenBlock> {
+    let text = "[ a-zA-Z0-9.,!?é\"\\\\\n{}]{0,40}";
+    prop_oneof![
+        text.prop_map(GenBlock::Text),
+        text.prop_map(GenBlock::Thinking),
+        (
+            "[a-z_]{1,12}",
+            prop::collection::btree_map(
+                "[a-z]{1,6}",
+                prop_oneof![
+                    any::<i32>().prop_map(Value::from),
+                    text.prop_map(Value::from),
+                    any::<bool>().prop_map(Value::from)
+                ],
+                0..4
+            )
+        )
+            .prop_map(|(name, args)| GenBlock::Tool(
+                name,
+                Value::Object(args.into_iter().collect())
+            )),
+    ]
+}
+
+/// The answer as a Message, and as the event stream Anthropic sends for it (each delta
+/// cut into pieces of `piece` bytes or fewer, on character boundaries).
+fn message_and_stream(
+    blocks: &[GenBlock],
+    stop: &str,
+    input: u64,
+    output: u64,
+    piece: usize,
+) -> (Value, String) {
+    let details =
+        (stop == "refusal").then(|| json!({"type": "refusal", "explanation": "Declined: policy."}));
+    let mut content = Vec::new();
+    let mut sse = String::new();
+    let mut event =
+        |name: &str, data: Value| sse.push_str(&format!("event: {name}\ndata: {data}\n\n"));
+    event(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_gen", "type": "message", "role": "assistant",
+        "model": "claude-gen", "content": [], "stop_reason": null, "usage": {"input_tokens": input, "output_tokens": 1}}}),
+    );
+    let pieces = |text: &str| -> Vec<String> {
+        let chars: Vec<char> = text.chars().collect();
+        chars
+            .chunks(piece.max(1))
+            .map(|c| c.iter().collect())
+            .collect()
+    };
+    for (index, block) in blocks.iter().enumerate() {
+        match block {
+            GenBlock::Text(text) => {
+                content.push(json!({"type": "text", "text": text}));
+                event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
+                );
+                for p in pieces(text) {
+                    event(
+                        "content_block_delta",
+                        json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": p}}),
+                    );
+                }
+            }
+            GenBlock::Thinking(text) => {
+                content.push(json!({"type": "thinking", "thinking": text, "signature": "sig-gen"}));
+                event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+                );
+                for p in pieces(text) {
+                    event(
+                        "content_block_delta",
+                        json!({"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": p}}),
+                    );
+                }
+                event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": "sig-gen"}}),
+                );
+            }
+            GenBlock::Tool(name, args) => {
+                let id = format!("toolu_gen_{index}");
+                content.push(json!({"type": "tool_use", "id": id, "name": name, "input": args}));
+                event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": id, "name": name, "input": {}}}),
+                );
+                let json_text = if args.as_object().is_some_and(|m| m.is_empty()) {
+                    String::new()
+                } else {
+                    args.to_string()
+                };
+                for p in pieces(&json_text)
+                    .into_iter()
+                    .chain(json_text.is_empty().then(String::new))
+                {
+                    event(
+                        "content_block_delta",
+                        json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": p}}),
+                    );
+                }
+            }
+        }
+        event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        );
+    }
+    let mut delta = json!({"stop_reason": stop, "stop_sequence": null});
+    if let Some(d) = &details {
+        delta["stop_details"] = d.clone();
+    }
+    event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": delta, "usage": {"output_tokens": output}}),
+    );
+    event("message_stop", json!({"type": "message_stop"}));
+    let mut message = json!({"id": "msg_gen", "type": "message", "role": "assistant", "model": "claude-gen", "content": content,
+        "stop_reason": stop, "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": output}});
+    if let Some(d) = details {
+        message["stop_details"] = d;
+    }
+    (message, sse)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Translating a Message and assembling the translated stream of the same answer give
+    /// the same chat completion: content, reasoning, tool calls, refusal, finish, usage.
+    #[test]
+    fn a_message_and_its_stream_translate_to_the_same_completion(
+        blocks in prop::collection::vec(arb_block(), 0..5),
+        stop in prop::sample::select(vec!["end_turn", "stop_sequence", "max_tokens", "tool_use", "refusal", "pause_turn", "model_context_window_exceeded"]),
+        input in 0u64..5000,
+        output in 1u64..5000,
+        piece in 1usize..12,
+        frame in 1usize..200,
+    ) {
+        let (message, sse) = message_and_stream(&blocks, stop, input, output, piece);
+        let whole: Value = serde_json::from_slice(&translate::response(A, message.to_string().as_bytes(), "m").unwrap()).unwrap();
+        let sizes: Vec<usize> = std::iter::repeat_n(frame, sse.len() / frame + 1).collect();
+        let acc = accumulate(&native_replay::translate(A, sse.as_bytes(), &sizes, true));
+        let m = &whole["choices"][0]["message"];
+        prop_assert_eq!(acc.content.as_str(), m["content"].as_str().unwrap_or(""));
+        prop_assert_eq!(acc.reasoning.as_str(), m["reasoning_content"].as_str().unwrap_or(""));
+        prop_assert_eq!(acc.refusal.as_str(), m["refusal"].as_str().unwrap_or(""));
+        prop_assert_eq!(acc.finish.as_deref(), whole["choices"][0]["finish_reason"].as_str());
+        let calls: Vec<(String, String, Value)> = m["tool_calls"].as_array().into_iter().flatten()
+            .map(|c| (c["id"].as_str().unwrap().to_owned(), c["function"]["name"].as_str().unwrap().to_owned(),
+                serde_json::from_str(c["function"]["arguments"].as_str().unwrap()).unwrap()))
+            .collect();
+        let streamed: Vec<(String, String, Value)> = acc.tool_calls.iter()
+            .map(|(id, name, args)| (id.clone(), name.clone(), serde_json::from_str(args).unwrap_or_else(|e| panic!("{e}: {args}"))))
+            .collect();
+        prop_assert_eq!(streamed, calls);
+        let usage = acc.usage.as_ref().unwrap();
+        prop_assert_eq!(&usage["prompt_tokens"], &whole["usage"]["prompt_tokens"]);
+        prop_assert_eq!(&usage["completion_tokens"], &whole["usage"]["completion_tokens"]);
+    }
+}
