@@ -261,26 +261,23 @@ impl Node {
     }
 
     fn tokens_this_minute(&self) -> u64 {
-        match self {
-            Self::Target(t) => t.tokens_this_minute(),
-            Self::Combo(c) => c
-                .members
-                .iter()
-                .map(|m| m.node.tokens_this_minute())
-                .min()
-                .unwrap_or(0),
-        }
+        self.least(&TargetState::tokens_this_minute)
     }
 
     fn in_flight(&self) -> usize {
+        self.least(&TargetState::in_flight)
+    }
+
+    /// `of` the target, or the least `of` any target below a combo (0 for none).
+    fn least<T: Ord + Default>(&self, of: &dyn Fn(&TargetState) -> T) -> T {
         match self {
-            Self::Target(t) => t.in_flight(),
+            Self::Target(t) => of(t),
             Self::Combo(c) => c
                 .members
                 .iter()
-                .map(|m| m.node.in_flight())
+                .map(|m| m.node.least(of))
                 .min()
-                .unwrap_or(0),
+                .unwrap_or_default(),
         }
     }
 }

@@ -220,7 +220,7 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
             .map_err(|e| ConfigError::new(format!("invalid YAML: {e}")))?;
-        let mut config = if litellm::is_litellm(&value) {
+        let config = if litellm::is_litellm(&value) {
             let mut config = Self::typed(serde_yaml_ng::Value::Mapping(Default::default()))?;
             let report = litellm::apply(value, dir, &mut config, &HashSet::new(), None, lookup)?;
             config.litellm = Some(report);
@@ -237,29 +237,35 @@ impl Config {
             env::substitute(&mut value, &mut Vec::new(), lookup).map_err(ConfigError::new)?;
             let mut config = Self::typed(value)?;
             if let Some(include) = config.litellm_config.clone() {
-                let path = dir.join(include.path());
-                let at = |e: &dyn fmt::Display| {
-                    ConfigError::new(format!("litellm_config: {}: {e}", path.display()))
-                };
-                let text = std::fs::read_to_string(&path).map_err(|e| at(&e))?;
-                let value: serde_yaml_ng::Value =
-                    serde_yaml_ng::from_str(&text).map_err(|e| at(&e))?;
-                let proxy = match &include {
-                    LiteLlmInclude::WithProxy { proxy, .. } => Some(proxy.as_str()),
-                    LiteLlmInclude::Path(_) => None,
-                };
-                let dir = path.parent().unwrap_or(dir);
-                let report = litellm::apply(value, dir, &mut config, &own, proxy, lookup)
-                    .map_err(|e| at(&e))?;
-                config.litellm = Some(report);
+                config.litellm = Some(config.include_litellm(&include, dir, &own, lookup)?);
             }
             config
         };
         config.validate()?;
-        if let Some(report) = &mut config.litellm {
-            report.ignored.dedup();
-        }
         Ok(config)
+    }
+
+    /// Takes in the LiteLLM config of `litellm_config:` (relative to `dir`); `own` are
+    /// the top-level keys of this file, whose sections win.
+    fn include_litellm(
+        &mut self,
+        include: &LiteLlmInclude,
+        dir: &Path,
+        own: &HashSet<String>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<LiteLlmReport, ConfigError> {
+        let path = dir.join(include.path());
+        let at = |e: &dyn fmt::Display| {
+            ConfigError::new(format!("litellm_config: {}: {e}", path.display()))
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| at(&e))?;
+        let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).map_err(|e| at(&e))?;
+        let proxy = match include {
+            LiteLlmInclude::WithProxy { proxy, .. } => Some(proxy.as_str()),
+            LiteLlmInclude::Path(_) => None,
+        };
+        let dir = path.parent().unwrap_or(dir);
+        litellm::apply(value, dir, self, own, proxy, lookup).map_err(|e| at(&e))
     }
 
     /// Our config's YAML tree, typed (errors name the field).

@@ -112,40 +112,24 @@ impl Deployment {
             .filter(|m| !m.is_empty())
             .ok_or_else(|| params.error("model", "is required"))?;
 
-        // What LiteLLM uses to choose among a group's deployments.
-        let per_minute =
-            |params: &mut Fields, info: &mut Fields, key: &str| match params.count(key)? {
-                Some(v) => Ok::<_, ConfigError>(Some(v)),
-                None => info.count(key),
-            };
-        let rpm = per_minute(&mut params, &mut info, "rpm")?;
-        let tpm = per_minute(&mut params, &mut info, "tpm")?;
+        // What LiteLLM uses to choose among a group's deployments, and prices: in
+        // `litellm_params` or in `model_info`.
+        let rpm = either(&mut params, &mut info, "rpm", Fields::count)?;
+        let tpm = either(&mut params, &mut info, "tpm", Fields::count)?;
         let weight = match params.number("weight")? {
             Some(w) => Some(w.round()),
             None => rpm.or(tpm).map(|v| v as f64),
         }
         .map_or(1, |w| w.clamp(0.0, f64::from(u32::MAX)) as u32);
-        let mut price = None;
-        let cost = |fields: &mut Fields, key: &str| fields.number(key);
-        let input = match cost(&mut params, "input_cost_per_token")? {
-            Some(c) => Some(c),
-            None => cost(&mut info, "input_cost_per_token")?,
-        };
-        let output = match cost(&mut params, "output_cost_per_token")? {
-            Some(c) => Some(c),
-            None => cost(&mut info, "output_cost_per_token")?,
-        };
-        let cached = match cost(&mut params, "cache_read_input_token_cost")? {
-            Some(c) => Some(c),
-            None => cost(&mut info, "cache_read_input_token_cost")?,
-        };
-        if input.is_some() || output.is_some() {
-            price = Some(Price {
-                input: input.unwrap_or(0.0) * 1e6,
-                output: output.unwrap_or(0.0) * 1e6,
-                cached_input: cached.map(|c| c * 1e6),
-            });
-        }
+        let mut per_token = |key| either(&mut params, &mut info, key, Fields::number);
+        let input = per_token("input_cost_per_token")?;
+        let output = per_token("output_cost_per_token")?;
+        let cached = per_token("cache_read_input_token_cost")?;
+        let price = (input.is_some() || output.is_some()).then(|| Price {
+            input: input.unwrap_or(0.0) * 1e6,
+            output: output.unwrap_or(0.0) * 1e6,
+            cached_input: cached.map(|c| c * 1e6),
+        });
 
         let served = classify(&model, &mut params)?;
         if matches!(served, Served::Native { .. }) {
@@ -168,6 +152,19 @@ impl Deployment {
     /// Whether the entry is a wildcard (`model_name: "openai/*"`).
     pub(super) fn is_wildcard(&self) -> bool {
         self.model_name.contains('*')
+    }
+}
+
+/// `key` read from `params`, else from `info`.
+fn either<'l, T>(
+    params: &mut Fields<'l>,
+    info: &mut Fields<'l>,
+    key: &str,
+    read: fn(&mut Fields<'l>, &str) -> Result<Option<T>, ConfigError>,
+) -> Result<Option<T>, ConfigError> {
+    match read(params, key)? {
+        Some(value) => Ok(Some(value)),
+        None => read(info, key),
     }
 }
 

@@ -82,6 +82,15 @@ impl<'a> Fields<'a> {
         self.resolve(key, text).map(Some)
     }
 
+    /// The string of `key`, else the environment variable `env` (LiteLLM's fallback).
+    pub(super) fn string_or_env(
+        &mut self,
+        key: &str,
+        env: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        Ok(self.string(key)?.or_else(|| self.lookup(env)))
+    }
+
     /// `os.environ/NAME` resolved for `key`'s value `text`.
     pub(super) fn resolve(&self, key: &str, text: String) -> Result<String, ConfigError> {
         match text.strip_prefix("os.environ/") {

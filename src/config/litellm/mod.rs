@@ -189,7 +189,7 @@ pub(super) fn apply(
         &routing,
         proxy.as_ref().map(|(n, b)| (n.as_str(), b.as_str())),
         &|name| existing.contains(name),
-    )?;
+    );
     for (name, provider) in routes.providers {
         provider.settings().validate().map_err(|e| {
             let entry = routes
@@ -590,8 +590,7 @@ fn cache(
         .unwrap_or_else(|| if has_params { "local" } else { "redis" }.to_owned());
     let mut cache = serde_json::json!({ "enabled": true });
     let semantic = match kind.as_str() {
-        "local" => false,
-        "redis" => false,
+        "local" | "redis" => false,
         "redis-semantic" => true,
         other => {
             return Err(params.error(
@@ -607,34 +606,22 @@ fn cache(
         let url = match params.string("url")? {
             Some(url) => Some(url),
             None => redis_url(
-                match params.string("host")? {
-                    Some(h) => Some(h),
-                    None => params.lookup("REDIS_HOST"),
-                },
-                match params.string("port")? {
-                    Some(p) => Some(p),
-                    None => params.lookup("REDIS_PORT"),
-                },
-                match params.string("password")? {
-                    Some(p) => Some(p),
-                    None => params.lookup("REDIS_PASSWORD"),
-                },
+                params.string_or_env("host", "REDIS_HOST")?,
+                params.string_or_env("port", "REDIS_PORT")?,
+                params.string_or_env("password", "REDIS_PASSWORD")?,
             )
             .or_else(|| params.lookup("REDIS_URL")),
         };
-        match (url, config.redis.is_some() || own.contains("redis")) {
-            (Some(url), _) => {
-                if !own.contains("redis") {
-                    config.redis = Some(redis_settings(url)?);
-                }
-            }
-            (None, true) => {}
-            (None, false) => {
+        // Our own `redis:` (or router_settings' redis_*) serves when the cache names none.
+        match url {
+            Some(url) if !own.contains("redis") => config.redis = Some(redis_settings(url)?),
+            None if config.redis.is_none() => {
                 return Err(params.error(
                     "host",
                     format!("a `{kind}` cache needs host/port (or REDIS_HOST and REDIS_PORT)"),
                 ))
             }
+            _ => {}
         }
     }
     if let Some(ttl) = params.seconds("ttl")? {

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::deployment::{Deployment, Served};
 use super::{EntryReport, How};
 use crate::combo::{ComboSettings, ComboStrategy, ComboTarget};
-use crate::config::{ConfigError, ProviderConfig};
+use crate::config::ProviderConfig;
 use crate::metering::Price;
 
 /// A group's fallbacks by model name, from one of LiteLLM's `[{group: [fallback, …]}]`.
@@ -99,12 +99,11 @@ pub(super) fn compile(
     routing: &Routing,
     proxy: Option<(&str, &str)>,
     taken: &dyn Fn(&str) -> bool,
-) -> Result<Routes, ConfigError> {
+) -> Routes {
     let mut routes = Routes::default();
     // Groups in the order their first entry appears.
     let mut order: Vec<String> = Vec::new();
     let mut groups: HashMap<String, Group> = HashMap::new();
-    let mut via_litellm: HashMap<String, u32> = HashMap::new();
 
     for d in deployments {
         let group = groups.entry(d.model_name.clone()).or_insert_with(|| {
@@ -115,15 +114,17 @@ pub(super) fn compile(
             }
         });
         let cost = d.price.map(|p| p.input + p.output);
-        let name = provider_name(&d, |n| {
-            taken(n) || routes.providers.contains_key(n) || proxy.is_some_and(|(p, _)| p == n)
-        });
         let how = match d.served {
             Served::Native {
                 provider,
                 model,
                 api,
             } => {
+                let name = provider_name(d.id.as_deref(), &d.model_name, |n| {
+                    taken(n)
+                        || routes.providers.contains_key(n)
+                        || proxy.is_some_and(|(p, _)| p == n)
+                });
                 let settings = provider.settings();
                 let how = How::Native {
                     provider: name.clone(),
@@ -148,19 +149,19 @@ pub(super) fn compile(
             }
             Served::ViaLiteLlm { why } => match proxy {
                 Some((proxy, api_base)) => {
-                    // The proxy balances the group's LiteLLM entries itself: one target.
-                    let weight = via_litellm.entry(d.model_name.clone()).or_insert(0);
-                    if *weight == 0 {
-                        // Its limits are the proxy's to keep.
-                        group.targets.push(Member {
-                            target: format!("{proxy}/{}", d.model_name),
-                            weight: 0,
+                    // The proxy balances the group's LiteLLM entries itself: one target
+                    // with their weights (their limits are the proxy's to keep).
+                    let target = format!("{proxy}/{}", d.model_name);
+                    match group.targets.iter_mut().find(|t| t.target == target) {
+                        Some(t) => t.weight += d.weight,
+                        None => group.targets.push(Member {
+                            target,
+                            weight: d.weight,
                             cost,
                             rpm: None,
                             tpm: None,
-                        });
+                        }),
                     }
-                    *weight += d.weight;
                     How::ViaLiteLlm {
                         provider: proxy.to_owned(),
                         api_base: api_base.to_owned(),
@@ -181,16 +182,6 @@ pub(super) fn compile(
             how,
         });
     }
-    for (name, weight) in via_litellm {
-        let proxy = proxy.map(|(p, _)| p).unwrap_or_default();
-        let target = format!("{proxy}/{name}");
-        if let Some(group) = groups.get_mut(&name) {
-            for t in group.targets.iter_mut().filter(|t| t.target == target) {
-                t.weight = weight;
-            }
-        }
-    }
-
     // Which groups fall back where.
     let generic = |lists: &FallbackLists| -> Option<Vec<String>> {
         lists.iter().find(|(g, _)| g == "*").map(|(_, f)| f.clone())
@@ -220,28 +211,27 @@ pub(super) fn compile(
             .get(name)
             .is_some_and(|g| !g.targets.is_empty() && !g.wildcard)
     };
-    let fallbacks_of = |group: &str, skipped: &mut Vec<String>| -> Vec<String> {
+    // Each group's served fallbacks and context-window fallbacks, read once.
+    let mut fallbacks: HashMap<&str, (Vec<String>, Vec<String>)> = HashMap::new();
+    for group in &order {
         let list = lookup(&routing.fallbacks, group)
             .or_else(|| default_fallbacks.clone())
             .unwrap_or_default();
-        keep_served(group, list, &served, skipped)
-    };
-    let cw_of = |group: &str, skipped: &mut Vec<String>| -> Vec<String> {
-        let list = lookup(&routing.context_window_fallbacks, group)
+        let cw = lookup(&routing.context_window_fallbacks, group)
             .or_else(|| generic(&routing.context_window_fallbacks))
             .unwrap_or_default();
-        keep_served(group, list, &served, skipped)
-    };
-    let has_fallbacks: HashMap<&str, bool> = order
-        .iter()
-        .map(|g| (g.as_str(), !fallbacks_of(g, &mut Vec::new()).is_empty()))
-        .collect();
+        let lists = (
+            keep_served(group, list, &served, &mut routes.skipped),
+            keep_served(group, cw, &served, &mut routes.skipped),
+        );
+        fallbacks.insert(group, lists);
+    }
     // The node that stands for a group's own deployments, without its fallbacks.
     let core = |group: &str| -> String {
         let targets = &groups[group].targets;
         if targets.len() == 1 {
             targets[0].target.clone()
-        } else if has_fallbacks[group] {
+        } else if !fallbacks[group].0.is_empty() {
             deployments_combo(group)
         } else {
             group.to_owned()
@@ -265,14 +255,9 @@ pub(super) fn compile(
             }
             continue;
         }
-        let fallbacks: Vec<String> = fallbacks_of(name, &mut routes.skipped)
-            .iter()
-            .map(|f| core(f))
-            .collect();
-        let cw: Vec<String> = cw_of(name, &mut routes.skipped)
-            .iter()
-            .map(|f| core(f))
-            .collect();
+        let (listed, listed_cw) = &fallbacks[name.as_str()];
+        let fallbacks: Vec<String> = listed.iter().map(|f| core(f)).collect();
+        let cw: Vec<String> = listed_cw.iter().map(|f| core(f)).collect();
         let balanced = balanced(&group.targets, routing.strategy);
         match (group.targets.len(), fallbacks.is_empty(), cw.is_empty()) {
             (1, true, true) => {
@@ -309,7 +294,7 @@ pub(super) fn compile(
             ));
         }
     }
-    Ok(routes)
+    routes
 }
 
 /// The combo of a group's own deployments when the group's name is taken by the combo
@@ -387,20 +372,20 @@ fn detailed(
     combo
 }
 
-/// A provider name for deployment `d`: its `model_info.id` when that is a usable name,
+/// A provider name for a deployment: its `model_info.id` when that is a usable name,
 /// else its `model_name` made one (`openai/gpt-4o` → `openai-gpt-4o`, `*` → `any`); a
 /// taken name gets `-2`, `-3`, ….
-fn provider_name(d: &Deployment, taken: impl Fn(&str) -> bool) -> String {
+fn provider_name(id: Option<&str>, model_name: &str, taken: impl Fn(&str) -> bool) -> String {
     let usable = |n: &str| {
         !n.is_empty()
             && n.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     };
-    let base = match &d.id {
-        Some(id) if usable(id) => id.clone(),
+    let base = match id {
+        Some(id) if usable(id) => id.to_owned(),
         _ => {
             let mut name = String::new();
-            for c in d.model_name.replace('*', "any").chars() {
+            for c in model_name.replace('*', "any").chars() {
                 if c.is_ascii_alphanumeric() || matches!(c, '_' | '.') {
                     name.push(c);
                 } else if !name.ends_with('-') {
