@@ -61,6 +61,7 @@ pub mod idempotency;
 pub mod metering;
 pub mod parse;
 mod protocol;
+pub mod reload;
 mod request;
 pub mod responses;
 pub mod server;
@@ -102,6 +103,30 @@ pub async fn run(config: &Config, gateway: Gateway) -> Result<(), BoxError> {
     )
     .await?;
     gateway.flush_usage().await;
+    Ok(())
+}
+
+/// Serves the gateway of `reloader` as its config says, reloading it on `SIGHUP` and when
+/// its files change ([`reload`]), until SIGINT or SIGTERM; then lets in-flight requests
+/// finish and writes the usage of every request served.
+pub async fn run_reloading(reloader: reload::Reloader) -> Result<(), BoxError> {
+    let config = reloader.config();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    warn_if_open(&config, addr);
+    tracing::info!(%addr, providers = config.providers.len(), config = %reloader.source().file().display(), "llm-tower listening");
+    let watch = tokio::spawn(reloader.clone().watch());
+    server::serve(
+        listener,
+        gateway::served(reloader.service()),
+        &config.server,
+        server::shutdown_signal(),
+    )
+    .await?;
+    watch.abort();
+    reloader.current().gateway().flush_usage().await;
     Ok(())
 }
 

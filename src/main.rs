@@ -8,7 +8,8 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use llm_tower::{Config, Gateway};
+use llm_tower::reload::{ConfigSource, Reloader};
+use llm_tower::Config;
 
 const USAGE: &str = "usage: llm-tower --config FILE [--listen ADDR] [--log-format text|json]
        llm-tower --check FILE     validate FILE, print what it would serve, exit";
@@ -66,56 +67,79 @@ fn main() -> ExitCode {
         eprintln!("missing --config FILE\n{USAGE}");
         return ExitCode::from(2);
     };
-    let mut config = match Config::from_file(&config_path) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("config error: {err}");
+    let listen = match listen.map(|l| l.parse().map_err(|e| format!("--listen {l}: {e}"))) {
+        None => None,
+        Some(Ok(addr)) => Some(addr),
+        Some(Err(message)) => {
+            eprintln!("{message}");
             return ExitCode::from(2);
         }
     };
-    if let Some(listen) = listen {
-        match listen.parse() {
-            Ok(addr) => config.listen = addr,
+    if check {
+        let mut config = match ConfigSource::new(&config_path).load() {
+            Ok(config) => config,
             Err(err) => {
-                eprintln!("--listen {listen}: {err}");
+                eprintln!("config error: {err}");
                 return ExitCode::from(2);
             }
+        };
+        if let Some(listen) = listen {
+            config.listen = listen;
         }
-    }
-    if check {
         print!("{config_path}: ok\n{}", config.describe());
         return ExitCode::SUCCESS;
     }
 
     init_logging(log_format);
-    if let Some(report) = &config.litellm {
-        for entry in &report.entries {
-            if let llm_tower::config::How::Unsupported { why } = &entry.how {
-                tracing::warn!(model_name = %entry.model_name, "LiteLLM model_list entry not served: {why}");
-            }
-        }
-        if !report.ignored.is_empty() {
-            tracing::warn!(
-                "LiteLLM config keys llm-tower does not use: {}",
-                report.ignored.join(", ")
-            );
-        }
-    }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let served = runtime.block_on(async {
         let prometheus = llm_tower::install_prometheus();
         if let Some(handle) = prometheus.clone() {
             tokio::spawn(llm_tower::prometheus_upkeep(handle));
         }
-        let gateway = Gateway::from_config(&config)?.with_prometheus(prometheus);
-        llm_tower::run(&config, gateway).await
+        let source = ConfigSource::new(&config_path);
+        let reloader = match Reloader::open(source, listen, prometheus) {
+            Ok(reloader) => reloader,
+            Err(err) => return Err(Startup::Config(err)),
+        };
+        warn_about_litellm(&reloader.config());
+        llm_tower::run_reloading(reloader)
+            .await
+            .map_err(Startup::Serve)
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
+        Err(Startup::Config(err)) => {
+            eprintln!("config error: {err}");
+            ExitCode::from(2)
+        }
+        Err(Startup::Serve(err)) => {
             eprintln!("error: {err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+enum Startup {
+    Config(llm_tower::ConfigError),
+    Serve(llm_tower::BoxError),
+}
+
+/// Says once, at start, what of a LiteLLM config is not served.
+fn warn_about_litellm(config: &Config) {
+    let Some(report) = &config.litellm else {
+        return;
+    };
+    for entry in &report.entries {
+        if let llm_tower::config::How::Unsupported { why } = &entry.how {
+            tracing::warn!(model_name = %entry.model_name, "LiteLLM model_list entry not served: {why}");
+        }
+    }
+    if !report.ignored.is_empty() {
+        tracing::warn!(
+            "LiteLLM config keys llm-tower does not use: {}",
+            report.ignored.join(", ")
+        );
     }
 }
 

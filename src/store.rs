@@ -60,6 +60,14 @@ pub struct RedisSettings {
     breaker: Arc<Breaker>,
 }
 
+/// Equal settings name the same server the same way (the shared breaker is state, not a
+/// setting).
+impl PartialEq for RedisSettings {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.url, self.timeout, self.cooldown) == (&other.url, other.timeout, other.cooldown)
+    }
+}
+
 fn default_redis_timeout() -> Duration {
     Duration::from_secs(1)
 }

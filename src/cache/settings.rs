@@ -9,7 +9,7 @@ use crate::settings::{setters, SettingsError};
 /// The response cache: a request is answered from an earlier response when it is safe to
 /// (same scope, same canonical request; or, with `semantic`, the same conversation except
 /// for the wording of the last user message).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct CacheSettings {
@@ -93,7 +93,7 @@ pub enum Cacheable {
 }
 
 /// The semantic cache.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct SemanticSettings {
@@ -150,7 +150,7 @@ pub enum EmbedderKind {
 }
 
 /// The built-in hashed n-gram embedder.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct HashEmbedderSettings {
@@ -170,7 +170,7 @@ impl Default for HashEmbedderSettings {
 }
 
 /// An OpenAI-compatible `/v1/embeddings` endpoint as the semantic cache's embedder.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct HttpEmbedderSettings {
@@ -198,7 +198,7 @@ fn default_http_threshold() -> f32 {
 }
 
 /// all-MiniLM-L6-v2 as the semantic cache's embedder (the `minilm` cargo feature).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct MiniLmEmbedderSettings {

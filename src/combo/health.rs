@@ -108,6 +108,13 @@ impl TargetState {
         }
     }
 
+    /// Drops the limits (a carried state takes the new config's).
+    pub(crate) fn unlimit(&self) {
+        self.rpm.store(0, Ordering::Relaxed);
+        self.tpm.store(0, Ordering::Relaxed);
+        self.counted.store(false, Ordering::Relaxed);
+    }
+
     /// Counts the target's requests and tokens per minute (for `least-usage`).
     pub(crate) fn count(&self) {
         self.counted.store(true, Ordering::Relaxed);

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::settings::{setters, SettingsError};
 
 /// One combo: targets tried in an order its strategy chooses, moving on when one fails.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ComboSettings {
@@ -56,7 +56,7 @@ pub enum ComboStrategy {
 }
 
 /// A combo target: a name, or a name with a weight and per-minute limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum ComboTarget {
     /// `provider/model`, an alias or a combo, weight 1.
@@ -157,7 +157,7 @@ impl<'de> Deserialize<'de> for FallbackOn {
 /// The circuit breaker every combo target shares: after `failures` failures within
 /// `window` a target is skipped for `cooldown` (or the upstream's `Retry-After`, when
 /// longer, up to `max_cooldown`), then one probe request decides whether it is back.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct CircuitBreakerSettings {

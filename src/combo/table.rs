@@ -24,6 +24,25 @@ const DEFAULT_MAX_ATTEMPTS: usize = 10;
 #[derive(Debug, Default)]
 pub struct Combos {
     by_name: HashMap<Box<str>, Arc<ComboPlan>>,
+    /// The breaker every target was set up with.
+    breaker: CircuitBreakerSettings,
+}
+
+/// The targets' health (breakers, latency, in-flight and per-minute counts) of built
+/// combos, carried into the combos of a changed config so that a reload forgets nothing
+/// about a target that stayed the same.
+#[derive(Debug, Default, Clone)]
+pub struct TargetHealth {
+    breaker: CircuitBreakerSettings,
+    by_target: HashMap<String, Arc<TargetState>>,
+}
+
+impl TargetHealth {
+    /// Forgets the targets of providers `keep` says no to (re-pointed or removed ones).
+    pub fn retain_providers(&mut self, keep: impl Fn(&str) -> bool) {
+        self.by_target
+            .retain(|_, state| keep(&state.target.provider));
+    }
 }
 
 /// One combo, ready to plan attempts.
@@ -65,12 +84,28 @@ impl Combos {
         provider: &dyn Fn(&str) -> bool,
         breaker: &CircuitBreakerSettings,
     ) -> Result<Self, SettingsError> {
+        Self::carrying(combos, aliases, provider, breaker, TargetHealth::default())
+    }
+
+    /// [`Combos::new`], each target that `health` knows keeping its state (when the
+    /// breaker settings are the same; its rpm/tpm limits are the new config's).
+    pub fn carrying(
+        combos: &BTreeMap<String, ComboSettings>,
+        aliases: &Aliases,
+        provider: &dyn Fn(&str) -> bool,
+        breaker: &CircuitBreakerSettings,
+        mut health: TargetHealth,
+    ) -> Result<Self, SettingsError> {
         breaker.validate()?;
+        if health.breaker != *breaker {
+            health.by_target.clear();
+        }
         let mut compiler = Compiler {
             combos,
             provider,
             breaker,
             aliases,
+            carried: health.by_target,
             targets: HashMap::new(),
             done: HashMap::new(),
         };
@@ -83,7 +118,27 @@ impl Combos {
                 .into_iter()
                 .map(|(k, v)| (k.into_boxed_str(), v))
                 .collect(),
+            breaker: breaker.clone(),
         })
+    }
+
+    /// Every target's state, to carry into [`Combos::carrying`].
+    pub fn health(&self) -> TargetHealth {
+        let mut by_target = HashMap::new();
+        for plan in self.by_name.values() {
+            let mut leaves = Vec::new();
+            for member in &plan.members {
+                member.node.leaves(&mut leaves);
+            }
+            leaves.extend(plan.context_window_fallbacks.iter().cloned());
+            for leaf in leaves {
+                by_target.insert(leaf.label.to_string(), leaf);
+            }
+        }
+        TargetHealth {
+            breaker: self.breaker.clone(),
+            by_target,
+        }
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Arc<ComboPlan>> {
@@ -106,6 +161,8 @@ struct Compiler<'a> {
     provider: &'a dyn Fn(&str) -> bool,
     breaker: &'a CircuitBreakerSettings,
     aliases: &'a Aliases,
+    /// States of the previous config's targets, taken as their targets come up.
+    carried: HashMap<String, Arc<TargetState>>,
     targets: HashMap<String, Arc<TargetState>>,
     done: HashMap<String, Arc<ComboPlan>>,
 }
@@ -220,11 +277,19 @@ impl Compiler<'_> {
         }
         match name.split_once('/') {
             Some((provider, model)) if !model.is_empty() && (self.provider)(provider) => {
+                let carried = &mut self.carried;
+                let breaker = self.breaker;
                 let state = self.targets.entry(name.to_owned()).or_insert_with(|| {
-                    Arc::new(TargetState::new(
-                        Target { provider: provider.into(), model: model.into() },
-                        self.breaker,
-                    ))
+                    match carried.remove(name) {
+                        Some(state) => {
+                            state.unlimit();
+                            state
+                        }
+                        None => Arc::new(TargetState::new(
+                            Target { provider: provider.into(), model: model.into() },
+                            breaker,
+                        )),
+                    }
                 });
                 Ok(Node::Target(state.clone()))
             }

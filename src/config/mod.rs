@@ -45,10 +45,11 @@ use crate::store::RedisSettings;
 use crate::tenancy::{LimitsStore, TenancySettings};
 use crate::upstream::ClientSettings;
 
+pub use self::gateway::Configured;
 pub use self::litellm::{EntryReport, How, LiteLlmInclude, LiteLlmReport};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Config {
@@ -112,7 +113,7 @@ pub struct Config {
 }
 
 /// One client key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// A name for the key, safe to log and to record.
@@ -122,7 +123,7 @@ pub struct KeyConfig {
 }
 
 /// One upstream, by `kind`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum ProviderConfig {
@@ -218,8 +219,22 @@ impl Config {
         dir: &Path,
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
+        let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(text)
             .map_err(|e| ConfigError::new(format!("invalid YAML: {e}")))?;
+        Self::from_document_in(value, dir, lookup)
+    }
+
+    /// A config from its YAML tree (ours or a LiteLLM config, `os.environ/NAME` values
+    /// still unread) as if it were a file in `dir`.
+    pub fn from_document(value: serde_yaml_ng::Value, dir: &Path) -> Result<Self, ConfigError> {
+        Self::from_document_in(value, dir, &|name| std::env::var(name).ok())
+    }
+
+    fn from_document_in(
+        mut value: serde_yaml_ng::Value,
+        dir: &Path,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
         let config = if litellm::is_litellm(&value) {
             let mut config = Self::typed(serde_yaml_ng::Value::Mapping(Default::default()))?;
             let report = litellm::apply(value, dir, &mut config, &HashSet::new(), None, lookup)?;
@@ -351,6 +366,11 @@ impl Config {
         let aliases = self.aliases()?;
         self.combos(&aliases)?;
         Ok(())
+    }
+
+    /// Whether a YAML tree is a LiteLLM proxy config (a `model_list` and no `providers`).
+    pub(crate) fn is_litellm_document(value: &serde_yaml_ng::Value) -> bool {
+        litellm::is_litellm(value)
     }
 
     /// Whether clients must present a key.

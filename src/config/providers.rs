@@ -27,13 +27,19 @@ impl ProviderConfig {
 impl Config {
     /// The registry of the configured providers' executors, sharing one upstream client.
     pub fn executors(&self) -> Result<Executors, ConfigError> {
+        let client = UpstreamClient::new(&self.upstream).map_err(|e| e.within("upstream"))?;
+        self.executors_with(&client)
+    }
+
+    /// The registry of the configured providers' executors over `client` (one built from
+    /// `upstream:`).
+    pub fn executors_with(&self, client: &UpstreamClient) -> Result<Executors, ConfigError> {
         let defaults = &self.upstream;
-        let client = UpstreamClient::new(defaults).map_err(|e| e.within("upstream"))?;
         let mut registry = Executors::builder();
         for (name, provider) in &self.providers {
             registry = provider
                 .settings()
-                .register(name, registry, defaults, &client)
+                .register(name, registry, defaults, client)
                 .map_err(|e| e.within(&format!("providers.{name}")))?;
         }
         registry

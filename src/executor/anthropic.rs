@@ -42,7 +42,7 @@ use crate::upstream::{
 };
 
 /// The Anthropic Messages API (`kind: anthropic`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct AnthropicSettings {

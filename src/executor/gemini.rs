@@ -36,7 +36,7 @@ use crate::translate::Chat;
 use crate::upstream::{Address, ClientSettings, HttpUpstream, UpstreamClient};
 
 /// The Gemini API (`kind: gemini`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct GeminiSettings {

@@ -35,7 +35,7 @@ use crate::upstream::{
 };
 
 /// An OpenAI-compatible upstream (`kind: openai`, `kind: litellm`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct OpenAiSettings {

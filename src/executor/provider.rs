@@ -80,7 +80,7 @@ fn speaks_natively(
 }
 
 /// A LiteLLM proxy (`kind: litellm`): OpenAI-compatible settings, LiteLLM's flavour.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, PartialEq)]
 #[serde(transparent)]
 pub struct LiteLlmSettings(pub OpenAiSettings);
 

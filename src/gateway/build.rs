@@ -102,9 +102,13 @@ pub(super) struct Shared {
 /// The gateway ready to serve: an incoming `x-request-id` is kept, otherwise one is made
 /// (either way it is sent upstream and returned to the client); a span per request; a panic
 /// while handling a request answers 500 instead of dropping the connection.
-pub type GatewayService = SetRequestId<
+pub type GatewayService = Served<Gateway>;
+
+/// A service with the gateway's request ids, tracing span and panic handling (see
+/// [`served`]).
+pub type Served<S> = SetRequestId<
     Trace<
-        PropagateRequestId<CatchPanic<Gateway, PanicResponse>>,
+        PropagateRequestId<CatchPanic<S, PanicResponse>>,
         SharedClassifier<ServerErrorsAsFailures>,
         RequestSpan,
         (),
@@ -115,6 +119,29 @@ pub type GatewayService = SetRequestId<
     >,
     MakeRequestIds,
 >;
+
+/// `service` with `x-request-id` handling, a tracing span per request and panics caught,
+/// as [`Gateway::into_service`] does it.
+pub fn served<S>(service: S) -> Served<S> {
+    ServiceBuilder::new()
+        .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
+            MakeRequestIds::default(),
+        ))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(RequestSpan)
+                .on_request(())
+                .on_response(())
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
+        )
+        .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            PanicResponse,
+        ))
+        .service(service)
+}
 
 /// Builds a [`Gateway`] from layers built in code, each from its feature's settings; what
 /// is not set stays off (no keys, no aliases or combos, no cache, no metering) except
@@ -338,27 +365,15 @@ impl Gateway {
         self
     }
 
+    /// The Prometheus exporter `GET /metrics` renders, if any.
+    pub fn prometheus(&self) -> Option<&PrometheusHandle> {
+        self.shared.prometheus.as_ref()
+    }
+
     /// The gateway with `x-request-id` handling, a tracing span per request and panics
     /// caught, ready to serve.
     pub fn into_service(self) -> GatewayService {
-        ServiceBuilder::new()
-            .layer(tower_http::request_id::SetRequestIdLayer::x_request_id(
-                MakeRequestIds::default(),
-            ))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(RequestSpan)
-                    .on_request(())
-                    .on_response(())
-                    .on_body_chunk(())
-                    .on_eos(())
-                    .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
-            )
-            .layer(tower_http::request_id::PropagateRequestIdLayer::x_request_id())
-            .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-                PanicResponse,
-            ))
-            .service(self)
+        served(self)
     }
 
     /// Waits until every usage record of the requests served so far is written (for a

@@ -20,7 +20,7 @@ pub enum MetricsAuth {
 }
 
 /// The `metrics:` section.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct MetricsSettings {

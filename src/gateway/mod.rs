@@ -26,7 +26,7 @@ mod request_id;
 mod router;
 
 pub use self::admin::PanicResponse;
-pub use self::build::{Gateway, GatewayBuilder, GatewayService};
+pub use self::build::{served, Gateway, GatewayBuilder, GatewayService, Served};
 pub use self::metrics::{install_prometheus, prometheus_upkeep, MetricsAuth, MetricsSettings};
 pub use self::request_id::{MakeRequestIds, RequestSpan};
 pub use self::router::GatewayFuture;

@@ -8,7 +8,7 @@ use crate::settings::{setters, SettingsError};
 
 /// `Idempotency-Key` handling: a repeated request with the same key is answered from the
 /// first one's response instead of reaching an upstream again.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct IdempotencySettings {

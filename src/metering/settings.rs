@@ -10,7 +10,7 @@ use crate::settings::{setters, SettingsError};
 
 /// Usage metering: a record per request (tokens, cost, latency), written off the request
 /// path in batches to a ledger.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct MeteringSettings {

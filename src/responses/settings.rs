@@ -10,7 +10,7 @@ use crate::translate::BuiltinTools;
 /// How the gateway keeps the responses it answers (`store` is true unless the client says
 /// false), so that `previous_response_id` continues a conversation and
 /// `GET /v1/responses/{id}` returns one.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct ResponsesSettings {

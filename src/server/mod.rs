@@ -35,7 +35,7 @@ pub use connection::Shutdown;
 use connection::{Activity, Deadlines, Tracked};
 
 /// Limits and timeouts towards clients.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct ServerSettings {

@@ -10,7 +10,7 @@ use crate::settings::{setters, SettingsError};
 
 /// Virtual keys (created at run time through LiteLLM's `/key/*` API, stored in the
 /// ledger's database) with model access, budgets and rate limits per key and per team.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct TenancySettings {

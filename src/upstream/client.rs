@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::settings::{setters, SettingsError};
 
 /// The shared upstream client's settings (the `upstream:` section).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct ClientSettings {

@@ -370,6 +370,16 @@ impl GatewayProcess {
         std::fs::read_to_string(dir.join("output.log")).unwrap_or_default()
     }
 
+    /// Sends it `SIGHUP` (reload the config).
+    pub fn hangup(&self) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -HUP {pid}");
+    }
+
     /// Kills it now (SIGKILL: no graceful shutdown).
     pub async fn kill(&mut self) {
         self.child.kill().await.unwrap();

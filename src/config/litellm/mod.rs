@@ -30,7 +30,7 @@ use crate::store::RedisSettings;
 
 /// What a LiteLLM config became: how each `model_list` entry is served and which keys
 /// were not used.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct LiteLlmReport {
     /// The entries in file order.
@@ -42,7 +42,7 @@ pub struct LiteLlmReport {
 }
 
 /// One `model_list` entry and how it is served.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct EntryReport {
     /// Its place in `model_list`.
@@ -56,7 +56,7 @@ pub struct EntryReport {
 }
 
 /// How one entry is served.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum How {
     /// By an llm-tower executor.
@@ -90,7 +90,7 @@ pub enum How {
 
 /// `litellm_config:` in our own config: a path, or a path and the `kind: litellm`
 /// provider that serves the entries llm-tower does not.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum LiteLlmInclude {
     /// The file; its LiteLLM entries go to the one `kind: litellm` provider, if any.

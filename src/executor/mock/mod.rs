@@ -204,7 +204,7 @@ impl Counter {
 }
 
 /// The built-in mock's settings (`kind: mock`).
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct MockSettings {
