@@ -43,6 +43,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod alias;
 pub mod auth;
 mod body;
@@ -120,7 +121,7 @@ pub async fn run_reloading(reloader: reload::Reloader) -> Result<(), BoxError> {
     let watch = tokio::spawn(reloader.clone().watch());
     server::serve(
         listener,
-        gateway::served(reloader.service()),
+        admin::service(reloader.clone()),
         &config.server,
         server::shutdown_signal(),
     )

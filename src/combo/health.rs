@@ -181,6 +181,16 @@ impl TargetState {
             .admit(Instant::now())
     }
 
+    /// `closed`, `open` or `half-open`.
+    pub(crate) fn breaker_state(&self) -> &'static str {
+        match self.breaker.lock().expect("not poisoned").state {
+            State::Closed { .. } => "closed",
+            State::Open { until } if Instant::now() >= until => "half-open",
+            State::Open { .. } => "open",
+            State::HalfOpen { .. } => "half-open",
+        }
+    }
+
     pub(crate) fn succeeded(&self) {
         self.breaker.lock().expect("not poisoned").succeeded();
     }

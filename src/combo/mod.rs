@@ -66,5 +66,5 @@ pub use self::service::{Combo, ComboFuture, ComboLayer};
 pub use self::settings::{
     CircuitBreakerSettings, ComboSettings, ComboStrategy, ComboTarget, FallbackOn,
 };
-pub use self::table::{Combos, TargetHealth};
+pub use self::table::{Combos, TargetBreaker, TargetHealth};
 pub use crate::executor::ComboAttempts;

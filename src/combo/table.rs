@@ -37,7 +37,33 @@ pub struct TargetHealth {
     by_target: HashMap<String, Arc<TargetState>>,
 }
 
+/// A combo target's circuit breaker, for the admin API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TargetBreaker {
+    /// `provider/model`.
+    pub target: String,
+    /// Its provider.
+    pub provider: String,
+    /// `closed` (serving), `open` (cooling down) or `half-open` (one probe out).
+    pub state: &'static str,
+}
+
 impl TargetHealth {
+    /// Each target (`provider/model`) with its provider and breaker state, sorted.
+    pub fn breakers(&self) -> Vec<TargetBreaker> {
+        let mut out: Vec<TargetBreaker> = self
+            .by_target
+            .values()
+            .map(|state| TargetBreaker {
+                target: state.label.to_string(),
+                provider: state.target.provider.to_string(),
+                state: state.breaker_state(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.target.cmp(&b.target));
+        out
+    }
+
     /// Forgets the targets of providers `keep` says no to (re-pointed or removed ones).
     pub fn retain_providers(&mut self, keep: impl Fn(&str) -> bool) {
         self.by_target

@@ -59,6 +59,11 @@ impl Configured {
     pub fn config(&self) -> &Config {
         &self.config
     }
+
+    /// Every combo target's health.
+    pub fn targets(&self) -> &TargetHealth {
+        &self.health
+    }
 }
 
 /// Virtual keys, when they are on: a master key, and a ledger in a database to keep them.
@@ -152,13 +157,17 @@ fn build(
         None => tenancy(config)?,
     };
 
-    let executors = config.executors_with(&client)?;
+    // Health is a provider's as configured: a re-pointed provider starts afresh.
+    let unchanged =
+        |p: &str| before.is_some_and(|o| o.config.providers.get(p) == config.providers.get(p));
+    let mut provider_health = before
+        .map(|o| o.gateway.executors().healths())
+        .unwrap_or_default();
+    provider_health.retain(|p, _| unchanged(p));
+    let executors = config.executors_carrying(&client, provider_health)?;
     let aliases = config.aliases()?;
     let mut health = before.map(|o| o.health.clone()).unwrap_or_default();
-    if let Some(before) = before {
-        // A target's health is its provider's: a re-pointed provider starts afresh.
-        health.retain_providers(|p| before.config.providers.get(p) == config.providers.get(p));
-    }
+    health.retain_providers(unchanged);
     let combos = config.combos_carrying(&aliases, health)?;
     let keys = Keys::new(
         config.master_key.clone(),

@@ -3,7 +3,10 @@
 //! the rest is the kind's own [`ProviderSettings`].
 
 use super::{Config, ConfigError, ProviderConfig};
-use crate::executor::{Executors, ProviderSettings};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::executor::{Executors, ProviderHealth, ProviderSettings};
 use crate::upstream::UpstreamClient;
 
 impl ProviderConfig {
@@ -34,8 +37,17 @@ impl Config {
     /// The registry of the configured providers' executors over `client` (one built from
     /// `upstream:`).
     pub fn executors_with(&self, client: &UpstreamClient) -> Result<Executors, ConfigError> {
+        self.executors_carrying(client, HashMap::new())
+    }
+
+    /// [`Config::executors_with`], providers of these names keeping their recent health.
+    pub(crate) fn executors_carrying(
+        &self,
+        client: &UpstreamClient,
+        health: HashMap<String, Arc<ProviderHealth>>,
+    ) -> Result<Executors, ConfigError> {
         let defaults = &self.upstream;
-        let mut registry = Executors::builder();
+        let mut registry = Executors::builder().carry_health(health);
         for (name, provider) in &self.providers {
             registry = provider
                 .settings()

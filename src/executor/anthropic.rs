@@ -170,6 +170,28 @@ impl AnthropicExecutor {
         })
     }
 
+    /// The upstream's model ids (`GET /v1/models`), to test the connection.
+    pub async fn list_models(&self) -> Result<Vec<String>, GatewayError> {
+        let upstream = &self.inner.upstream;
+        let extra = [(
+            HeaderName::from_static("anthropic-version"),
+            self.inner.version.clone(),
+        )];
+        let answer = upstream
+            .request(
+                Method::GET,
+                upstream.uri("/models")?,
+                &http::HeaderMap::new(),
+                &extra,
+                None,
+            )
+            .await?
+            .map_err(|(parts, body)| {
+                anthropic::error(upstream.name(), parts.status, &parts.headers, &body)
+            })?;
+        super::probe::model_ids(upstream, answer, "data", "id", "").await
+    }
+
     /// Answers `req` with `model` as the Anthropic model.
     pub async fn execute(
         &self,

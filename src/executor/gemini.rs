@@ -133,6 +133,22 @@ impl GeminiExecutor {
         })
     }
 
+    /// The upstream's model names (`GET /v1beta/models`), to test the connection.
+    pub async fn list_models(&self) -> Result<Vec<String>, GatewayError> {
+        let upstream = &*self.inner;
+        let answer = upstream
+            .request(
+                Method::GET,
+                upstream.uri("/models")?,
+                &http::HeaderMap::new(),
+                &[],
+                None,
+            )
+            .await?
+            .map_err(|(parts, body)| gemini::error(upstream.name(), parts.status, &body))?;
+        super::probe::model_ids(upstream, answer, "models", "name", "models/").await
+    }
+
     /// Answers `req` with `model` as the Gemini model.
     pub async fn execute(
         &self,

@@ -13,6 +13,7 @@ use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tower::{Layer, Service};
 
+use super::health::ProviderHealth;
 use super::Target;
 use crate::body::Body;
 use crate::error::GatewayError;
@@ -32,10 +33,16 @@ pub struct UpstreamMetricsLayer {
 impl UpstreamMetricsLayer {
     /// The metrics of provider `provider`.
     pub fn new(provider: &str) -> Self {
+        Self::with_health(provider, Arc::default())
+    }
+
+    /// The metrics of provider `provider`, its recent health recorded into `health`.
+    pub fn with_health(provider: &str, health: Arc<ProviderHealth>) -> Self {
         Self {
             series: Arc::new(Series {
                 provider: provider.into(),
                 by_model: Mutex::new(HashMap::new()),
+                health,
             }),
         }
     }
@@ -65,6 +72,7 @@ pub struct UpstreamMetrics<S> {
 struct Series {
     provider: Arc<str>,
     by_model: Mutex<HashMap<Arc<str>, ModelSeries>>,
+    health: Arc<ProviderHealth>,
 }
 
 #[derive(Debug, Clone)]
@@ -147,13 +155,15 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let result = std::task::ready!(this.inner.poll(cx));
-        let status = match &result {
-            Ok(response) => response.status(),
-            Err(err) => err.status(),
+        let (status, message) = match &result {
+            Ok(response) => (response.status(), None),
+            Err(err) => (err.status(), Some(err.message())),
         };
         let series = this.series.of(this.model);
+        let elapsed = this.started.elapsed();
         series.requests.increment(1);
-        series.seconds.record(this.started.elapsed().as_secs_f64());
+        series.seconds.record(elapsed.as_secs_f64());
+        this.series.health.record(status, elapsed, message);
         if !status.is_success() {
             let labels = [
                 ("provider", this.series.provider.to_string()),
@@ -175,6 +185,7 @@ mod tests {
         let series = Series {
             provider: "p".into(),
             by_model: Mutex::new(HashMap::new()),
+            health: Arc::default(),
         };
         let labels: Vec<Arc<str>> = (0..MAX_MODEL_SERIES + 50)
             .map(|i| series.of(&Arc::from(format!("model-{i}"))).label)

@@ -27,12 +27,14 @@
 
 mod anthropic;
 mod gemini;
+mod health;
 mod inbound;
 mod litellm;
 mod metrics;
 mod mock;
 mod openai_compatible;
 mod params;
+mod probe;
 mod provider;
 mod registry;
 mod translated;
@@ -41,6 +43,7 @@ use std::sync::Arc;
 
 pub use self::anthropic::{AnthropicExecutor, AnthropicSettings};
 pub use self::gemini::{GeminiExecutor, GeminiSettings};
+pub use self::health::{HealthReport, LastError, ProviderHealth};
 pub use self::litellm::ResponseCost;
 pub use self::metrics::{UpstreamMetrics, UpstreamMetricsLayer};
 #[cfg(feature = "test-util")]
@@ -48,6 +51,7 @@ pub use self::mock::MockUpstream;
 pub use self::mock::{MockBody, MockExecutor, MockSettings};
 pub use self::openai_compatible::{ApiMode, Flavor, OpenAiExecutor, OpenAiSettings};
 pub use self::params::DefaultParams;
+pub use self::probe::ModelListing;
 pub use self::provider::{LiteLlmSettings, ProviderSettings};
 pub(crate) use self::registry::executor_service;
 pub use self::registry::{

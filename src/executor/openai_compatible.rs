@@ -167,6 +167,7 @@ struct Inner {
     responses_uri: Uri,
     messages_uri: Uri,
     count_tokens_uri: Uri,
+    models_uri: Uri,
     health_uri: Option<Uri>,
 }
 
@@ -207,6 +208,7 @@ impl OpenAiExecutor {
                 responses_uri: uri(format!("{v1}{}{query}", Route::Responses.path()))?,
                 messages_uri: uri(format!("{v1}{}{query}", Route::Messages.path()))?,
                 count_tokens_uri: uri(format!("{v1}{}{query}", Route::CountTokens.path()))?,
+                models_uri: uri(format!("{v1}/models{query}"))?,
                 health_uri: match flavor {
                     Flavor::OpenAi => None,
                     Flavor::LiteLlm => Some(uri(format!("{root}{}", litellm::LIVELINESS_PATH))?),
@@ -276,6 +278,22 @@ impl OpenAiExecutor {
             .await?
             .map(drop)
             .map_err(|(parts, body)| self.error(&parts, &body))
+    }
+
+    /// The upstream's model ids (`GET /v1/models`), to test the connection.
+    pub async fn list_models(&self) -> Result<Vec<String>, GatewayError> {
+        let upstream = &self.inner.upstream;
+        let answer = upstream
+            .request(
+                Method::GET,
+                self.inner.models_uri.clone(),
+                &http::HeaderMap::new(),
+                &[],
+                None,
+            )
+            .await?
+            .map_err(|(parts, body)| self.error(&parts, &body))?;
+        super::probe::model_ids(upstream, answer, "data", "id", "").await
     }
 
     /// The upstream's error answer as a [`GatewayError`] with its status and message.

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::ModelListing;
 use super::{
     AnthropicExecutor, AnthropicSettings, ApiMode, ExecutorsBuilder, Flavor, GeminiExecutor,
     GeminiSettings, MockExecutor, MockSettings, OpenAiExecutor, OpenAiSettings,
@@ -31,6 +32,13 @@ pub trait ProviderSettings {
         defaults: &ClientSettings,
         client: &UpstreamClient,
     ) -> Result<ExecutorsBuilder, SettingsError>;
+    /// Lists the upstream's models with these settings, to test a connection.
+    fn list_models(
+        &self,
+        name: &str,
+        defaults: &ClientSettings,
+        client: &UpstreamClient,
+    ) -> Result<ModelListing, SettingsError>;
 }
 
 impl ProviderSettings for OpenAiSettings {
@@ -58,6 +66,15 @@ impl ProviderSettings for OpenAiSettings {
             speaks_natively(registry.service(name, executor), name, self)
                 .params(name, &self.params),
         )
+    }
+    fn list_models(
+        &self,
+        name: &str,
+        defaults: &ClientSettings,
+        client: &UpstreamClient,
+    ) -> Result<ModelListing, SettingsError> {
+        let executor = OpenAiExecutor::new(name, Flavor::OpenAi, self, defaults, client.clone())?;
+        Ok(Box::pin(async move { executor.list_models().await }))
     }
 }
 
@@ -117,6 +134,16 @@ impl ProviderSettings for LiteLlmSettings {
             }),
         ))
     }
+    fn list_models(
+        &self,
+        name: &str,
+        defaults: &ClientSettings,
+        client: &UpstreamClient,
+    ) -> Result<ModelListing, SettingsError> {
+        let executor =
+            OpenAiExecutor::new(name, Flavor::LiteLlm, &self.0, defaults, client.clone())?;
+        Ok(Box::pin(async move { executor.list_models().await }))
+    }
 }
 
 impl ProviderSettings for AnthropicSettings {
@@ -146,6 +173,15 @@ impl ProviderSettings for AnthropicSettings {
             .speaks(name, Endpoint::CountTokens)
             .params(name, &self.params))
     }
+    fn list_models(
+        &self,
+        name: &str,
+        defaults: &ClientSettings,
+        client: &UpstreamClient,
+    ) -> Result<ModelListing, SettingsError> {
+        let executor = AnthropicExecutor::new(name, self, defaults, client.clone())?;
+        Ok(Box::pin(async move { executor.list_models().await }))
+    }
 }
 
 impl ProviderSettings for GeminiSettings {
@@ -170,6 +206,15 @@ impl ProviderSettings for GeminiSettings {
     ) -> Result<ExecutorsBuilder, SettingsError> {
         let executor = GeminiExecutor::new(name, self, defaults, client.clone())?;
         Ok(registry.service(name, executor).params(name, &self.params))
+    }
+    fn list_models(
+        &self,
+        name: &str,
+        defaults: &ClientSettings,
+        client: &UpstreamClient,
+    ) -> Result<ModelListing, SettingsError> {
+        let executor = GeminiExecutor::new(name, self, defaults, client.clone())?;
+        Ok(Box::pin(async move { executor.list_models().await }))
     }
 }
 
@@ -196,5 +241,18 @@ impl ProviderSettings for MockSettings {
         Ok(registry
             .service(name, MockExecutor::new())
             .params(name, &self.params))
+    }
+    fn list_models(
+        &self,
+        _name: &str,
+        _defaults: &ClientSettings,
+        _client: &UpstreamClient,
+    ) -> Result<ModelListing, SettingsError> {
+        let models = if self.models.is_empty() {
+            vec!["echo".to_owned()]
+        } else {
+            self.models.clone()
+        };
+        Ok(Box::pin(async move { Ok(models) }))
     }
 }

@@ -12,6 +12,7 @@ use http::{Request, Response};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
+use super::health::ProviderHealth;
 use super::inbound;
 use super::metrics::UpstreamMetricsLayer;
 use super::params::{DefaultParams, WithDefaults};
@@ -39,6 +40,7 @@ struct Provider {
     /// Endpoints beyond chat and embeddings the service answers in their own API; others
     /// reach it translated to chat (see [`inbound`](super::inbound)).
     speaks: Vec<Endpoint>,
+    health: Arc<ProviderHealth>,
 }
 
 /// The terminal service: every registered provider's executor, chosen per request.
@@ -68,6 +70,8 @@ impl std::fmt::Debug for Executors {
 pub struct ExecutorsBuilder {
     providers: HashMap<Arc<str>, Provider>,
     error: Option<SettingsError>,
+    /// Health carried over from executors built before, by provider name.
+    carried: HashMap<String, Arc<ProviderHealth>>,
 }
 
 impl ExecutorsBuilder {
@@ -90,15 +94,24 @@ impl ExecutorsBuilder {
             ));
             return self;
         }
-        let service = UpstreamMetricsLayer::new(name).layer(service);
+        let health = self.carried.remove(name).unwrap_or_default();
+        let service = UpstreamMetricsLayer::with_health(name, health.clone()).layer(service);
         self.providers.insert(
             name.into(),
             Provider {
                 service: BoxExecutor::new(service),
                 ready: None,
                 speaks: Vec::new(),
+                health,
             },
         );
+        self
+    }
+
+    /// Providers registered from now on under one of these names keep recording into
+    /// that health (a rebuild after a config change that left them as they were).
+    pub fn carry_health(mut self, health: HashMap<String, Arc<ProviderHealth>>) -> Self {
+        self.carried = health;
         self
     }
 
@@ -181,6 +194,19 @@ impl Executors {
     /// The registered provider names.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.providers.keys().map(|name| &**name)
+    }
+
+    /// Provider `name`'s recent health.
+    pub fn health(&self, name: &str) -> Option<&Arc<ProviderHealth>> {
+        self.providers.get(name).map(|p| &p.health)
+    }
+
+    /// Every provider's health by name (to carry into a rebuild).
+    pub fn healths(&self) -> HashMap<String, Arc<ProviderHealth>> {
+        self.providers
+            .iter()
+            .map(|(name, p)| (name.to_string(), p.health.clone()))
+            .collect()
     }
 
     /// Every provider's readiness, by name; a probe that takes longer than `timeout` fails.

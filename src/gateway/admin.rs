@@ -164,7 +164,7 @@ fn master_only(shared: &Shared, headers: &HeaderMap, what: &str) -> Result<(), G
 }
 
 /// The same, for a key already checked.
-fn is_master(
+pub(super) fn is_master(
     shared: &Shared,
     key: Result<crate::auth::KeyId, GatewayError>,
     what: &str,
@@ -259,7 +259,7 @@ pub(super) async fn readiness(shared: Arc<Shared>) -> Response<Body> {
     json_response(status, serde_json::to_vec(&body).expect("json").into())
 }
 
-pub(super) fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, body: Bytes) -> Response<Body> {
     let mut response = Response::new(Body::full(body));
     *response.status_mut() = status;
     response

@@ -365,6 +365,22 @@ impl Gateway {
         self
     }
 
+    /// Checks that a request presents the master key (`what` names the request in the
+    /// error): 401 without a valid key, 403 for another key or without a master key.
+    pub async fn authorize_master(
+        &self,
+        headers: &http::HeaderMap,
+        what: &str,
+    ) -> Result<(), crate::GatewayError> {
+        let key = self.shared.keys.authorize(headers).await.map(|a| a.id);
+        super::admin::is_master(&self.shared, key, what)
+    }
+
+    /// The providers' executors.
+    pub fn executors(&self) -> &Executors {
+        &self.shared.executors
+    }
+
     /// The Prometheus exporter `GET /metrics` renders, if any.
     pub fn prometheus(&self) -> Option<&PrometheusHandle> {
         self.shared.prometheus.as_ref()

@@ -25,6 +25,7 @@ mod metrics;
 mod request_id;
 mod router;
 
+pub(crate) use self::admin::json_response;
 pub use self::admin::PanicResponse;
 pub use self::build::{served, Gateway, GatewayBuilder, GatewayService, Served};
 pub use self::metrics::{install_prometheus, prometheus_upkeep, MetricsAuth, MetricsSettings};

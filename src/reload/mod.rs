@@ -144,6 +144,12 @@ impl Reloader {
         self.inner.applied.lock().await.merged()
     }
 
+    /// The config file's tree and the overlay's, as last applied.
+    pub async fn layers(&self) -> (Value, Value) {
+        let applied = self.inner.applied.lock().await;
+        (applied.base.clone(), applied.overlay.clone())
+    }
+
     /// Reads the files again and applies the config they hold if it is not the running
     /// one.
     pub async fn reload(&self) -> Result<Reloaded, ConfigError> {
@@ -353,9 +359,10 @@ where
     type Future = <Gateway as Service<Request<B>>>::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Taken afresh each time: the gateway current when the request is about to go.
         let gateway = self
             .ready
-            .get_or_insert_with(|| self.reloader.inner.current.load().gateway().clone());
+            .insert(self.reloader.inner.current.load().gateway().clone());
         <Gateway as Service<Request<B>>>::poll_ready(gateway, cx)
     }
 
