@@ -57,6 +57,8 @@ struct Fields {
     code: Option<String>,
     retry_after: Option<HeaderValue>,
     context_window_exceeded: bool,
+    /// The provider and upstream model that failed, when an executor did.
+    upstream: Option<(std::sync::Arc<str>, std::sync::Arc<str>)>,
 }
 
 impl GatewayError {
@@ -76,7 +78,25 @@ impl GatewayError {
             code: None,
             retry_after: None,
             context_window_exceeded: false,
+            upstream: None,
         }))
+    }
+
+    /// Names the provider and upstream model that failed (kept if already named).
+    pub fn with_upstream(
+        mut self,
+        provider: &std::sync::Arc<str>,
+        model: &std::sync::Arc<str>,
+    ) -> Self {
+        self.0
+            .upstream
+            .get_or_insert_with(|| (provider.clone(), model.clone()));
+        self
+    }
+
+    /// The provider and upstream model that failed, when an executor did.
+    pub fn upstream(&self) -> Option<(&str, &str)> {
+        self.0.upstream.as_ref().map(|(p, m)| (&**p, &**m))
     }
 
     /// 400 `invalid_request_error`.
@@ -369,6 +389,13 @@ impl GatewayError {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(retry_after) = self.0.retry_after {
             headers.insert(RETRY_AFTER, retry_after);
+        }
+        if let Some((provider, model)) = &self.0.upstream {
+            for (name, value) in [("x-gateway-provider", provider), ("x-gateway-model", model)] {
+                if let Ok(value) = HeaderValue::try_from(&**value) {
+                    headers.insert(name, value);
+                }
+            }
         }
         response
     }

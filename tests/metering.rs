@@ -595,3 +595,75 @@ async fn the_usage_report_includes_the_request_just_served() {
     .json();
     assert_eq!(report["data"][0]["requests"], 1, "{report}");
 }
+
+#[tokio::test]
+async fn usage_comes_by_target_and_minute_and_as_the_newest_records_filtered() {
+    let s = Setup::new("").await;
+    let master = format!("Bearer {MASTER}");
+    for model in ["up/echo", "mock/echo", "up/echo", "up/echo?status=500"] {
+        s.chat(&chat_body(model, "three small words", model == "mock/echo"))
+            .await;
+    }
+    let report = get(
+        &format!("{}/v1/usage?from=0&group_by=target", s.gw.url()),
+        &[("authorization", &master)],
+    )
+    .await
+    .json();
+    let groups: Vec<(&str, i64)> = report["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["group"].as_str().unwrap(),
+                g["requests"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [("mock/echo", 1), ("up/echo", 2), ("up/echo?status=500", 1)]
+    );
+    let mock = &report["data"][0];
+    assert!(
+        mock["ttft_ms_p50"].as_f64().is_some(),
+        "a stream has a TTFT: {mock}"
+    );
+    let minutes = get(
+        &format!("{}/v1/usage?from=0&group_by=minute", s.gw.url()),
+        &[("authorization", &master)],
+    )
+    .await
+    .json();
+    let minute = minutes["data"][0]["group"].as_str().unwrap();
+    assert!(minute.ends_with(":00Z") && minute.len() == 20, "{minute}");
+
+    let url = format!("{}/v1/usage/records?provider=up&limit=2", s.gw.url());
+    let records = get(&url, &[("authorization", &master)]).await.json();
+    let data = records["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "{records}");
+    assert_eq!(
+        data[0]["requested_model"], "up/echo?status=500",
+        "newest first"
+    );
+    assert_eq!(data[0]["status"], 500);
+    assert_eq!(data[1]["requested_model"], "up/echo");
+    assert_eq!(data[0]["key"], s.key);
+    let errors = get(
+        &format!("{}/v1/usage/records?status=500", s.gw.url()),
+        &[("authorization", &master)],
+    )
+    .await
+    .json();
+    assert_eq!(errors["data"].as_array().unwrap().len(), 1);
+    get(
+        &format!("{}/v1/usage/records?limit=0", s.gw.url()),
+        &[("authorization", &master)],
+    )
+    .await
+    .error(StatusCode::BAD_REQUEST);
+    get(&url, &[("authorization", &format!("Bearer {}", s.secret))])
+        .await
+        .error(StatusCode::FORBIDDEN);
+}

@@ -288,11 +288,13 @@ impl Service<Request<Bytes>> for Executors {
             && !provider.speaks.contains(&endpoint);
         req.extensions_mut().insert(target.clone());
         Box::pin(async move {
-            let mut response = if translated {
-                inbound::via_chat(service, req, &target.provider).await?
+            let answer = if translated {
+                inbound::via_chat(service, req, &target.provider).await
             } else {
-                service.oneshot(req).await?
+                service.oneshot(req).await
             };
+            let mut response =
+                answer.map_err(|e| e.with_upstream(&target.provider, &target.model))?;
             let headers = response.headers_mut();
             if let Ok(value) = HeaderValue::try_from(&*target.provider) {
                 headers.insert("x-gateway-provider", value);

@@ -14,8 +14,8 @@ use tower_http::catch_panic::ResponseForPanic;
 use super::build::{anthropic_model, openai_model, Models, Shared};
 use crate::body::Body;
 use crate::error::{ErrorKind, GatewayError};
-use crate::metering::report::{aggregate, ReportQuery};
-use crate::metering::Meter;
+use crate::metering::report::{aggregate, listing, RecordsQuery, ReportQuery, RECORDS_SCANNED};
+use crate::metering::{Meter, Order};
 use crate::protocol::Protocol;
 use crate::tenancy::Tenant;
 
@@ -197,27 +197,69 @@ pub(super) async fn usage(
     let result = async {
         master_only(&shared, &headers, "GET /v1/usage")?;
         let query = ReportQuery::parse(query.as_deref())?;
-        // The writer batches: what this instance served so far is written before the read.
-        if let Some(meter) = &shared.meter {
-            meter.flush().await;
-        }
-        let sink = shared.meter.as_ref().and_then(Meter::sink).ok_or_else(|| {
-            GatewayError::new(
-                ErrorKind::InvalidRequest,
-                StatusCode::NOT_FOUND,
-                "invalid_request_error",
-                "Usage metering has no ledger here (metering.sink: none, or metering disabled).",
-            )
-        })?;
-        let records = sink
-            .query(query.from_ms, query.to_ms, query.limit())
-            .await
-            .map_err(|e| {
-                GatewayError::internal(format!("The usage ledger could not be read: {e}"))
-            })?;
+        let records = ledger(
+            &shared,
+            query.from_ms,
+            query.to_ms,
+            query.limit(),
+            Order::OldestFirst,
+        )
+        .await?;
         Ok::<_, GatewayError>(aggregate(&query, &records))
     }
     .await;
+    json_or_error(result)
+}
+
+/// `GET /v1/usage/records`: the newest usage records, filtered.
+pub(super) async fn usage_records(
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    query: Option<String>,
+) -> Response<Body> {
+    let result = async {
+        master_only(&shared, &headers, "GET /v1/usage/records")?;
+        let query = RecordsQuery::parse(query.as_deref())?;
+        let records = ledger(
+            &shared,
+            query.from_ms,
+            query.to_ms,
+            RECORDS_SCANNED,
+            Order::NewestFirst,
+        )
+        .await?;
+        Ok::<_, GatewayError>(listing(&query, &records))
+    }
+    .await;
+    json_or_error(result)
+}
+
+/// The ledger's records in a range, what this instance served so far written first (the
+/// writer batches).
+async fn ledger(
+    shared: &Shared,
+    from_ms: i64,
+    to_ms: i64,
+    limit: usize,
+    order: Order,
+) -> Result<Vec<crate::metering::UsageRecord>, GatewayError> {
+    if let Some(meter) = &shared.meter {
+        meter.flush().await;
+    }
+    let sink = shared.meter.as_ref().and_then(Meter::sink).ok_or_else(|| {
+        GatewayError::new(
+            ErrorKind::InvalidRequest,
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "Usage metering has no ledger here (metering.sink: none, or metering disabled).",
+        )
+    })?;
+    sink.query(from_ms, to_ms, limit, order)
+        .await
+        .map_err(|e| GatewayError::internal(format!("The usage ledger could not be read: {e}")))
+}
+
+fn json_or_error(result: Result<serde_json::Value, GatewayError>) -> Response<Body> {
     match result {
         Ok(report) => json_response(
             StatusCode::OK,

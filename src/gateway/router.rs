@@ -212,6 +212,16 @@ where
                 };
             }
             (&Method::GET, "/health") => ready(Route::Health, admin::health()),
+            (&Method::GET, "/v1/usage/records" | "/usage/records") => (
+                Route::Usage,
+                Inner::Boxed {
+                    future: Box::pin(admin::usage_records(
+                        self.shared.clone(),
+                        req.headers().clone(),
+                        req.uri().query().map(str::to_owned),
+                    )),
+                },
+            ),
             (&Method::GET, "/v1/usage" | "/usage") => (
                 Route::Usage,
                 Inner::Boxed {

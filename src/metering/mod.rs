@@ -49,7 +49,7 @@ pub use self::price::{Price, PriceTable};
 pub use self::record::UsageRecord;
 pub use self::service::{Metering, MeteringFuture, MeteringLayer, Pending};
 pub use self::settings::{MeteringSettings, SinkKind};
-pub use self::sink::{SinkError, SinkFuture, UsageSink};
+pub use self::sink::{Order, SinkError, SinkFuture, UsageSink};
 pub use self::sqlite::SqliteSink;
 pub use self::usage::Usage;
 pub use self::writer::Meter;

@@ -3,7 +3,7 @@
 use tokio_postgres::{Client, Row};
 
 use super::record::UsageRecord;
-use super::sink::{create_table, known, SinkError, SinkFuture, UsageSink, COLUMNS, MIGRATE};
+use super::sink::{create_table, known, Order, SinkError, SinkFuture, UsageSink, COLUMNS, MIGRATE};
 use crate::store::Postgres;
 
 /// A PostgreSQL ledger. Connects lazily and again after a failure, so a database that is
@@ -97,13 +97,19 @@ impl UsageSink for PostgresSink {
         })
     }
 
-    fn query(&self, from_ms: i64, to_ms: i64, limit: usize) -> SinkFuture<'_, Vec<UsageRecord>> {
+    fn query(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+        order: Order,
+    ) -> SinkFuture<'_, Vec<UsageRecord>> {
         Box::pin(async move {
             let guard = self.client().await?;
             let client = guard.as_ref().expect("connected");
             let rows = client
                 .query(
-                    &format!("SELECT {COLUMNS} FROM llm_usage WHERE started_at_ms >= $1 AND started_at_ms < $2 ORDER BY started_at_ms LIMIT $3"),
+                    &format!("SELECT {COLUMNS} FROM llm_usage WHERE started_at_ms >= $1 AND started_at_ms < $2 ORDER BY started_at_ms {} LIMIT $3", order.sql()),
                     &[&from_ms, &to_ms, &(limit as i64)],
                 )
                 .await

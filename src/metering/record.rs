@@ -5,7 +5,7 @@ use bytes::Bytes;
 use crate::error::ErrorKind;
 
 /// What one request cost. Written to the ledger, one row each.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct UsageRecord {
     /// The request's `x-request-id`.
     pub request_id: String,

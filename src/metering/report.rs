@@ -1,11 +1,15 @@
 //! `GET /v1/usage`: aggregates of the ledger over a time range.
 //!
 //! Query parameters: `from` and `to` (Unix seconds or RFC 3339; default: the last 24 h),
-//! `group_by` = `model` (default; the model as requested), `key`, `team`, `provider`, `day` or
-//! `hour` (UTC). Each group reports requests, errors and the error rate, tokens by kind,
-//! cost, p50/p95 latency (ms) and the cache hit rate (cache hits and idempotent replays
-//! over requests). At most a million records are read; `truncated` says when there were
-//! more.
+//! `group_by` = `model` (default; the model as requested), `key`, `team`, `provider`,
+//! `target` (`provider/upstream model`: what a LiteLLM provider served, model by model),
+//! `day`, `hour` or `minute` (UTC). Each group reports requests, errors and the error rate,
+//! tokens by kind, cost, p50/p95 latency and p50 time to first token (ms) and the cache hit
+//! rate (cache hits and idempotent replays over requests). At most a million records are
+//! read; `truncated` says when there were more.
+//!
+//! `GET /v1/usage/records`: the newest records themselves (`from`, `to`, `limit` up to
+//! 1,000, default 100), filtered by `model`, `provider`, `key`, `outcome` or `status`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,10 +33,14 @@ pub enum GroupBy {
     Model,
     /// The provider that answered.
     Provider,
+    /// The provider and the model it was asked for (`provider/upstream model`).
+    Target,
     /// UTC day.
     Day,
     /// UTC hour.
     Hour,
+    /// UTC minute.
+    Minute,
 }
 
 /// A parsed `GET /v1/usage` query.
@@ -66,22 +74,20 @@ impl ReportQuery {
             match name {
                 "from" => from = Some(time(name, &value)?),
                 "to" => to = time(name, &value)?,
-                "group_by" => {
-                    group_by = match value.as_str() {
-                        "key" => GroupBy::Key,
-                        "team" => GroupBy::Team,
-                        "model" => GroupBy::Model,
-                        "provider" => GroupBy::Provider,
-                        "day" => GroupBy::Day,
-                        "hour" => GroupBy::Hour,
-                        _ => {
-                            return Err(GatewayError::invalid_param(
-                                "group_by",
-                                "group_by must be key, team, model, provider, day or hour.",
-                            ))
-                        }
-                    }
-                }
+                "group_by" => group_by = match value.as_str() {
+                    "key" => GroupBy::Key,
+                    "team" => GroupBy::Team,
+                    "model" => GroupBy::Model,
+                    "provider" => GroupBy::Provider,
+                    "target" => GroupBy::Target,
+                    "day" => GroupBy::Day,
+                    "hour" => GroupBy::Hour,
+                    "minute" => GroupBy::Minute,
+                    _ => return Err(GatewayError::invalid_param(
+                        "group_by",
+                        "group_by must be key, team, model, provider, target, day, hour or minute.",
+                    )),
+                },
                 _ => {
                     return Err(GatewayError::invalid_param(
                         name,
@@ -134,9 +140,12 @@ struct Group {
     cost_usd: f64,
     latency_ms_p50: f64,
     latency_ms_p95: f64,
+    ttft_ms_p50: Option<f64>,
     cache_hit_rate: f64,
     #[serde(skip)]
     latencies: Vec<f64>,
+    #[serde(skip)]
+    ttfts: Vec<f64>,
     #[serde(skip)]
     hits: u64,
 }
@@ -150,13 +159,18 @@ pub fn aggregate(query: &ReportQuery, records: &[UsageRecord]) -> serde_json::Va
             GroupBy::Team => r.team.clone().unwrap_or_else(|| "none".to_owned()),
             GroupBy::Model => r.requested_model.clone(),
             GroupBy::Provider => r.provider.clone().unwrap_or_else(|| "none".to_owned()),
-            GroupBy::Day | GroupBy::Hour => {
+            GroupBy::Target => match (&r.provider, &r.upstream_model) {
+                (Some(p), Some(m)) => format!("{p}/{m}"),
+                (Some(p), None) => p.clone(),
+                _ => "none".to_owned(),
+            },
+            GroupBy::Day | GroupBy::Hour | GroupBy::Minute => {
                 let at = UNIX_EPOCH + Duration::from_millis(r.started_at_ms.max(0) as u64);
                 let text = humantime::format_rfc3339_seconds(at).to_string();
-                if query.group_by == GroupBy::Day {
-                    text[..10].to_owned()
-                } else {
-                    format!("{}:00:00Z", &text[..13])
+                match query.group_by {
+                    GroupBy::Day => text[..10].to_owned(),
+                    GroupBy::Hour => format!("{}:00:00Z", &text[..13]),
+                    _ => format!("{}:00Z", &text[..16]),
                 }
             }
         };
@@ -173,6 +187,7 @@ pub fn aggregate(query: &ReportQuery, records: &[UsageRecord]) -> serde_json::Va
         g.reasoning_tokens += r.reasoning_tokens;
         g.cost_usd += r.cost_usd.unwrap_or(0.0);
         g.latencies.push(r.latency_ms);
+        g.ttfts.extend(r.ttft_ms);
         g.hits += u64::from(r.replay || r.cache.as_deref().is_some_and(|c| c.ends_with("hit")));
     }
     let data: Vec<Group> = groups
@@ -181,6 +196,8 @@ pub fn aggregate(query: &ReportQuery, records: &[UsageRecord]) -> serde_json::Va
             g.latencies.sort_by(f64::total_cmp);
             g.latency_ms_p50 = percentile(&g.latencies, 0.50);
             g.latency_ms_p95 = percentile(&g.latencies, 0.95);
+            g.ttfts.sort_by(f64::total_cmp);
+            g.ttft_ms_p50 = (!g.ttfts.is_empty()).then(|| percentile(&g.ttfts, 0.50));
             g.error_rate = g.errors as f64 / g.requests as f64;
             g.cache_hit_rate = g.hits as f64 / g.requests as f64;
             g
@@ -192,6 +209,119 @@ pub fn aggregate(query: &ReportQuery, records: &[UsageRecord]) -> serde_json::Va
         "to": query.to_ms / 1000,
         "group_by": query.group_by,
         "truncated": records.len() >= MAX_RECORDS,
+        "data": data,
+    })
+}
+
+/// A parsed `GET /v1/usage/records` query.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordsQuery {
+    /// Start, inclusive, in ms since the epoch.
+    pub from_ms: i64,
+    /// End, exclusive.
+    pub to_ms: i64,
+    /// Most records returned.
+    pub limit: usize,
+    /// Only these (`None`: any): the requested model, the provider, the key's name, the
+    /// outcome, the HTTP status.
+    pub model: Option<String>,
+    /// See `model`.
+    pub provider: Option<String>,
+    /// See `model`.
+    pub key: Option<String>,
+    /// See `model`.
+    pub outcome: Option<String>,
+    /// See `model`.
+    pub status: Option<u16>,
+}
+
+/// How many of the newest records a filtered listing looks through.
+pub const RECORDS_SCANNED: usize = 20_000;
+
+impl RecordsQuery {
+    /// Reads the query string; a bad parameter is a 400 naming it.
+    pub fn parse(query: Option<&str>) -> Result<Self, GatewayError> {
+        let now = SystemTime::now();
+        let mut to = now;
+        let mut from = None;
+        let mut out = Self {
+            limit: 100,
+            ..Self::default()
+        };
+        for pair in query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_encoding::percent_decode_str(&value.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned();
+            let text = || (!value.is_empty()).then(|| value.clone());
+            match name {
+                "from" => from = Some(time(name, &value)?),
+                "to" => to = time(name, &value)?,
+                "limit" => {
+                    out.limit = value
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=1000).contains(n))
+                        .ok_or_else(|| {
+                            GatewayError::invalid_param("limit", "limit must be 1 to 1000.")
+                        })?;
+                }
+                "model" => out.model = text(),
+                "provider" => out.provider = text(),
+                "key" => out.key = text(),
+                "outcome" => out.outcome = text(),
+                "status" if value.is_empty() => {}
+                "status" => {
+                    out.status = Some(value.parse().map_err(|_| {
+                        GatewayError::invalid_param("status", "status must be an HTTP status code.")
+                    })?);
+                }
+                _ => {
+                    return Err(GatewayError::invalid_param(
+                        name,
+                        format!(
+                            "Unknown parameter `{name}`: use from, to, limit, model, provider, key, outcome and status."
+                        ),
+                    ))
+                }
+            }
+        }
+        let from = from.unwrap_or(to - Duration::from_secs(30 * 24 * 3600));
+        let ms = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+        };
+        out.from_ms = ms(from);
+        out.to_ms = ms(to);
+        Ok(out)
+    }
+
+    fn matches(&self, r: &UsageRecord) -> bool {
+        let is = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| Some(w) == have)
+        };
+        is(&self.model, Some(&r.requested_model))
+            && is(&self.provider, r.provider.as_deref())
+            && is(&self.key, Some(&r.key))
+            && is(&self.outcome, Some(r.outcome))
+            && self.status.is_none_or(|s| s == r.status)
+    }
+}
+
+/// The listing body: the newest of `records` (newest first) that match.
+pub fn listing(query: &RecordsQuery, records: &[UsageRecord]) -> serde_json::Value {
+    let data: Vec<&UsageRecord> = records
+        .iter()
+        .filter(|r| query.matches(r))
+        .take(query.limit)
+        .collect();
+    serde_json::json!({
+        "object": "list",
+        "scanned": records.len(),
         "data": data,
     })
 }

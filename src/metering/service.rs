@@ -286,6 +286,10 @@ where
             }
             Err(err) => {
                 record.status = err.status().as_u16();
+                if let Some((provider, model)) = err.upstream() {
+                    record.provider = Some(provider.to_owned());
+                    record.upstream_model = Some(model.to_owned());
+                }
                 record.outcome = failure_outcome(err.kind(), record.status);
                 record.error_type = Some(err.error_type().to_owned());
                 record.latency_ms = started.elapsed().as_secs_f64() * 1e3;

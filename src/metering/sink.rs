@@ -25,8 +25,33 @@ impl std::error::Error for SinkError {}
 pub trait UsageSink: Send + Sync + 'static {
     /// Appends `records` (one batch, written together).
     fn write<'a>(&'a self, records: &'a [UsageRecord]) -> SinkFuture<'a, ()>;
-    /// The records that started in `[from_ms, to_ms)`, at most `limit`.
-    fn query(&self, from_ms: i64, to_ms: i64, limit: usize) -> SinkFuture<'_, Vec<UsageRecord>>;
+    /// The records that started in `[from_ms, to_ms)`, at most `limit`, oldest or newest
+    /// first.
+    fn query(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+        order: Order,
+    ) -> SinkFuture<'_, Vec<UsageRecord>>;
+}
+
+/// Which records a limited query reads first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// From `from_ms` on.
+    OldestFirst,
+    /// From `to_ms` back.
+    NewestFirst,
+}
+
+impl Order {
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            Self::OldestFirst => "ASC",
+            Self::NewestFirst => "DESC",
+        }
+    }
 }
 
 /// The ledger's columns, in the order both sinks write and read them.

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params, Connection};
 
 use super::record::UsageRecord;
-use super::sink::{create_table, known, SinkError, SinkFuture, UsageSink, ADDED_COLUMNS, COLUMNS};
+use super::sink::{
+    create_table, known, Order, SinkError, SinkFuture, UsageSink, ADDED_COLUMNS, COLUMNS,
+};
 
 /// A SQLite ledger. Writes run on tokio's blocking pool, one batch per transaction.
 #[derive(Clone)]
@@ -107,11 +109,17 @@ impl UsageSink for SqliteSink {
         }))
     }
 
-    fn query(&self, from_ms: i64, to_ms: i64, limit: usize) -> SinkFuture<'_, Vec<UsageRecord>> {
+    fn query(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+        order: Order,
+    ) -> SinkFuture<'_, Vec<UsageRecord>> {
         Box::pin(self.blocking(move |conn| {
             let mut select = conn
                 .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM llm_usage WHERE started_at_ms >= ?1 AND started_at_ms < ?2 ORDER BY started_at_ms LIMIT ?3"
+                    "SELECT {COLUMNS} FROM llm_usage WHERE started_at_ms >= ?1 AND started_at_ms < ?2 ORDER BY started_at_ms {} LIMIT ?3", order.sql()
                 ))
                 .map_err(err)?;
             let rows = select
