@@ -1,9 +1,13 @@
 //! The `llm-tower` binary: arguments and logging, config → gateway → serve.
 //!
 //! ```text
-//! llm-tower --config FILE [--listen ADDR] [--log-format text|json]
+//! llm-tower --config FILE [--listen ADDR] [--log-format text|json] [--admin-overlay FILE]
 //! llm-tower --check FILE
 //! ```
+//!
+//! The config is reloaded on `SIGHUP` and when its files change; changes made through the
+//! admin API are kept in `--admin-overlay` (default: `NAME.admin.yaml` beside the config
+//! file; also `LLM_TOWER_ADMIN_OVERLAY`).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -11,8 +15,8 @@ use std::process::ExitCode;
 use llm_tower::reload::{ConfigSource, Reloader};
 use llm_tower::Config;
 
-const USAGE: &str = "usage: llm-tower --config FILE [--listen ADDR] [--log-format text|json]
-       llm-tower --check FILE     validate FILE, print what it would serve, exit";
+const USAGE: &str = "usage: llm-tower --config FILE [--listen ADDR] [--log-format text|json] [--admin-overlay FILE]
+       llm-tower --check FILE     validate FILE (with its admin overlay), print what it would serve, exit";
 
 #[derive(Clone, Copy, PartialEq)]
 enum LogFormat {
@@ -24,6 +28,7 @@ fn main() -> ExitCode {
     let mut config_path = None;
     let mut check = false;
     let mut listen = None;
+    let mut overlay = std::env::var_os("LLM_TOWER_ADMIN_OVERLAY");
     let mut log_format = LogFormat::Text;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -38,6 +43,7 @@ fn main() -> ExitCode {
                 check = true;
             }),
             "--listen" => value("--listen").map(|v| listen = Some(v)),
+            "--admin-overlay" => value("--admin-overlay").map(|v| overlay = Some(v.into())),
             "--log-format" => value("--log-format").and_then(|v| {
                 log_format = match v.as_str() {
                     "text" => LogFormat::Text,
@@ -76,7 +82,7 @@ fn main() -> ExitCode {
         }
     };
     if check {
-        let mut config = match ConfigSource::new(&config_path).load() {
+        let mut config = match source(&config_path, overlay.as_ref()).load() {
             Ok(config) => config,
             Err(err) => {
                 eprintln!("config error: {err}");
@@ -97,7 +103,7 @@ fn main() -> ExitCode {
         if let Some(handle) = prometheus.clone() {
             tokio::spawn(llm_tower::prometheus_upkeep(handle));
         }
-        let source = ConfigSource::new(&config_path);
+        let source = source(&config_path, overlay.as_ref());
         let reloader = match Reloader::open(source, listen, prometheus) {
             Ok(reloader) => reloader,
             Err(err) => return Err(Startup::Config(err)),
@@ -117,6 +123,15 @@ fn main() -> ExitCode {
             eprintln!("error: {err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The config file and its admin overlay.
+fn source(path: &str, overlay: Option<&std::ffi::OsString>) -> ConfigSource {
+    let source = ConfigSource::new(path);
+    match overlay {
+        Some(overlay) => source.with_overlay(overlay),
+        None => source,
     }
 }
 

@@ -434,3 +434,111 @@ async fn admin_changes_survive_a_restart_of_the_binary() {
     let stdout = String::from_utf8_lossy(&check.stdout);
     assert!(stdout.contains("kept"), "{stdout}");
 }
+
+#[tokio::test]
+async fn the_ui_is_served_from_the_binary_with_a_strict_policy() {
+    let admin = Admin::new().await;
+    let page = get(&format!("{}/ui/", admin.gw.url()), &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(page.text().contains("/ui/app.js"), "{}", page.text());
+    let policy = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        policy.contains("script-src 'self'") && !policy.contains("unsafe"),
+        "{policy}"
+    );
+    let script = get(&format!("{}/ui/app.js", admin.gw.url()), &[]).await;
+    assert!(script.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(script.text().contains("sessionStorage"));
+    get(&format!("{}/ui/nothing.js", admin.gw.url()), &[])
+        .await
+        .error(StatusCode::NOT_FOUND);
+    post(&format!("{}/ui/", admin.gw.url()), "", &[])
+        .await
+        .error(StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium, Playwright (LLM_TOWER_PYTHON) and the LiteLLM proxy: .ci/run installs and starts them"]
+async fn the_dashboard_works_in_a_real_chromium() {
+    let litellm = needs("LLM_TOWER_LITELLM_URL");
+    let litellm_key = needs("LLM_TOWER_LITELLM_KEY");
+    let chromium = needs("LLM_TOWER_CHROMIUM");
+    let shots = std::env::var("LLM_TOWER_SCREENSHOTS").unwrap_or_else(|_| {
+        std::env::temp_dir()
+            .join("llm-tower-screenshots")
+            .display()
+            .to_string()
+    });
+    let dir = TempDir::new("llm-tower-ui");
+    let file = dir.join("gateway.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "master_key: {MASTER}\nmetering: {{ sqlite_path: '{}' }}\n\
+             providers:\n  \
+               mock: {{ kind: mock }}\n  \
+               litellm: {{ kind: litellm, api_base: '{litellm}', api_key: os.environ/LITELLM_KEY, models: [mock-gpt] }}\n",
+            dir.join("usage.db").display()
+        ),
+    )
+    .unwrap();
+    let gw = GatewayProcess::from_file(&file, &[("LITELLM_KEY", litellm_key.clone())]).await;
+    let auth = format!("Bearer {MASTER}");
+    let mut sent = 0;
+    for model in [
+        "mock/echo",
+        "mock/echo",
+        "litellm/mock-gpt",
+        "litellm/mock-gpt",
+        "mock/echo?status=500",
+    ] {
+        let answer = post(
+            &format!("{}/v1/chat/completions", gw.url()),
+            &chat_body(model, "hello", model == "mock/echo"),
+            &[("authorization", &auth)],
+        )
+        .await;
+        assert_eq!(
+            answer.status.is_success(),
+            !model.contains("status"),
+            "{model}: {}",
+            answer.text()
+        );
+        sent += 1;
+    }
+    pytest(
+        &["tests/ui/test_dashboard.py"],
+        &[
+            ("GATEWAY_URL", gw.url().to_owned()),
+            ("MASTER_KEY", MASTER.to_owned()),
+            ("LITELLM_URL", litellm),
+            ("LITELLM_KEY", litellm_key),
+            ("CHROMIUM", chromium),
+            ("SCREENSHOTS", shots.clone()),
+            ("GATEWAY_REQUESTS", sent.to_string()),
+        ],
+    )
+    .await;
+    for page in [
+        "overview",
+        "providers",
+        "routing",
+        "keys",
+        "requests",
+        "phone-overview",
+    ] {
+        let shot = std::path::Path::new(&shots).join(format!("{page}.png"));
+        assert!(
+            std::fs::metadata(&shot).is_ok_and(|m| m.len() > 1000),
+            "{}",
+            shot.display()
+        );
+    }
+}

@@ -638,6 +638,14 @@ async fn usage_comes_by_target_and_minute_and_as_the_newest_records_filtered() {
     .json();
     let minute = minutes["data"][0]["group"].as_str().unwrap();
     assert!(minute.ends_with(":00Z") && minute.len() == 20, "{minute}");
+    let all = get(
+        &format!("{}/v1/usage?from=0&group_by=all", s.gw.url()),
+        &[("authorization", &master)],
+    )
+    .await
+    .json();
+    assert_eq!(all["data"][0]["group"], "all");
+    assert_eq!(all["data"][0]["requests"], 4);
 
     let url = format!("{}/v1/usage/records?provider=up&limit=2", s.gw.url());
     let records = get(&url, &[("authorization", &master)]).await.json();

@@ -3,7 +3,7 @@
 //! Query parameters: `from` and `to` (Unix seconds or RFC 3339; default: the last 24 h),
 //! `group_by` = `model` (default; the model as requested), `key`, `team`, `provider`,
 //! `target` (`provider/upstream model`: what a LiteLLM provider served, model by model),
-//! `day`, `hour` or `minute` (UTC). Each group reports requests, errors and the error rate,
+//! `day`, `hour` or `minute` (UTC), or `all` (one group). Each group reports requests, errors and the error rate,
 //! tokens by kind, cost, p50/p95 latency and p50 time to first token (ms) and the cache hit
 //! rate (cache hits and idempotent replays over requests). At most a million records are
 //! read; `truncated` says when there were more.
@@ -41,6 +41,8 @@ pub enum GroupBy {
     Hour,
     /// UTC minute.
     Minute,
+    /// Everything in one group, `all`.
+    All,
 }
 
 /// A parsed `GET /v1/usage` query.
@@ -83,9 +85,10 @@ impl ReportQuery {
                     "day" => GroupBy::Day,
                     "hour" => GroupBy::Hour,
                     "minute" => GroupBy::Minute,
+                    "all" => GroupBy::All,
                     _ => return Err(GatewayError::invalid_param(
                         "group_by",
-                        "group_by must be key, team, model, provider, target, day, hour or minute.",
+                        "group_by must be key, team, model, provider, target, day, hour, minute or all.",
                     )),
                 },
                 _ => {
@@ -159,6 +162,7 @@ pub fn aggregate(query: &ReportQuery, records: &[UsageRecord]) -> serde_json::Va
             GroupBy::Team => r.team.clone().unwrap_or_else(|| "none".to_owned()),
             GroupBy::Model => r.requested_model.clone(),
             GroupBy::Provider => r.provider.clone().unwrap_or_else(|| "none".to_owned()),
+            GroupBy::All => "all".to_owned(),
             GroupBy::Target => match (&r.provider, &r.upstream_model) {
                 (Some(p), Some(m)) => format!("{p}/{m}"),
                 (Some(p), None) => p.clone(),

@@ -52,6 +52,14 @@ impl ConfigSource {
         Self { file, overlay }
     }
 
+    /// The overlay at `path` instead (a writable place when the config file's directory
+    /// is not, as in a container).
+    #[must_use]
+    pub fn with_overlay(mut self, path: impl Into<PathBuf>) -> Self {
+        self.overlay = path.into();
+        self
+    }
+
     /// The config file.
     pub fn file(&self) -> &Path {
         &self.file
