@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The crate's top-level modules and which import which (`use crate::X` and `crate::X::`
 paths in src/), and any import circle among them. Exits 1 on a circle, or when a module
-other than the crate root (lib.rs, the binaries) imports `config`: the YAML schema
-converts into the features' settings, never the other way.
+other than the crate root (lib.rs, the binaries) and the modules that run the config
+(`reload`, `admin`: the application side, above the config as the root is) imports
+`config`: the YAML schema converts into the features' settings, never the other way.
 
     python3 scripts/module-graph.py          # the edges, then `no circle` or the circles
 """
@@ -11,6 +12,9 @@ import re
 import sys
 
 SRC = pathlib.Path(__file__).resolve().parent.parent / "src"
+# Modules that manage the running config (reloads, the admin API): they may import it;
+# `config` must not import them (a circle would say so).
+ABOVE_CONFIG = {"reload", "admin"}
 
 
 def module_of(path: pathlib.Path) -> str:
@@ -64,9 +68,9 @@ if __name__ == "__main__":
     found = circles(graph)
     for c in found:
         print("circle:", " -> ".join(c))
-    importers = sorted(m for m, deps in graph.items() if "config" in deps)
+    importers = sorted(m for m, deps in graph.items() if "config" in deps and m not in ABOVE_CONFIG)
     if importers:
         print("imports config:", " ".join(importers))
     if found or importers:
         sys.exit(1)
-    print("no circle; config imported by the crate root only")
+    print("no circle; config imported only by the crate root and " + ", ".join(sorted(ABOVE_CONFIG)))

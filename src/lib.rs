@@ -112,13 +112,13 @@ pub async fn run(config: &Config, gateway: Gateway) -> Result<(), BoxError> {
 /// finish and writes the usage of every request served.
 pub async fn run_reloading(reloader: reload::Reloader) -> Result<(), BoxError> {
     let config = reloader.config();
+    let watch = tokio::spawn(reloader.clone().watch());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     warn_if_open(&config, addr);
     tracing::info!(%addr, providers = config.providers.len(), config = %reloader.source().file().display(), "llm-tower listening");
-    let watch = tokio::spawn(reloader.clone().watch());
     server::serve(
         listener,
         admin::service(reloader.clone()),

@@ -542,3 +542,132 @@ async fn the_dashboard_works_in_a_real_chromium() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_reload_through_the_api_applies_the_file_or_says_why_not() {
+    let admin = Admin::new().await;
+    let file = admin.dir.join("gateway.yaml");
+    let status = admin.ok("GET", "/admin/status", None).await;
+    assert_eq!(
+        (
+            status["generation"].as_u64(),
+            status["last_error"].is_null()
+        ),
+        (Some(1), true)
+    );
+    let unchanged = admin.ok("POST", "/admin/reload", None).await;
+    assert_eq!(unchanged["applied"], false);
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("fast: up/echo", "fast: mock/echo")).unwrap();
+    let applied = admin.ok("POST", "/admin/reload", None).await;
+    assert_eq!(
+        (applied["applied"].as_bool(), applied["generation"].as_u64()),
+        (Some(true), Some(2))
+    );
+    assert_eq!(
+        admin.chat("fast").await.headers["x-gateway-provider"],
+        "mock"
+    );
+
+    std::fs::write(
+        &file,
+        text.replace("kind: mock", "kind: mock, colour: blue"),
+    )
+    .unwrap();
+    let refused = admin.call("POST", "/admin/reload", None).await;
+    let error = refused.error(StatusCode::BAD_REQUEST);
+    assert!(
+        error["message"].as_str().unwrap().contains("colour"),
+        "{error}"
+    );
+    let status = admin.ok("GET", "/admin/status", None).await;
+    assert_eq!(status["generation"], 2);
+    assert!(
+        status["last_error"].as_str().unwrap().contains("colour"),
+        "{status}"
+    );
+    assert_eq!(
+        admin.chat("fast").await.headers["x-gateway-provider"],
+        "mock"
+    );
+}
+
+#[tokio::test]
+async fn a_litellm_config_file_is_read_only_and_the_admin_api_adds_beside_it() {
+    let (upstream, _mock) = mock_upstream().await;
+    let dir = TempDir::new("llm-tower-admin");
+    let file = dir.join("config.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "model_list:\n  - model_name: gpt-4o\n    litellm_params: {{ model: openai/echo, api_base: '{}/v1', api_key: sk-x }}\n\
+             general_settings: {{ master_key: {MASTER} }}\nlitellm_settings: {{ success_callback: [] }}\n",
+            upstream.url()
+        ),
+    )
+    .unwrap();
+    let reloader = Reloader::open(ConfigSource::new(&file), None, None).unwrap();
+    let gw = serve(
+        llm_tower::admin::service(reloader),
+        ServerSettings::default(),
+    )
+    .await;
+    let auth = format!("Bearer {MASTER}");
+    let call = |method: &'static str, path: &'static str, body: Value| {
+        let (url, auth) = (gw.url(), auth.clone());
+        async move {
+            send(
+                http::Request::builder()
+                    .method(method)
+                    .uri(format!("{url}{path}"))
+                    .header("authorization", auth)
+                    .body(http_body_util::Full::new(bytes::Bytes::from(
+                        body.to_string(),
+                    )))
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let providers = call("GET", "/admin/providers", Value::Null).await.json();
+    assert_eq!(
+        providers["data"][0]["source"], "litellm_config",
+        "{providers}"
+    );
+    let aliases = call("GET", "/admin/aliases", Value::Null).await.json();
+    assert_eq!(aliases["data"][0]["name"], "gpt-4o", "{aliases}");
+    let refused = call("DELETE", "/admin/aliases/gpt-4o", Value::Null).await;
+    let error = refused.error(StatusCode::CONFLICT);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("LiteLLM config file"),
+        "{error}"
+    );
+    let _ = name;
+
+    let added = call(
+        "POST",
+        "/admin/aliases",
+        json!({ "name": "mine", "target": "gpt-4o" }),
+    )
+    .await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.text());
+    let answer = post(
+        &format!("{}/v1/chat/completions", gw.url()),
+        &chat_body("mine", "hello", false),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let overlay = std::fs::read_to_string(dir.join("config.admin.yaml")).unwrap();
+    assert!(
+        overlay.contains("mine: gpt-4o") && !overlay.contains("model_list"),
+        "{overlay}"
+    );
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .starts_with("model_list:"));
+}

@@ -25,42 +25,46 @@ fn stamps(files: &[PathBuf]) -> Vec<Stamp> {
 impl Reloader {
     /// Reloads when the config file, its overlay or an included LiteLLM file changes
     /// (polled every 500 ms, applied once the files are quiet) and on `SIGHUP` (at once).
-    /// Runs until dropped; spawn it.
-    pub async fn watch(self) {
+    /// The `SIGHUP` handler is installed by this call (inside a tokio runtime), before the
+    /// future first runs, so that a signal sent as soon as the server listens reloads
+    /// rather than kills; spawn the future, which runs until dropped.
+    pub fn watch(self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let mut hangup = hangup();
-        let mut tick = tokio::time::interval(POLL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut files = self.watched().await;
-        let mut last = stamps(&files);
-        let mut settling = false;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    let now = stamps(&files);
-                    if now != last {
-                        last = now;
-                        settling = true;
-                        continue;
+        async move {
+            let mut tick = tokio::time::interval(POLL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut files = self.watched().await;
+            let mut last = stamps(&files);
+            let mut settling = false;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let now = stamps(&files);
+                        if now != last {
+                            last = now;
+                            settling = true;
+                            continue;
+                        }
+                        if !settling {
+                            continue;
+                        }
+                        settling = false;
+                        if !self.files_changed().await {
+                            continue;
+                        }
                     }
-                    if !settling {
-                        continue;
-                    }
-                    settling = false;
-                    if !self.files_changed().await {
-                        continue;
+                    () = recv(&mut hangup) => {
+                        tracing::info!("SIGHUP: reloading the config");
                     }
                 }
-                () = recv(&mut hangup) => {
-                    tracing::info!("SIGHUP: reloading the config");
+                // Refusals are logged and kept in the status by `reload`.
+                let _ = self.reload().await;
+                // A new `litellm_config:` file is watched from now on.
+                let watched = self.watched().await;
+                if watched != files {
+                    files = watched;
+                    last = stamps(&files);
                 }
-            }
-            // Refusals are logged and kept in the status by `reload`.
-            let _ = self.reload().await;
-            // A new `litellm_config:` file is watched from now on.
-            let watched = self.watched().await;
-            if watched != files {
-                files = watched;
-                last = stamps(&files);
             }
         }
     }
