@@ -646,7 +646,6 @@ async fn a_litellm_config_file_is_read_only_and_the_admin_api_adds_beside_it() {
             .contains("LiteLLM config file"),
         "{error}"
     );
-    let _ = name;
 
     let added = call(
         "POST",
