@@ -358,6 +358,13 @@ async fn a_refused_change_leaves_the_running_config_and_says_why() {
     .unwrap();
     assert_eq!(reloader.reload().await.unwrap(), Reloaded::Applied(3));
     assert_eq!(reloader.status().restart_needed, ["listen"]);
+    std::fs::write(
+        &file,
+        "providers: { a: { kind: mock }, b: { kind: mock } }\nmetering: { sink: none }\nserver: { max_connections: 5 }\n",
+    )
+    .unwrap();
+    assert_eq!(reloader.reload().await.unwrap(), Reloaded::Applied(4));
+    assert_eq!(reloader.status().restart_needed, ["server.max_connections"]);
 }
 
 #[tokio::test]

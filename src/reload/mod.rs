@@ -51,6 +51,9 @@ struct Inner {
     status: Mutex<ReloadStatus>,
     /// `--listen`, which wins over the file's `listen` at every load.
     listen: Option<SocketAddr>,
+    /// The config the server started with (its `listen` and `server` stay until a
+    /// restart).
+    started: Config,
 }
 
 /// How the last reloads went.
@@ -63,7 +66,8 @@ pub struct ReloadStatus {
     pub applied_at: u64,
     /// Why the last attempt to reload was refused, when it was (cleared by a success).
     pub last_error: Option<String>,
-    /// Changes in the running config that take effect only after a restart.
+    /// Fields of the running config that differ from those the server started with and
+    /// take effect only after a restart.
     pub restart_needed: Vec<String>,
 }
 
@@ -94,6 +98,7 @@ impl Reloader {
         let snapshot = source.read()?;
         let config = load(&source, snapshot.merged(), listen)?;
         let configured = Configured::new(&config, prometheus)?;
+        let started = configured.config().clone();
         Ok(Self {
             inner: Arc::new(Inner {
                 current: ArcSwap::from_pointee(configured),
@@ -106,6 +111,7 @@ impl Reloader {
                     restart_needed: Vec::new(),
                 }),
                 listen,
+                started,
             }),
         })
     }
@@ -196,15 +202,26 @@ impl Reloader {
         change(&mut desired)?;
         let config = load(&self.inner.source, desired.clone(), self.inner.listen)
             .map_err(|e| self.refused(e))?;
-        let built = self.build(&config).map_err(|e| self.refused(e))?;
+        let built = if config == *self.current().config() {
+            None
+        } else {
+            Some(self.build(&config).map_err(|e| self.refused(e))?)
+        };
         self.inner
             .source
             .write_overlay(&applied.base, &desired)
             .map_err(|e| self.refused(e))?;
-        let snapshot = self.inner.source.read().map_err(|e| self.refused(e))?;
-        let generation = self.install(built);
+        let mut snapshot = self.inner.source.read().map_err(|e| self.refused(e))?;
+        if snapshot.base != applied.base {
+            // The config file changed meanwhile: what is served is not what the files
+            // hold, so the next look at them reloads.
+            snapshot.fingerprint = 0;
+        }
         *applied = snapshot;
-        Ok(Reloaded::Applied(generation))
+        Ok(match built {
+            Some(built) => Reloaded::Applied(self.install(built)),
+            None => Reloaded::Unchanged,
+        })
     }
 
     /// Validates a tree as a whole config without applying it.
@@ -216,10 +233,10 @@ impl Reloader {
         self.current().rebuild(config)
     }
 
-    /// Serves `gateway` from now on; returns its generation.
+    /// Serves `configured` from now on; returns its generation.
     fn install(&self, configured: Configured) -> u64 {
         let before = self.config();
-        let restart = restart_needed(&before, configured.config());
+        let restart = restart_needed(&self.inner.started, configured.config());
         for field in &restart {
             tracing::warn!(field = %field, "config change takes effect only after a restart");
         }
@@ -228,11 +245,7 @@ impl Reloader {
         status.generation += 1;
         status.applied_at = now();
         status.last_error = None;
-        for field in restart {
-            if !status.restart_needed.contains(&field) {
-                status.restart_needed.push(field);
-            }
-        }
+        status.restart_needed = restart;
         tracing::info!(
             generation = status.generation,
             changes = %changes(&before, self.current().config()),
