@@ -212,6 +212,13 @@ async fn twenty_config_changes_under_traffic_fail_no_request() {
     assert!(served > 60, "only {served} requests");
     let output = gw.output();
     assert_eq!(output.matches("config reloaded").count(), 20, "{output}");
+    let metrics = get(&format!("{url}/metrics"), &[]).await.text();
+    for line in [
+        r#"llm_tower_config_reloads_total{outcome="applied"} 20"#,
+        r#"llm_tower_config_reloads_total{outcome="refused"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "no {line} in\n{metrics}");
+    }
 }
 
 /// A reloading gateway in this process over the config file `file`.

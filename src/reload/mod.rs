@@ -13,7 +13,8 @@
 //! ([`Reloader::apply`]). A config that fails validation is rejected with the errors of a
 //! start (logged, and returned by [`Reloader::status`]) and the running one keeps serving.
 //! What only a restart can change (`listen`, the connection settings of `server`) is
-//! logged as such.
+//! logged as such. `llm_tower_config_reloads_total{outcome="applied"|"refused"}` counts
+//! them.
 
 mod source;
 mod watch;
@@ -241,6 +242,7 @@ impl Reloader {
             tracing::warn!(field = %field, "config change takes effect only after a restart");
         }
         self.inner.current.store(Arc::new(configured));
+        metrics::counter!("llm_tower_config_reloads_total", "outcome" => "applied").increment(1);
         let mut status = self.inner.status.lock().expect("not poisoned");
         status.generation += 1;
         status.applied_at = now();
@@ -257,6 +259,7 @@ impl Reloader {
     /// Records and logs a refused reload; the running config keeps serving.
     fn refused(&self, err: ConfigError) -> ConfigError {
         tracing::error!(error = %err, "config reload refused: the running config keeps serving");
+        metrics::counter!("llm_tower_config_reloads_total", "outcome" => "refused").increment(1);
         self.inner.status.lock().expect("not poisoned").last_error = Some(err.to_string());
         err
     }
