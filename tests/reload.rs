@@ -202,7 +202,7 @@ async fn twenty_config_changes_under_traffic_fail_no_request() {
     for task in loops {
         task.await.unwrap();
     }
-    let failures = failures.lock().unwrap();
+    let failures = failures.lock().unwrap().clone();
     assert!(
         failures.is_empty(),
         "{} failed: {failures:#?}",
