@@ -612,3 +612,246 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// A response and its stream agree
+
+/// Every `finishReason` of Gemini's API reference (`FinishReason`), with the OpenAI
+/// `finish_reason` it becomes when no tool was called.
+const FINISH_REASONS: [(&str, &str); 20] = [
+    ("STOP", "stop"),
+    ("MAX_TOKENS", "length"),
+    ("SAFETY", "content_filter"),
+    ("RECITATION", "content_filter"),
+    ("LANGUAGE", "stop"),
+    ("OTHER", "stop"),
+    ("BLOCKLIST", "content_filter"),
+    ("PROHIBITED_CONTENT", "content_filter"),
+    ("SPII", "content_filter"),
+    ("MALFORMED_FUNCTION_CALL", "stop"),
+    ("IMAGE_SAFETY", "content_filter"),
+    ("IMAGE_PROHIBITED_CONTENT", "content_filter"),
+    ("IMAGE_OTHER", "stop"),
+    ("NO_IMAGE", "stop"),
+    ("IMAGE_RECITATION", "content_filter"),
+    ("UNEXPECTED_TOOL_CALL", "stop"),
+    ("TOO_MANY_TOOL_CALLS", "stop"),
+    ("MISSING_THOUGHT_SIGNATURE", "stop"),
+    ("MALFORMED_RESPONSE", "stop"),
+    ("FINISH_REASON_UNSPECIFIED", "stop"),
+];
+
+/// One generated part of a Gemini answer.
+#[derive(Debug, Clone)]
+enum GenPart {
+    Text(String),
+    Thought(String),
+    /// Name, arguments, the call's own id (Gemini 3 sends one), a thought signature.
+    Call(String, Value, Option<String>, Option<String>),
+}
+
+fn arb_part() -> impl Strategy<Value = GenPart> {
+    let text = "[a-zA-Z0-9 .,!?\"\\\\\n\u{e9}\u{4e2d}\u{1f600}]{1,40}";
+    prop_oneof![
+        text.prop_map(GenPart::Text),
+        text.prop_map(GenPart::Thought),
+        (
+            "[a-z_]{1,12}",
+            prop::collection::btree_map(
+                "[a-z]{1,6}",
+                prop_oneof![
+                    any::<i32>().prop_map(Value::from),
+                    "[a-z \"]{0,8}".prop_map(Value::from)
+                ],
+                0..4
+            ),
+            prop::option::of("[a-z0-9]{4,10}"),
+            prop::option::of("[A-Za-z0-9+/]{4,16}={0,2}"),
+        )
+            .prop_map(|(name, args, id, sig)| GenPart::Call(name, json!(args), id, sig)),
+    ]
+}
+
+fn native_part(part: &GenPart, text: &str) -> Value {
+    match part {
+        GenPart::Text(_) => json!({ "text": text }),
+        GenPart::Thought(_) => json!({ "text": text, "thought": true }),
+        GenPart::Call(name, args, id, sig) => {
+            let mut call = json!({ "name": name, "args": args });
+            if let Some(id) = id {
+                call["id"] = json!(id);
+            }
+            let mut part = json!({ "functionCall": call });
+            if let Some(sig) = sig {
+                part["thoughtSignature"] = json!(sig);
+            }
+            part
+        }
+    }
+}
+
+/// The `generateContent` answer of `parts`, and the `streamGenerateContent?alt=sse` body of
+/// the same answer: text and thoughts cut in pieces of `piece` characters, a chunk each,
+/// every chunk with running usage and the last with the finish reason and the totals.
+fn answer_and_stream(
+    parts: &[GenPart],
+    reason: &str,
+    usage: (u64, u64, u64),
+    piece: usize,
+) -> (Value, String) {
+    let (prompt, candidates, thoughts) = usage;
+    let metadata = |done: bool| {
+        let (c, t) = if done {
+            (candidates, thoughts)
+        } else {
+            (candidates / 2, thoughts / 2)
+        };
+        json!({ "promptTokenCount": prompt, "candidatesTokenCount": c, "thoughtsTokenCount": t, "totalTokenCount": prompt + c + t })
+    };
+    let mut chunks: Vec<Value> = Vec::new();
+    for part in parts {
+        match part {
+            GenPart::Text(text) | GenPart::Thought(text) => {
+                let chars: Vec<char> = text.chars().collect();
+                for p in chars.chunks(piece.max(1)) {
+                    chunks.push(json!([native_part(part, &p.iter().collect::<String>())]));
+                }
+            }
+            GenPart::Call(..) => chunks.push(json!([native_part(part, "")])),
+        }
+    }
+    if chunks.is_empty() {
+        chunks.push(json!([{ "text": "" }]));
+    }
+    let last = chunks.len() - 1;
+    let mut sse = String::new();
+    for (i, parts) in chunks.into_iter().enumerate() {
+        let mut candidate = json!({ "content": { "parts": parts, "role": "model" }, "index": 0 });
+        if i == last {
+            candidate["finishReason"] = json!(reason);
+        }
+        let chunk = json!({ "candidates": [candidate], "usageMetadata": metadata(i == last), "modelVersion": "gemini-gen", "responseId": "resp-gen" });
+        sse.push_str(&format!("data: {chunk}\r\n\r\n"));
+    }
+    let whole: Vec<Value> = parts
+        .iter()
+        .map(|p| match p {
+            GenPart::Text(t) | GenPart::Thought(t) => native_part(p, t),
+            GenPart::Call(..) => native_part(p, ""),
+        })
+        .collect();
+    let answer = json!({
+        "candidates": [{ "content": { "parts": whole, "role": "model" }, "finishReason": reason, "index": 0 }],
+        "usageMetadata": metadata(true), "modelVersion": "gemini-gen", "responseId": "resp-gen",
+    });
+    (answer, sse)
+}
+
+/// Translates `answer` whole and `sse` as a stream (in frames of `frame` bytes), and checks
+/// that they say the same: content, reasoning, refusal, finish, tool calls, usage.
+fn assert_agree(
+    answer: &Value,
+    sse: &str,
+    frame: usize,
+    ids_kept: &[bool],
+) -> Result<Value, TestCaseError> {
+    let whole: Value = serde_json::from_slice(
+        &translate::response(G, answer.to_string().as_bytes(), "m").unwrap(),
+    )
+    .unwrap();
+    let sizes: Vec<usize> = std::iter::repeat_n(frame, sse.len() / frame + 1).collect();
+    let acc = accumulate(&translate(G, sse.as_bytes(), &sizes, true));
+    prop_assert!(acc.done && acc.error.is_none(), "{:?}", acc.error);
+    let m = &whole["choices"][0]["message"];
+    prop_assert_eq!(acc.content.as_str(), m["content"].as_str().unwrap_or(""));
+    prop_assert_eq!(
+        acc.reasoning.as_str(),
+        m["reasoning_content"].as_str().unwrap_or("")
+    );
+    prop_assert_eq!(acc.refusal.as_str(), m["refusal"].as_str().unwrap_or(""));
+    prop_assert_eq!(
+        acc.finish.as_deref(),
+        whole["choices"][0]["finish_reason"].as_str()
+    );
+    let calls: Vec<(String, String, Value)> = m["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_owned(),
+                c["function"]["name"].as_str().unwrap().to_owned(),
+                serde_json::from_str(c["function"]["arguments"].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    prop_assert_eq!(calls.len(), acc.tool_calls.len());
+    for (i, ((id, name, args), (sid, sname, sargs))) in
+        calls.iter().zip(&acc.tool_calls).enumerate()
+    {
+        prop_assert_eq!(name, sname);
+        prop_assert_eq!(args, &serde_json::from_str::<Value>(sargs).unwrap());
+        // A call without an id of its own gets a fresh one in each translation; its
+        // thought signature rides on it either way.
+        if ids_kept.get(i).copied().unwrap_or(true) {
+            prop_assert_eq!(id, sid);
+        } else {
+            prop_assert_eq!(
+                id.split_once("_sig_").map(|s| s.1),
+                sid.split_once("_sig_").map(|s| s.1)
+            );
+        }
+    }
+    let usage = acc.usage.as_ref().unwrap();
+    prop_assert_eq!(&usage["prompt_tokens"], &whole["usage"]["prompt_tokens"]);
+    prop_assert_eq!(
+        &usage["completion_tokens"],
+        &whole["usage"]["completion_tokens"]
+    );
+    prop_assert_eq!(
+        &usage["completion_tokens_details"],
+        &whole["usage"]["completion_tokens_details"]
+    );
+    Ok(whole)
+}
+
+#[test]
+fn every_finish_reason_streams_as_it_translates_whole() {
+    for (reason, finish) in FINISH_REASONS {
+        let parts = [GenPart::Text("Hello there".into())];
+        let (answer, sse) = answer_and_stream(&parts, reason, (5, 2, 0), 4);
+        let whole = assert_agree(&answer, &sse, 7, &[]).unwrap_or_else(|e| panic!("{reason}: {e}"));
+        assert_eq!(whole["choices"][0]["finish_reason"], finish, "{reason}");
+    }
+    // A blocked prompt (no candidates): a refusal, in both.
+    let blocked = json!({ "promptFeedback": { "blockReason": "SAFETY" }, "usageMetadata": { "promptTokenCount": 4, "totalTokenCount": 4 } });
+    let sse = format!("data: {blocked}\r\n\r\n");
+    let whole = assert_agree(&blocked, &sse, 5, &[]).unwrap();
+    assert_eq!(whole["choices"][0]["finish_reason"], "content_filter");
+    assert!(whole["choices"][0]["message"]["refusal"]
+        .as_str()
+        .unwrap()
+        .contains("SAFETY"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Translating a `generateContent` answer and assembling the translated stream of the
+    /// same answer give the same chat completion.
+    #[test]
+    fn an_answer_and_its_stream_translate_to_the_same_completion(
+        parts in prop::collection::vec(arb_part(), 0..6),
+        reason in prop::sample::select(FINISH_REASONS.iter().map(|(r, _)| *r).collect::<Vec<_>>()),
+        usage in (0u64..5000, 0u64..5000, 0u64..2000),
+        piece in 1usize..12,
+        frame in 1usize..200,
+    ) {
+        let (answer, sse) = answer_and_stream(&parts, reason, usage, piece);
+        let ids: Vec<bool> = parts.iter().filter_map(|p| match p {
+            GenPart::Call(_, _, id, _) => Some(id.is_some()),
+            _ => None,
+        }).collect();
+        assert_agree(&answer, &sse, frame, &ids)?;
+    }
+}

@@ -530,9 +530,20 @@ struct FunctionCall<'a> {
 fn finish_reason(reason: Option<&str>, called: bool) -> Finish {
     match reason {
         Some("MAX_TOKENS") => Finish::Length,
+        // Gemini's filters, on text and on images (`FinishReason` in the API reference).
         Some(
-            "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY",
+            "SAFETY"
+            | "RECITATION"
+            | "BLOCKLIST"
+            | "PROHIBITED_CONTENT"
+            | "SPII"
+            | "IMAGE_SAFETY"
+            | "IMAGE_PROHIBITED_CONTENT"
+            | "IMAGE_RECITATION",
         ) => Finish::ContentFilter,
+        // The rest (OTHER, LANGUAGE, MALFORMED_FUNCTION_CALL, UNEXPECTED_TOOL_CALL,
+        // TOO_MANY_TOOL_CALLS, NO_IMAGE, …) ended the answer without a filter: `stop`, or
+        // `tool_calls` when it called one.
         _ if called => Finish::ToolCalls,
         _ => Finish::Stop,
     }
