@@ -648,6 +648,8 @@ fn block_delta(out: &mut BytesMut, index: usize, kind: &str, field: &str, text: 
 enum Open {
     None,
     Text,
+    /// A refusal: a text block of its own, as `from_chat` makes it.
+    Refusal,
     Thinking,
     /// A tool call, by its index in the chat stream.
     Tool(usize),
@@ -722,11 +724,12 @@ impl MessagesStream {
         }
     }
 
-    fn text(&mut self, text: &str, out: &mut BytesMut) {
+    /// Text of an `Open::Text` block, or of an `Open::Refusal` one.
+    fn text(&mut self, kind: Open, text: &str, out: &mut BytesMut) {
         if text.is_empty() {
             return;
         }
-        self.open(Open::Text, Block::Text { text: "" }, out);
+        self.open(kind, Block::Text { text: "" }, out);
         block_delta(out, self.index, "text_delta", "text", text);
     }
 
@@ -812,8 +815,11 @@ impl StreamTranslator for MessagesStream {
                 );
                 block_delta(out, self.index, "thinking_delta", "thinking", thinking);
             }
-            for text in [&delta.content, &delta.refusal].into_iter().flatten() {
-                self.text(text, out);
+            if let Some(text) = &delta.content {
+                self.text(Open::Text, text, out);
+            }
+            if let Some(text) = &delta.refusal {
+                self.text(Open::Refusal, text, out);
             }
             for call in delta.tool_calls.iter().flatten() {
                 self.tool_call(call, out);
@@ -1100,42 +1106,43 @@ mod tests {
         assert_eq!(translate(&[no_done.as_bytes()]), whole);
     }
 
-    #[test]
-    fn the_streamed_message_equals_the_json_translation() {
-        // Assemble the Anthropic events as the SDK does, and compare with `from_chat` of the
-        // same answer given as one completion.
+    /// The Message a client assembles from the events, as the SDKs do: `content`,
+    /// `stop_reason`, `usage`.
+    fn assemble(events: &[(String, Value)]) -> Value {
         let mut content: Vec<Value> = Vec::new();
         let mut usage = Value::Null;
         let mut stop = Value::Null;
-        for (name, data) in events(&translate(&[STREAM.as_bytes()])) {
+        let append = |block: &mut Value, field: &str, more: &Value| {
+            let so_far = block
+                .get(field)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            block[field] = json!(so_far + more.as_str().unwrap());
+        };
+        for (name, data) in events {
             match name.as_str() {
                 "content_block_start" => content.push(data["content_block"].clone()),
                 "content_block_delta" => {
                     let block = content.last_mut().unwrap();
-                    match data["delta"]["type"].as_str().unwrap() {
-                        "text_delta" => {
-                            block["text"] = json!(format!(
-                                "{}{}",
-                                block["text"].as_str().unwrap(),
-                                data["delta"]["text"].as_str().unwrap()
-                            ))
-                        }
-                        "input_json_delta" => {
-                            let so_far = block
-                                .get("partial")
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                                .to_owned();
-                            block["partial"] =
-                                json!(so_far + data["delta"]["partial_json"].as_str().unwrap());
-                        }
+                    let delta = &data["delta"];
+                    match delta["type"].as_str().unwrap() {
+                        "text_delta" => append(block, "text", &delta["text"]),
+                        "thinking_delta" => append(block, "thinking", &delta["thinking"]),
+                        "signature_delta" => append(block, "signature", &delta["signature"]),
+                        "input_json_delta" => append(block, "partial", &delta["partial_json"]),
                         other => panic!("{other}"),
                     }
                 }
                 "content_block_stop" => {
                     let block = content.last_mut().unwrap();
                     if let Some(partial) = block.as_object_mut().unwrap().remove("partial") {
-                        block["input"] = serde_json::from_str(partial.as_str().unwrap()).unwrap();
+                        let partial = partial.as_str().unwrap();
+                        block["input"] = if partial.is_empty() {
+                            json!({})
+                        } else {
+                            serde_json::from_str(partial).unwrap()
+                        };
                     }
                 }
                 "message_delta" => {
@@ -1145,6 +1152,14 @@ mod tests {
                 _ => {}
             }
         }
+        json!({ "content": content, "stop_reason": stop, "usage": usage })
+    }
+
+    #[test]
+    fn the_streamed_message_equals_the_json_translation() {
+        // Assemble the Anthropic events as the SDK does, and compare with `from_chat` of the
+        // same answer given as one completion.
+        let streamed = assemble(&events(&translate(&[STREAM.as_bytes()])));
         let completion = json!({"id": "c1", "model": "gpt-4o", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
             "role": "assistant", "content": "Hi \"there\"", "tool_calls": [
                 {"id": "call_a", "type": "function", "function": {"name": "Bash", "arguments": "{\"command\":\"ls\"}"}},
@@ -1154,9 +1169,33 @@ mod tests {
             &from_chat(&serde_json::to_vec(&completion).unwrap(), "m", "p").unwrap(),
         )
         .unwrap();
-        assert_eq!(json["content"], Value::Array(content));
-        assert_eq!(json["usage"], usage);
-        assert_eq!(json["stop_reason"], stop);
+        assert_eq!(json["content"], streamed["content"]);
+        assert_eq!(json["usage"], streamed["usage"]);
+        assert_eq!(json["stop_reason"], streamed["stop_reason"]);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Any chat answer (reasoning, text, refusal, tool calls, any finish, usage), in any
+        /// framing: the Message assembled from its translated stream is its translated JSON.
+        #[test]
+        fn a_generated_answer_streams_as_it_translates_whole(
+            answer in crate::translate::generated::arb_answer(),
+            piece in 1usize..9,
+            frame in 1usize..300,
+        ) {
+            let sse = answer.stream(piece);
+            let frames: Vec<&[u8]> = sse.as_bytes().chunks(frame).collect();
+            let streamed = assemble(&events(&translate(&frames)));
+            let json: Value = serde_json::from_slice(
+                &from_chat(&serde_json::to_vec(&answer.completion()).unwrap(), "m", "p").unwrap(),
+            )
+            .unwrap();
+            proptest::prop_assert_eq!(&json["content"], &streamed["content"]);
+            proptest::prop_assert_eq!(&json["stop_reason"], &streamed["stop_reason"]);
+            proptest::prop_assert_eq!(&json["usage"], &streamed["usage"]);
+        }
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub(crate) mod anthropic;
 pub(crate) mod chat;
 mod chunk;
 pub(crate) mod gemini;
+#[cfg(test)]
+pub(crate) mod generated;
 pub(crate) mod messages;
 pub(crate) mod responses;
 pub(crate) mod stream;

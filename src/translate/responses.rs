@@ -1797,14 +1797,11 @@ mod tests {
         assert_eq!(translate(&echo, &singles), whole);
     }
 
-    #[test]
-    fn the_streamed_response_equals_the_json_translation() {
-        // The final `response.completed` and the items assembled from the deltas both
-        // equal `from_chat` of the same answer given as one completion.
-        let echo = plain_echo();
-        let events = events(&translate(&echo, &[STREAM.as_bytes()]));
+    /// The output items a client assembles from the events (each item as added, its parts
+    /// and deltas appended, as done says), and the final response the last event carries.
+    fn assemble(events: &[(String, Value)]) -> (Vec<Value>, Value) {
         let mut assembled: Vec<Value> = Vec::new();
-        for (name, data) in &events {
+        for (name, data) in events {
             match name.as_str() {
                 "response.output_item.added" => assembled.push(data["item"].clone()),
                 "response.content_part.added" => {
@@ -1851,6 +1848,16 @@ mod tests {
             }
         }
         let completed = events.last().unwrap().1["response"].clone();
+        (assembled, completed)
+    }
+
+    #[test]
+    fn the_streamed_response_equals_the_json_translation() {
+        // The final `response.completed` and the items assembled from the deltas both
+        // equal `from_chat` of the same answer given as one completion.
+        let echo = plain_echo();
+        let events = events(&translate(&echo, &[STREAM.as_bytes()]));
+        let (assembled, completed) = assemble(&events);
         assert_eq!(completed["output"], Value::Array(assembled));
         let completion = json!({"id": "c1", "model": "gpt-4o", "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
             "role": "assistant", "content": "Hi \"there\"!", "reasoning_content": "Thinking", "tool_calls": [
@@ -1862,6 +1869,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(json, completed);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+        /// Any chat answer (reasoning, text, refusal, tool calls, any finish, usage), in any
+        /// framing: the streamed response's items, as assembled and as completed, are its
+        /// translated JSON's.
+        #[test]
+        fn a_generated_answer_streams_as_it_translates_whole(
+            answer in crate::translate::generated::arb_answer(),
+            piece in 1usize..9,
+            frame in 1usize..300,
+        ) {
+            let echo = plain_echo();
+            let sse = answer.stream(piece);
+            let frames: Vec<&[u8]> = sse.as_bytes().chunks(frame).collect();
+            let (assembled, completed) = assemble(&events(&translate(&echo, &frames)));
+            proptest::prop_assert_eq!(&completed["output"], &Value::Array(assembled));
+            let json: Value = serde_json::from_slice(
+                &from_chat(&serde_json::to_vec(&answer.completion()).unwrap(), &echo, "p").unwrap(),
+            )
+            .unwrap();
+            proptest::prop_assert_eq!(json, completed);
+        }
     }
 
     #[test]
