@@ -28,7 +28,6 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use crate::body::{Body, BoxError};
-use crate::error::GatewayError;
 use crate::gateway::{served, Gateway, Served};
 use crate::reload::{Reloadable, Reloader};
 
@@ -126,7 +125,7 @@ where
         let reloader = self.reloader.clone();
         let (parts, body) = req.into_parts();
         AdminFuture::admin(async move {
-            let body = match read(body).await {
+            let body = match crate::gateway::read_body(body, MAX_BODY).await {
                 Ok(body) => body,
                 Err(err) => return err.into_response(),
             };
@@ -146,22 +145,5 @@ where
                 Err(err) => err.into_response(),
             }
         })
-    }
-}
-
-async fn read<B>(body: B) -> Result<Bytes, GatewayError>
-where
-    B: http_body::Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    use http_body_util::BodyExt;
-    match http_body_util::Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-            Err(GatewayError::payload_too_large(MAX_BODY))
-        }
-        Err(err) => Err(GatewayError::bad_request(format!(
-            "The request body could not be read: {err}"
-        ))),
     }
 }

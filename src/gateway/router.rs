@@ -296,7 +296,8 @@ async fn stored_response(
 const MANAGEMENT_BODY_LIMIT: usize = 1 << 20;
 
 /// Reads a whole body of at most `limit` bytes.
-async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, GatewayError>
+/// A whole request body of at most `limit` bytes (413 beyond, 400 when it breaks).
+pub(crate) async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, GatewayError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
