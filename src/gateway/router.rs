@@ -295,7 +295,6 @@ async fn stored_response(
 /// The largest body a management request may have.
 const MANAGEMENT_BODY_LIMIT: usize = 1 << 20;
 
-/// Reads a whole body of at most `limit` bytes.
 /// A whole request body of at most `limit` bytes (413 beyond, 400 when it breaks).
 pub(crate) async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, GatewayError>
 where
