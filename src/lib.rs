@@ -70,6 +70,7 @@ mod settings;
 pub mod sse;
 pub mod store;
 pub mod tap;
+pub mod telemetry;
 pub mod tenancy;
 pub mod translate;
 pub mod upstream;

@@ -14,6 +14,7 @@ use crate::idempotency::IdempotencyLayer;
 use crate::metering::{MeteringLayer, SinkKind};
 use crate::responses::ResponsesLayer;
 use crate::settings::SettingsError;
+use crate::telemetry::Tracer;
 use crate::tenancy::{PostgresKeyStore, SharedKeyStore, SqliteKeyStore, Tenancy};
 use crate::upstream::UpstreamClient;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -135,9 +136,27 @@ fn build(
             ResponsesLayer::from_settings(&config.responses, redis).map_err(section("responses"))?
         }
     };
-    let metering = match carry(&|c| c.metering == config.metering) {
+    // The writer exports the spans: it is rebuilt when tracing changes, and (tracing on)
+    // when the providers' kinds the spans name do.
+    let env = |name: &str| std::env::var(name).ok();
+    let tracing_on = config.telemetry.traces_url(&env).is_some();
+    let kinds = |c: &Config| -> Vec<(String, &'static str)> {
+        c.providers
+            .iter()
+            .map(|(name, p)| (name.clone(), p.settings().kind()))
+            .collect()
+    };
+    let metering = match carry(&|c| {
+        c.metering == config.metering
+            && c.telemetry == config.telemetry
+            && (!tracing_on || kinds(c) == kinds(config))
+    }) {
         Some(o) => o.metering.clone(),
-        None => MeteringLayer::from_settings(&config.metering).map_err(section("metering"))?,
+        None => {
+            let tracer = Tracer::from_settings(&config.telemetry, &client, kinds(config), &env)
+                .map_err(section("telemetry"))?;
+            MeteringLayer::traced(&config.metering, tracer).map_err(section("metering"))?
+        }
     };
     let idempotency =
         match carry(&|c| c.idempotency == config.idempotency && c.redis == config.redis) {

@@ -42,6 +42,7 @@ use crate::responses::{ResponsesSettings, ResponsesStoreKind};
 use crate::server::ServerSettings;
 use crate::settings::SettingsError;
 use crate::store::RedisSettings;
+use crate::telemetry::TelemetrySettings;
 use crate::tenancy::{LimitsStore, TenancySettings};
 use crate::upstream::ClientSettings;
 
@@ -110,6 +111,9 @@ pub struct Config {
     /// The shared upstream client: timeouts, TLS.
     #[serde(default)]
     pub upstream: ClientSettings,
+    /// Traces over OTLP (off without an endpoint).
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
 }
 
 /// One client key.
@@ -360,6 +364,7 @@ impl Config {
         self.metering.validate().map_err(section("metering"))?;
         self.tenancy.validate().map_err(section("tenancy"))?;
         self.server.validate().map_err(section("server"))?;
+        self.telemetry.validate().map_err(section("telemetry"))?;
         if let Some(redis) = &self.redis {
             redis.validate().map_err(section("redis"))?;
         }

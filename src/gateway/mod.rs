@@ -26,9 +26,9 @@ mod request_id;
 mod router;
 
 pub(crate) use self::admin::json_response;
-pub(crate) use self::router::read_body;
 pub use self::admin::PanicResponse;
 pub use self::build::{served, Gateway, GatewayBuilder, GatewayService, Served};
 pub use self::metrics::{install_prometheus, prometheus_upkeep, MetricsAuth, MetricsSettings};
 pub use self::request_id::{MakeRequestIds, RequestSpan};
+pub(crate) use self::router::read_body;
 pub use self::router::GatewayFuture;

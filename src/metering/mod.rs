@@ -40,6 +40,7 @@ pub mod report;
 mod service;
 mod settings;
 mod sink;
+mod span;
 mod sqlite;
 mod usage;
 mod writer;

@@ -145,5 +145,6 @@ fn record(row: &Row) -> UsageRecord {
         usage_source: known(row.get(21)),
         endpoint: row.get(22),
         team: row.get(23),
+        trace: None,
     }
 }

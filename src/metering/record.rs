@@ -62,6 +62,10 @@ pub struct UsageRecord {
     pub usage_source: &'static str,
     /// The API the client called: `chat`, `embeddings`, `messages`, `count_tokens`.
     pub endpoint: String,
+    /// The request's trace (with telemetry on), for its span and the log line; not in the
+    /// ledger.
+    #[serde(skip)]
+    pub trace: Option<crate::telemetry::TraceContext>,
 }
 
 /// The most of a response body metering keeps (a longer one's usage comes from its

@@ -33,6 +33,7 @@ use crate::request::LlmRequest;
 use crate::server::Shutdown;
 use crate::settings::SettingsError;
 use crate::tap::Tap;
+use crate::telemetry::Tracer;
 
 /// Layer that applies the [`Metering`] middleware.
 #[derive(Clone, Debug)]
@@ -55,6 +56,15 @@ impl MeteringLayer {
     /// started as a task on the current runtime; without `enabled`, a layer that meters
     /// nothing. Errors name the field (`sqlite_path`, `postgres_url`, `prices`).
     pub fn from_settings(metering: &MeteringSettings) -> Result<Self, SettingsError> {
+        Self::traced(metering, None)
+    }
+
+    /// [`MeteringLayer::from_settings`], each request's span exported by `tracer` (which
+    /// also starts the request's trace context).
+    pub fn traced(
+        metering: &MeteringSettings,
+        tracer: Option<Tracer>,
+    ) -> Result<Self, SettingsError> {
         metering.validate()?;
         if !metering.enabled {
             return Ok(Self { meter: None });
@@ -83,6 +93,7 @@ impl MeteringLayer {
             prices,
             metering.queue,
             metering.batch,
+            tracer,
         )))
     }
 
@@ -193,6 +204,8 @@ where
                 };
                 // Ask for the usage chunk the client did not ask for; it is removed again
                 // on the way back.
+                let mut record = record;
+                record.trace = meter.tracer().map(|tracer| tracer.start(&mut req));
                 let mut body = std::mem::take(req.body_mut());
                 let strip = req
                     .extensions_mut()

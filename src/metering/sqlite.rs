@@ -149,6 +149,7 @@ impl UsageSink for SqliteSink {
                         usage_source: known(&row.get::<_, String>(21)?),
                         endpoint: row.get(22)?,
                         team: row.get(23)?,
+                        trace: None,
                     })
                 })
                 .map_err(err)?;

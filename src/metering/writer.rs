@@ -12,6 +12,7 @@ use super::record::{outcome_of_error, Unfinished, UsageRecord};
 use super::sink::UsageSink;
 use super::usage::{self, Usage};
 use crate::sse;
+use crate::telemetry::Tracer;
 
 /// How long the writer waits for more records before writing a batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(100);
@@ -27,6 +28,7 @@ pub struct Meter {
     tx: mpsc::Sender<Message>,
     dropped: metrics::Counter,
     sink: Option<Arc<dyn UsageSink>>,
+    tracer: Option<Tracer>,
 }
 
 impl std::fmt::Debug for Meter {
@@ -36,12 +38,14 @@ impl std::fmt::Debug for Meter {
 }
 
 impl Meter {
-    /// Starts the writer on the current tokio runtime.
+    /// Starts the writer on the current tokio runtime; with a `tracer`, each record's
+    /// request span is exported too.
     pub fn spawn(
         sink: Option<Arc<dyn UsageSink>>,
         prices: PriceTable,
         queue: usize,
         batch: usize,
+        tracer: Option<Tracer>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(queue);
         let dropped = metrics::counter!("llm_tower_usage_records_dropped_total");
@@ -51,8 +55,19 @@ impl Meter {
             Arc::new(prices),
             batch,
             dropped.clone(),
+            tracer.clone(),
         ));
-        Self { tx, dropped, sink }
+        Self {
+            tx,
+            dropped,
+            sink,
+            tracer,
+        }
+    }
+
+    /// The tracer the records' spans go to, if any.
+    pub(crate) fn tracer(&self) -> Option<&Tracer> {
+        self.tracer.as_ref()
     }
 
     /// Queues a record; when the queue is full it is dropped and counted, never waited for.
@@ -82,6 +97,7 @@ async fn write(
     prices: Arc<PriceTable>,
     batch: usize,
     dropped: metrics::Counter,
+    tracer: Option<Tracer>,
 ) {
     let mut messages = Vec::with_capacity(batch);
     let mut labels = ModelLabels::default();
@@ -108,10 +124,19 @@ async fn write(
         }
         // Tokenizing and JSON parsing are CPU work: off the async workers.
         let prices = prices.clone();
+        let tracer = tracer.clone();
         let records = tokio::task::spawn_blocking(move || {
             unfinished
                 .into_iter()
-                .map(|u| finish(*u, &prices))
+                .map(|u| match (&tracer, u.record.trace.is_some()) {
+                    (Some(tracer), true) => {
+                        let request = u.request.clone();
+                        let record = finish(*u, &prices);
+                        super::span::export(tracer, &record, &request);
+                        record
+                    }
+                    _ => finish(*u, &prices),
+                })
                 .collect::<Vec<_>>()
         })
         .await

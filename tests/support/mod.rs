@@ -566,3 +566,123 @@ pub async fn ledger_rows(path: &std::path::Path, count: usize) -> Vec<serde_json
     }
     panic!("fewer than {count} ledger rows");
 }
+
+/// An OTLP/HTTP trace receiver (`POST /v1/traces`, protobuf): what a collector would get.
+#[derive(Clone, Default)]
+pub struct OtlpReceiver {
+    requests: Arc<
+        Mutex<Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>>,
+    >,
+}
+
+impl OtlpReceiver {
+    /// Every span received so far, with the `service.name` of its resource.
+    pub fn spans(&self) -> Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)> {
+        let mut out = Vec::new();
+        for request in self.requests.lock().unwrap().iter() {
+            for resource in &request.resource_spans {
+                let service = resource
+                    .resource
+                    .iter()
+                    .flat_map(|r| &r.attributes)
+                    .find(|kv| kv.key == "service.name")
+                    .and_then(|kv| kv.value.as_ref())
+                    .map(otlp_value)
+                    .unwrap_or_default();
+                for scope in &resource.scope_spans {
+                    for span in &scope.spans {
+                        out.push((
+                            service.as_str().unwrap_or_default().to_owned(),
+                            span.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Waits (up to 10 s) until at least `count` spans have come.
+    pub async fn wait_for(
+        &self,
+        count: usize,
+    ) -> Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)> {
+        for _ in 0..200 {
+            let spans = self.spans();
+            if spans.len() >= count {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("fewer than {count} spans: {:?}", self.spans());
+    }
+}
+
+/// An OTLP attribute value as JSON.
+pub fn otlp_value(value: &opentelemetry_proto::tonic::common::v1::AnyValue) -> serde_json::Value {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+    match &value.value {
+        Some(V::StringValue(s)) => serde_json::json!(s),
+        Some(V::BoolValue(b)) => serde_json::json!(b),
+        Some(V::IntValue(i)) => serde_json::json!(i),
+        Some(V::DoubleValue(d)) => serde_json::json!(d),
+        other => serde_json::json!(format!("{other:?}")),
+    }
+}
+
+/// A span's attributes as a JSON object.
+pub fn span_attributes(span: &opentelemetry_proto::tonic::trace::v1::Span) -> serde_json::Value {
+    serde_json::Value::Object(
+        span.attributes
+            .iter()
+            .map(|kv| {
+                (
+                    kv.key.clone(),
+                    kv.value.as_ref().map(otlp_value).unwrap_or_default(),
+                )
+            })
+            .collect(),
+    )
+}
+
+impl tower::Service<Request<Incoming>> for OtlpReceiver {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
+        let requests = self.requests.clone();
+        Box::pin(async move {
+            let ok = req.uri().path() == "/v1/traces"
+                && req.headers()["content-type"] == "application/x-protobuf";
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let status = match <opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest as prost::Message>::decode(body) {
+                Ok(decoded) if ok => {
+                    requests.lock().unwrap().push(decoded);
+                    StatusCode::OK
+                }
+                _ => StatusCode::BAD_REQUEST,
+            };
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("application/x-protobuf"),
+            );
+            Ok(response)
+        })
+    }
+}
+
+/// An OTLP receiver over real HTTP.
+pub async fn otlp_receiver() -> (Running, OtlpReceiver) {
+    let receiver = OtlpReceiver::default();
+    (
+        serve(receiver.clone(), ServerSettings::default()).await,
+        receiver,
+    )
+}

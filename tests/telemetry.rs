@@ -1,0 +1,202 @@
+//! Traces over OTLP/HTTP: the spans a collector gets for a JSON request, a stream, a cache
+//! hit and a combo fallback, with the GenAI attributes; W3C trace context both ways; an
+//! unreachable collector.
+
+mod support;
+
+use http::StatusCode;
+use serde_json::{json, Value};
+use support::*;
+
+fn yaml(upstream: &Running, collector: &str) -> String {
+    config_for(
+        upstream,
+        &format!(
+            "metering: {{ sink: none }}\ncache: {{ enabled: true }}\n\
+             combos: {{ pair: {{ targets: ['up/echo?status=500', mock/echo] }} }}\n\
+             telemetry: {{ otlp_endpoint: '{collector}', service_name: gateway-under-test }}\n"
+        ),
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn requests_are_spans_with_the_genai_attributes_and_no_content() {
+    let (upstream, _mock) = mock_upstream().await;
+    let (collector, receiver) = otlp_receiver().await;
+    let gw = gateway(&yaml(&upstream, &collector.url())).await;
+    let chat = format!("{}/v1/chat/completions", gw.url());
+    let json_body =
+        json!({"model": "up/echo", "messages": [{"role": "user", "content": "the secret prompt"}],
+        "temperature": 0.3, "max_tokens": 50})
+        .to_string();
+    assert_eq!(post(&chat, &json_body, &[]).await.status, StatusCode::OK);
+    let hit = post(&chat, &json_body, &[]).await;
+    assert_eq!(hit.headers["x-gateway-cache"], "hit");
+    assert_eq!(
+        post(&chat, &chat_body("mock/echo", "stream me", true), &[])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let pair = post(&chat, &chat_body("pair", "fall back", false), &[]).await;
+    assert_eq!(pair.headers["x-gateway-attempts"], "2");
+
+    let spans = receiver.wait_for(4).await;
+    assert_eq!(spans.len(), 4, "{spans:?}");
+    let attrs: Vec<Value> = spans.iter().map(|(_, s)| span_attributes(s)).collect();
+    for (service, span) in &spans {
+        assert_eq!(service, "gateway-under-test");
+        assert_eq!(span.kind, 2, "SERVER");
+        assert_eq!(span.trace_id.len(), 16);
+        assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+        let text = format!("{:?}", span);
+        assert!(
+            !text.contains("secret prompt") && !text.contains("You said"),
+            "content in {text}"
+        );
+    }
+    let first = &attrs[0];
+    assert_eq!(spans[0].1.name, "chat up/echo");
+    for (key, value) in [
+        ("gen_ai.operation.name", json!("chat")),
+        ("gen_ai.provider.name", json!("openai")),
+        ("llm_tower.provider", json!("up")),
+        ("gen_ai.request.model", json!("up/echo")),
+        ("gen_ai.response.model", json!("echo")),
+        ("gen_ai.usage.input_tokens", json!(3)),
+        ("gen_ai.usage.output_tokens", json!(5)),
+        ("gen_ai.request.temperature", json!(0.3)),
+        ("gen_ai.request.max_tokens", json!(50)),
+        ("http.response.status_code", json!(200)),
+        ("llm_tower.cache", json!("miss")),
+        ("llm_tower.key_alias", json!("anonymous")),
+        ("llm_tower.attempts", json!(1)),
+    ] {
+        assert_eq!(first[key], value, "{key} in {first}");
+    }
+    assert_eq!(attrs[1]["llm_tower.cache"], "hit");
+    assert_eq!(attrs[1]["llm_tower.attempts"], 0);
+    assert_eq!(attrs[2]["llm_tower.stream"], true);
+    assert_eq!(attrs[2]["gen_ai.provider.name"], "mock");
+    assert_eq!(attrs[3]["llm_tower.route"], "pair");
+    assert_eq!(attrs[3]["llm_tower.attempts"], 2);
+    assert_eq!(attrs[3]["llm_tower.provider"], "mock");
+}
+
+#[tokio::test]
+async fn a_callers_traceparent_continues_and_the_upstream_gets_the_requests_span() {
+    let (upstream, mock) = mock_upstream().await;
+    let (collector, receiver) = otlp_receiver().await;
+    let gw = gateway(&yaml(&upstream, &collector.url())).await;
+    let chat = format!("{}/v1/chat/completions", gw.url());
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let answer = post(
+        &chat,
+        &chat_body("up/echo", "traced", false),
+        &[("traceparent", incoming)],
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let spans = receiver.wait_for(1).await;
+    let span = &spans[0].1;
+    assert_eq!(hex(&span.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(hex(&span.parent_span_id), "00f067aa0ba902b7");
+    let sent = mock.last_request().unwrap().0["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        sent,
+        format!(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01",
+            hex(&span.span_id)
+        )
+    );
+
+    // A new trace when the caller sends none; an unsampled caller's trace is not exported
+    // but still reaches the upstream.
+    post(&chat, &chat_body("up/echo", "fresh", false), &[]).await;
+    let spans = receiver.wait_for(2).await;
+    let fresh = &spans[1].1;
+    assert!(fresh.parent_span_id.is_empty(), "{fresh:?}");
+    let sent = mock.last_request().unwrap().0["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        sent,
+        format!("00-{}-{}-01", hex(&fresh.trace_id), hex(&fresh.span_id))
+    );
+    let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-00";
+    post(
+        &chat,
+        &chat_body("up/echo", "quiet", false),
+        &[("traceparent", unsampled)],
+    )
+    .await;
+    let sent = mock.last_request().unwrap().0["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4737-") && sent.ends_with("-00"),
+        "{sent}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        receiver.spans().len(),
+        2,
+        "the unsampled request sent no span"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_collector_leaves_requests_alone_and_counts_the_drops() {
+    let (upstream, _mock) = mock_upstream().await;
+    let gw = gateway(&yaml(&upstream, "http://127.0.0.1:9")).await;
+    let chat = format!("{}/v1/chat/completions", gw.url());
+    for _ in 0..3 {
+        assert_eq!(
+            post(&chat, &chat_body("up/echo", "hello", false), &[])
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    for _ in 0..100 {
+        let metrics = get(&format!("{}/metrics", gw.url()), &[]).await.text();
+        let dropped = metrics
+            .lines()
+            .find(|l| l.starts_with("llm_tower_telemetry_spans_dropped_total"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        if dropped >= 3 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no dropped spans counted");
+}
+
+#[test]
+fn telemetry_settings_are_checked() {
+    for (yaml, field) in [
+        ("telemetry: { sample_ratio: 1.5 }", "telemetry.sample_ratio"),
+        (
+            "telemetry: { otlp_endpoint: 'ftp://x' }",
+            "telemetry.otlp_endpoint",
+        ),
+        ("telemetry: { queue: 0 }", "telemetry.queue"),
+        ("telemetry: { colour: red }", "unknown field `colour`"),
+    ] {
+        let err =
+            llm_tower::Config::from_yaml(&format!("providers: {{ m: {{ kind: mock }} }}\n{yaml}"))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains(field), "{yaml}: {err}");
+    }
+}
