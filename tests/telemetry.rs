@@ -75,12 +75,18 @@ async fn requests_are_spans_with_the_genai_attributes_and_no_content() {
         ("llm_tower.cache", json!("miss")),
         ("llm_tower.key_alias", json!("anonymous")),
         ("llm_tower.attempts", json!(1)),
+        ("gen_ai.response.finish_reasons", json!(["stop"])),
     ] {
         assert_eq!(first[key], value, "{key} in {first}");
     }
     assert_eq!(attrs[1]["llm_tower.cache"], "hit");
     assert_eq!(attrs[1]["llm_tower.attempts"], 0);
+    assert!(
+        first.get("gen_ai.input.messages").is_none(),
+        "content capture is off"
+    );
     assert_eq!(attrs[2]["llm_tower.stream"], true);
+    assert_eq!(attrs[2]["gen_ai.response.finish_reasons"], json!(["stop"]));
     assert_eq!(attrs[2]["gen_ai.provider.name"], "mock");
     assert_eq!(attrs[3]["llm_tower.route"], "pair");
     assert_eq!(attrs[3]["llm_tower.attempts"], 2);
@@ -180,6 +186,34 @@ async fn an_unreachable_collector_leaves_requests_alone_and_counts_the_drops() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("no dropped spans counted");
+}
+
+#[tokio::test]
+async fn content_is_on_the_spans_only_when_asked_for() {
+    let (upstream, _mock) = mock_upstream().await;
+    let (collector, receiver) = otlp_receiver().await;
+    let yaml = yaml(&upstream, &collector.url()).replace(
+        "service_name: gateway-under-test",
+        "service_name: gateway-under-test, capture_content: true",
+    );
+    let gw = gateway(&yaml).await;
+    let chat = format!("{}/v1/chat/completions", gw.url());
+    post(&chat, &chat_body("up/echo", "the secret prompt", true), &[]).await;
+    let spans = receiver.wait_for(1).await;
+    let attrs = span_attributes(&spans[0].1);
+    let input: Value =
+        serde_json::from_str(attrs["gen_ai.input.messages"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        input,
+        json!([{"role": "user", "content": "the secret prompt"}])
+    );
+    let output: Value =
+        serde_json::from_str(attrs["gen_ai.output.messages"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        output[0]["parts"][0]["content"],
+        "You said: the secret prompt"
+    );
+    assert_eq!(attrs["gen_ai.response.finish_reasons"], json!(["stop"]));
 }
 
 #[test]

@@ -21,14 +21,63 @@ struct RequestParams {
     max_output_tokens: Option<u64>,
 }
 
-/// Exports the span of a finished record (`request`: its body) when its trace is sampled.
-pub(crate) fn export(tracer: &Tracer, record: &UsageRecord, request: &[u8]) {
-    if let Some(ctx) = record.trace.filter(|c| c.sampled) {
-        tracer.send(span(tracer, record, &ctx, request));
+/// What a span reports from the request and response bodies, read before the record is
+/// finished (which consumes them).
+pub(crate) struct Bodies {
+    request: bytes::Bytes,
+    finish_reason: Option<String>,
+    /// The prompt's messages and the answer's text, with `capture_content`.
+    content: Option<(String, String)>,
+}
+
+impl Bodies {
+    pub(crate) fn read(tracer: &Tracer, request: &bytes::Bytes, body: &[u8], sse: bool) -> Self {
+        let content = tracer.captures_content().then(|| {
+            let messages = serde_json::from_slice::<serde_json::Value>(request)
+                .ok()
+                .and_then(|v| v.get("messages").or_else(|| v.get("input")).cloned())
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            let answer = serde_json::json!([{
+                "role": "assistant",
+                "parts": [{ "type": "text", "content": super::usage::answer_text(body, sse) }],
+            }]);
+            (messages, answer.to_string())
+        });
+        Self {
+            request: request.clone(),
+            finish_reason: finish_reason(body),
+            content,
+        }
     }
 }
 
-fn span(tracer: &Tracer, r: &UsageRecord, ctx: &TraceContext, request: &[u8]) -> SpanData {
+/// The last finish reason a response body names (OpenAI's `finish_reason`, Anthropic's
+/// `stop_reason`), found by scanning rather than parsing: a stream's is in its last chunks.
+fn finish_reason(body: &[u8]) -> Option<String> {
+    ["\"finish_reason\":\"", "\"stop_reason\":\""]
+        .iter()
+        .filter_map(|needle| {
+            let at = memchr::memmem::rfind(body, needle.as_bytes())? + needle.len();
+            let end = memchr::memchr(b'"', &body[at..])?;
+            Some((
+                at,
+                std::str::from_utf8(&body[at..at + end]).ok()?.to_owned(),
+            ))
+        })
+        .max_by_key(|(at, _)| *at)
+        .map(|(_, reason)| reason)
+}
+
+/// Exports the span of a finished record when its trace is sampled.
+pub(crate) fn export(tracer: &Tracer, record: &UsageRecord, bodies: &Bodies) {
+    if let Some(ctx) = record.trace.filter(|c| c.sampled) {
+        tracer.send(span(tracer, record, &ctx, bodies));
+    }
+}
+
+fn span(tracer: &Tracer, r: &UsageRecord, ctx: &TraceContext, bodies: &Bodies) -> SpanData {
+    let request = &bodies.request[..];
     let operation = match r.endpoint.as_str() {
         "embeddings" => "embeddings",
         "count_tokens" => "count_tokens",
@@ -68,6 +117,17 @@ fn span(tracer: &Tracer, r: &UsageRecord, ctx: &TraceContext, request: &[u8]) ->
     }
     if let Some(cost) = r.cost_usd {
         attributes.push(KeyValue::new("llm_tower.cost_usd", cost));
+    }
+    if let Some(reason) = &bodies.finish_reason {
+        let reasons = vec![opentelemetry::StringValue::from(reason.clone())];
+        attributes.push(KeyValue::new(
+            "gen_ai.response.finish_reasons",
+            opentelemetry::Value::Array(reasons.into()),
+        ));
+    }
+    if let Some((input, output)) = &bodies.content {
+        attributes.push(KeyValue::new("gen_ai.input.messages", input.clone()));
+        attributes.push(KeyValue::new("gen_ai.output.messages", output.clone()));
     }
     if let Some(ttft) = r.ttft_ms {
         attributes.push(KeyValue::new("llm_tower.ttft_ms", ttft));

@@ -130,9 +130,9 @@ async fn write(
                 .into_iter()
                 .map(|u| match (&tracer, u.record.trace.is_some()) {
                     (Some(tracer), true) => {
-                        let request = u.request.clone();
+                        let bodies = super::span::Bodies::read(tracer, &u.request, &u.body, u.sse);
                         let record = finish(*u, &prices);
-                        super::span::export(tracer, &record, &request);
+                        super::span::export(tracer, &record, &bodies);
                         record
                     }
                     _ => finish(*u, &prices),
@@ -168,6 +168,7 @@ fn log_request(r: &UsageRecord) {
     tracing::debug!(
         target: "llm_tower::request",
         request_id = %r.request_id,
+        trace_id = r.trace.map(|t| t.trace_hex()),
         key = %r.key,
         team = r.team.as_deref(),
         endpoint = %r.endpoint,

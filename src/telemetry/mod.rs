@@ -14,8 +14,9 @@
 //! `gen_ai.operation.name`, `gen_ai.provider.name`, `gen_ai.request.model`,
 //! `gen_ai.response.model`, `gen_ai.usage.input_tokens` / `output_tokens`,
 //! `gen_ai.request.temperature` / `max_tokens`, and the gateway's own `llm_tower.*`
-//! (provider name, key alias, team, cache, attempts, cost, outcome); the HTTP status, and
-//! an error status for failures. Never a key, nor prompt or completion content. Spans
+//! (provider name, key alias, team, cache, attempts, cost, outcome), and
+//! `gen_ai.response.finish_reasons`; the HTTP status, and an error status for failures.
+//! Never a key; the prompt and the answer only with `capture_content: true`. Spans
 //! queue for a task that exports them in batches; a full queue or a failed export drops
 //! them, counted in `llm_tower_telemetry_spans_dropped_total`.
 //!
@@ -60,6 +61,7 @@ pub struct Tracer {
 struct Inner {
     tx: mpsc::Sender<SpanData>,
     sample_ratio: f64,
+    capture_content: bool,
     /// Provider name → its kind's `gen_ai.provider.name`.
     kinds: HashMap<String, &'static str>,
     scope: InstrumentationScope,
@@ -129,6 +131,7 @@ impl Tracer {
             inner: Arc::new(Inner {
                 tx,
                 sample_ratio: settings.sample_ratio,
+                capture_content: settings.capture_content,
                 kinds: kinds
                     .into_iter()
                     .map(|(name, kind)| (name, provider_name(kind)))
@@ -164,6 +167,11 @@ impl Tracer {
         if self.inner.tx.try_send(span).is_err() {
             self.inner.dropped.increment(1);
         }
+    }
+
+    /// Whether spans carry the prompt and the answer.
+    pub(crate) fn captures_content(&self) -> bool {
+        self.inner.capture_content
     }
 
     /// `gen_ai.provider.name` of provider `name`.

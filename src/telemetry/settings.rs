@@ -23,6 +23,9 @@ pub struct TelemetrySettings {
     /// Headers sent to the collector (an API key, say), beside
     /// `OTEL_EXPORTER_OTLP_HEADERS`.
     pub headers: BTreeMap<String, String>,
+    /// Puts the prompt (`gen_ai.input.messages`) and the answer (`gen_ai.output.messages`)
+    /// on the spans. Off by default: they are the users' data.
+    pub capture_content: bool,
     /// Spans waiting for export; more are dropped and counted
     /// (`llm_tower_telemetry_spans_dropped_total`). Default 4096.
     pub queue: usize,
@@ -37,6 +40,7 @@ impl Default for TelemetrySettings {
             service_name: None,
             sample_ratio: 1.0,
             headers: BTreeMap::new(),
+            capture_content: false,
             queue: 4096,
             batch: 512,
         }

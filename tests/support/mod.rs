@@ -626,6 +626,7 @@ pub fn otlp_value(value: &opentelemetry_proto::tonic::common::v1::AnyValue) -> s
         Some(V::BoolValue(b)) => serde_json::json!(b),
         Some(V::IntValue(i)) => serde_json::json!(i),
         Some(V::DoubleValue(d)) => serde_json::json!(d),
+        Some(V::ArrayValue(a)) => a.values.iter().map(otlp_value).collect(),
         other => serde_json::json!(format!("{other:?}")),
     }
 }
