@@ -19,6 +19,22 @@ fn yaml(upstream: &Running, collector: &str) -> String {
     )
 }
 
+type Span = opentelemetry_proto::tonic::trace::v1::Span;
+
+/// The first `count` request (`SERVER`) spans, once they and their children have come.
+async fn request_spans(receiver: &OtlpReceiver, count: usize) -> (Vec<(String, Span)>, Vec<Span>) {
+    for _ in 0..200 {
+        let spans = receiver.spans();
+        let (servers, clients): (Vec<_>, Vec<_>) =
+            spans.into_iter().partition(|(_, s)| s.kind == 2);
+        if servers.len() >= count {
+            return (servers, clients.into_iter().map(|(_, s)| s).collect());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {count} request spans: {:?}", receiver.spans());
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -45,7 +61,7 @@ async fn requests_are_spans_with_the_genai_attributes_and_no_content() {
     let pair = post(&chat, &chat_body("pair", "fall back", false), &[]).await;
     assert_eq!(pair.headers["x-gateway-attempts"], "2");
 
-    let spans = receiver.wait_for(4).await;
+    let (spans, calls) = request_spans(&receiver, 4).await;
     assert_eq!(spans.len(), 4, "{spans:?}");
     let attrs: Vec<Value> = spans.iter().map(|(_, s)| span_attributes(s)).collect();
     for (service, span) in &spans {
@@ -91,6 +107,48 @@ async fn requests_are_spans_with_the_genai_attributes_and_no_content() {
     assert_eq!(attrs[3]["llm_tower.route"], "pair");
     assert_eq!(attrs[3]["llm_tower.attempts"], 2);
     assert_eq!(attrs[3]["llm_tower.provider"], "mock");
+
+    // A CLIENT child per upstream call: none for the cache hit, two for the fallback.
+    let children = |parent: &Span| -> Vec<Value> {
+        calls
+            .iter()
+            .filter(|c| c.parent_span_id == parent.span_id && c.trace_id == parent.trace_id)
+            .map(span_attributes)
+            .collect()
+    };
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert_eq!(children(&spans[0].1).len(), 1);
+    assert_eq!(children(&spans[1].1).len(), 0);
+    assert_eq!(children(&spans[2].1)[0]["gen_ai.provider.name"], "mock");
+    let fallback = children(&spans[3].1);
+    assert_eq!(fallback.len(), 2, "{fallback:?}");
+    assert_eq!(fallback[0]["gen_ai.request.model"], "echo?status=500");
+    assert_eq!(fallback[0]["http.response.status_code"], 500);
+    assert!(fallback[0]["error.type"].is_string(), "{fallback:?}");
+    assert_eq!(fallback[1]["llm_tower.provider"], "mock");
+    assert_eq!(fallback[1]["http.response.status_code"], 200);
+    let answering = calls
+        .iter()
+        .find(|c| {
+            c.parent_span_id == spans[3].1.span_id && c.status.as_ref().is_none_or(|s| s.code != 2)
+        })
+        .unwrap();
+    assert_eq!(
+        answering.end_time_unix_nano, spans[3].1.end_time_unix_nano,
+        "the answering call lasts as long as the answer"
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .find(|c| c.parent_span_id == spans[3].1.span_id)
+            .unwrap()
+            .status
+            .as_ref()
+            .unwrap()
+            .code,
+        2,
+        "the failed attempt is an error"
+    );
 }
 
 #[tokio::test]
@@ -107,7 +165,7 @@ async fn a_callers_traceparent_continues_and_the_upstream_gets_the_requests_span
     )
     .await;
     assert_eq!(answer.status, StatusCode::OK);
-    let spans = receiver.wait_for(1).await;
+    let (spans, _) = request_spans(&receiver, 1).await;
     let span = &spans[0].1;
     assert_eq!(hex(&span.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(hex(&span.parent_span_id), "00f067aa0ba902b7");
@@ -126,7 +184,7 @@ async fn a_callers_traceparent_continues_and_the_upstream_gets_the_requests_span
     // A new trace when the caller sends none; an unsampled caller's trace is not exported
     // but still reaches the upstream.
     post(&chat, &chat_body("up/echo", "fresh", false), &[]).await;
-    let spans = receiver.wait_for(2).await;
+    let (spans, _) = request_spans(&receiver, 2).await;
     let fresh = &spans[1].1;
     assert!(fresh.parent_span_id.is_empty(), "{fresh:?}");
     let sent = mock.last_request().unwrap().0["traceparent"]
@@ -155,8 +213,8 @@ async fn a_callers_traceparent_continues_and_the_upstream_gets_the_requests_span
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(
         receiver.spans().len(),
-        2,
-        "the unsampled request sent no span"
+        4,
+        "the unsampled request sent no span (two requests and their calls did)"
     );
 }
 
@@ -199,7 +257,7 @@ async fn content_is_on_the_spans_only_when_asked_for() {
     let gw = gateway(&yaml).await;
     let chat = format!("{}/v1/chat/completions", gw.url());
     post(&chat, &chat_body("up/echo", "the secret prompt", true), &[]).await;
-    let spans = receiver.wait_for(1).await;
+    let (spans, _) = request_spans(&receiver, 1).await;
     let attrs = span_attributes(&spans[0].1);
     let input: Value =
         serde_json::from_str(attrs["gen_ai.input.messages"].as_str().unwrap()).unwrap();

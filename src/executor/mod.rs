@@ -69,6 +69,27 @@ pub struct ComboAttempts {
     pub attempts: u32,
 }
 
+/// The upstream calls a request made, when a layer above (metering, for its trace) put an
+/// empty log in the request's extensions: the registry adds one entry per call it routes
+/// (each combo attempt). Without the extension nothing is recorded.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamCalls(pub Arc<std::sync::Mutex<Vec<UpstreamCall>>>);
+
+/// One upstream call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamCall {
+    /// Where it went.
+    pub target: Target,
+    /// When it started.
+    pub started: std::time::SystemTime,
+    /// Until the response headers (or the failure).
+    pub elapsed: std::time::Duration,
+    /// The upstream's status, or the gateway's for a failure.
+    pub status: u16,
+    /// The error's type, for a failure.
+    pub error: Option<String>,
+}
+
 /// Where a request goes: a provider and the model name the upstream gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {

@@ -16,7 +16,7 @@ use super::health::ProviderHealth;
 use super::inbound;
 use super::metrics::UpstreamMetricsLayer;
 use super::params::{DefaultParams, WithDefaults};
-use super::Target;
+use super::{Target, UpstreamCall, UpstreamCalls};
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::request::{Endpoint, LlmRequest};
@@ -287,12 +287,27 @@ impl Service<Request<Bytes>> for Executors {
         let translated = !matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Embeddings)
             && !provider.speaks.contains(&endpoint);
         req.extensions_mut().insert(target.clone());
+        let calls = req.extensions().get::<UpstreamCalls>().cloned();
         Box::pin(async move {
+            let started = (std::time::SystemTime::now(), tokio::time::Instant::now());
             let answer = if translated {
                 inbound::via_chat(service, req, &target.provider).await
             } else {
                 service.oneshot(req).await
             };
+            if let Some(calls) = calls {
+                let (status, error) = match &answer {
+                    Ok(response) => (response.status().as_u16(), None),
+                    Err(err) => (err.status().as_u16(), Some(err.error_type().to_owned())),
+                };
+                calls.0.lock().expect("not poisoned").push(UpstreamCall {
+                    target: target.clone(),
+                    started: started.0,
+                    elapsed: started.1.elapsed(),
+                    status,
+                    error,
+                });
+            }
             let mut response =
                 answer.map_err(|e| e.with_upstream(&target.provider, &target.model))?;
             let headers = response.headers_mut();

@@ -27,7 +27,7 @@ use crate::auth::{KeyId, Team};
 use crate::body::Body;
 use crate::cache::CacheVerdict;
 use crate::error::GatewayError;
-use crate::executor::{ComboAttempts, ResponseCost, Target};
+use crate::executor::{ComboAttempts, ResponseCost, Target, UpstreamCalls};
 use crate::idempotency::IdempotentReplay;
 use crate::request::LlmRequest;
 use crate::server::Shutdown;
@@ -134,7 +134,7 @@ pin_project! {
             // Dropped before the answer: the client left (or the server cut it at
             // shutdown) while the request was in flight. It is recorded all the same.
             if let Some(pending) = this.project().pending.take() {
-                let Pending { meter, started, mut record, request, shutdown, .. } = *pending;
+                let Pending { meter, started, mut record, request, shutdown, calls, .. } = *pending;
                 record.status = 499;
                 record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
                 record.outcome = if shutdown.as_ref().is_some_and(Shutdown::is_cut) {
@@ -146,6 +146,7 @@ pin_project! {
                 meter.submit(Box::new(Unfinished {
                     record,
                     request,
+                    calls,
                     ..Unfinished::default()
                 }));
             }
@@ -161,6 +162,7 @@ pub struct Pending {
     request: Bytes,
     strip: bool,
     shutdown: Option<Shutdown>,
+    calls: Option<UpstreamCalls>,
 }
 
 impl<S> Service<Request<Bytes>> for Metering<S>
@@ -206,6 +208,12 @@ where
                 // on the way back.
                 let mut record = record;
                 record.trace = meter.tracer().map(|tracer| tracer.start(&mut req));
+                // With a trace, the registry logs each upstream call for its child spans.
+                let calls = record.trace.map(|_| {
+                    let calls = UpstreamCalls::default();
+                    req.extensions_mut().insert(calls.clone());
+                    calls
+                });
                 let mut body = std::mem::take(req.body_mut());
                 let strip = req
                     .extensions_mut()
@@ -219,6 +227,7 @@ where
                     request: req.body().clone(),
                     strip,
                     shutdown: req.extensions().get::<Shutdown>().cloned(),
+                    calls,
                 }))
             }
             _ => None,
@@ -249,6 +258,7 @@ where
             request,
             strip,
             shutdown,
+            calls,
         } = *pending;
         match output {
             Ok(response) => {
@@ -278,6 +288,7 @@ where
                     sse,
                     reported_cost: parts.extensions.get::<ResponseCost>().map(|c| c.0),
                     hook: parts.extensions.remove::<UsageHook>(),
+                    calls,
                     ..Unfinished::default()
                 });
                 let tap = Tap::new(
@@ -308,6 +319,7 @@ where
                 record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
                 meter.submit(Box::new(Unfinished {
                     record,
+                    calls,
                     ..Unfinished::default()
                 }));
                 Poll::Ready(Err(err))

@@ -1,6 +1,6 @@
 //! A finished record as its request's span (see [`telemetry`](crate::telemetry)).
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
@@ -9,6 +9,7 @@ use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use super::record::UsageRecord;
+use crate::executor::{UpstreamCall, UpstreamCalls};
 use crate::telemetry::{TraceContext, Tracer};
 
 /// The request parameters a span reports, read from the request body.
@@ -25,13 +26,21 @@ struct RequestParams {
 /// finished (which consumes them).
 pub(crate) struct Bodies {
     request: bytes::Bytes,
+    /// The upstream calls, for child spans.
+    calls: Vec<UpstreamCall>,
     finish_reason: Option<String>,
     /// The prompt's messages and the answer's text, with `capture_content`.
     content: Option<(String, String)>,
 }
 
 impl Bodies {
-    pub(crate) fn read(tracer: &Tracer, request: &bytes::Bytes, body: &[u8], sse: bool) -> Self {
+    pub(crate) fn read(
+        tracer: &Tracer,
+        request: &bytes::Bytes,
+        body: &[u8],
+        sse: bool,
+        calls: Option<&UpstreamCalls>,
+    ) -> Self {
         let content = tracer.captures_content().then(|| {
             let messages = serde_json::from_slice::<serde_json::Value>(request)
                 .ok()
@@ -46,6 +55,9 @@ impl Bodies {
         });
         Self {
             request: request.clone(),
+            calls: calls.map_or_else(Vec::new, |c| {
+                std::mem::take(&mut *c.0.lock().expect("not poisoned"))
+            }),
             finish_reason: finish_reason(body),
             content,
         }
@@ -69,20 +81,85 @@ fn finish_reason(body: &[u8]) -> Option<String> {
         .map(|(_, reason)| reason)
 }
 
-/// Exports the span of a finished record when its trace is sampled.
+/// Exports the spans of a finished record when its trace is sampled: the request's, and a
+/// `CLIENT` child per upstream call (each combo attempt), the answering one lasting until
+/// the answer ended.
 pub(crate) fn export(tracer: &Tracer, record: &UsageRecord, bodies: &Bodies) {
-    if let Some(ctx) = record.trace.filter(|c| c.sampled) {
-        tracer.send(span(tracer, record, &ctx, bodies));
+    let Some(ctx) = record.trace.filter(|c| c.sampled) else {
+        return;
+    };
+    let request = span(tracer, record, &ctx, bodies);
+    let answered = bodies.calls.iter().rposition(|c| c.status < 400);
+    for (i, call) in bodies.calls.iter().enumerate() {
+        let end = if Some(i) == answered {
+            request.end_time
+        } else {
+            call.started + call.elapsed
+        };
+        tracer.send(call_span(tracer, &ctx, record, call, end));
+    }
+    tracer.send(request);
+}
+
+/// One upstream call as a child of the request's span.
+fn call_span(
+    tracer: &Tracer,
+    ctx: &TraceContext,
+    r: &UsageRecord,
+    call: &UpstreamCall,
+    end: std::time::SystemTime,
+) -> SpanData {
+    let operation = operation(&r.endpoint);
+    let provider = &call.target.provider;
+    let mut attributes = vec![
+        KeyValue::new("gen_ai.operation.name", operation),
+        KeyValue::new("gen_ai.provider.name", tracer.provider_kind(provider)),
+        KeyValue::new("gen_ai.request.model", call.target.model.to_string()),
+        KeyValue::new("llm_tower.provider", provider.to_string()),
+        KeyValue::new("http.response.status_code", i64::from(call.status)),
+    ];
+    if let Some(error) = &call.error {
+        attributes.push(KeyValue::new("error.type", error.clone()));
+    }
+    let mut span_id = [0u8; 8];
+    span_id.copy_from_slice(&fastrand::u64(1..).to_le_bytes());
+    SpanData {
+        span_context: SpanContext::new(
+            TraceId::from_bytes(ctx.trace_id),
+            SpanId::from_bytes(span_id),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ),
+        parent_span_id: SpanId::from_bytes(ctx.span_id),
+        parent_span_is_remote: false,
+        span_kind: SpanKind::Client,
+        name: format!("{operation} {}", call.target.model).into(),
+        start_time: call.started,
+        end_time: end.max(call.started),
+        attributes,
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status: match &call.error {
+            Some(error) => Status::error(error.clone()),
+            None => Status::Unset,
+        },
+        instrumentation_scope: tracer.scope().clone(),
+    }
+}
+
+fn operation(endpoint: &str) -> &'static str {
+    match endpoint {
+        "embeddings" => "embeddings",
+        "count_tokens" => "count_tokens",
+        _ => "chat",
     }
 }
 
 fn span(tracer: &Tracer, r: &UsageRecord, ctx: &TraceContext, bodies: &Bodies) -> SpanData {
     let request = &bodies.request[..];
-    let operation = match r.endpoint.as_str() {
-        "embeddings" => "embeddings",
-        "count_tokens" => "count_tokens",
-        _ => "chat",
-    };
+    let operation = operation(&r.endpoint);
     let mut attributes = vec![
         KeyValue::new("gen_ai.operation.name", operation),
         KeyValue::new("gen_ai.request.model", r.requested_model.clone()),
@@ -146,7 +223,8 @@ fn span(tracer: &Tracer, r: &UsageRecord, ctx: &TraceContext, bodies: &Bodies) -
     {
         attributes.push(KeyValue::new("gen_ai.request.max_tokens", max as i64));
     }
-    let start = UNIX_EPOCH + Duration::from_millis(r.started_at_ms.max(0) as u64);
+    // The context's start, not the record's (whole milliseconds).
+    let start = ctx.started;
     let end = start + Duration::from_secs_f64(r.latency_ms.max(0.0) / 1e3);
     let failed = !matches!(r.outcome, "ok" | "cancelled");
     SpanData {

@@ -130,7 +130,13 @@ async fn write(
                 .into_iter()
                 .map(|u| match (&tracer, u.record.trace.is_some()) {
                     (Some(tracer), true) => {
-                        let bodies = super::span::Bodies::read(tracer, &u.request, &u.body, u.sse);
+                        let bodies = super::span::Bodies::read(
+                            tracer,
+                            &u.request,
+                            &u.body,
+                            u.sse,
+                            u.calls.as_ref(),
+                        );
                         let record = finish(*u, &prices);
                         super::span::export(tracer, &record, &bodies);
                         record

@@ -15,6 +15,8 @@ pub struct TraceContext {
     pub parent_id: Option<[u8; 8]>,
     /// Whether the request's span is recorded and exported.
     pub sampled: bool,
+    /// When the request's span started.
+    pub started: std::time::SystemTime,
 }
 
 fn hex_into<const N: usize>(text: &str) -> Option<[u8; N]> {
@@ -51,6 +53,7 @@ impl TraceContext {
                 span_id: random(),
                 parent_id: Some(parent),
                 sampled: flags & 1 == 1,
+                started: std::time::SystemTime::now(),
             };
         }
         let trace_id = random();
@@ -59,6 +62,7 @@ impl TraceContext {
             trace_id,
             span_id: random(),
             parent_id: None,
+            started: std::time::SystemTime::now(),
         }
     }
 

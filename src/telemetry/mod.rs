@@ -8,7 +8,8 @@
 //!   headers: { x-api-key: os.environ/COLLECTOR_KEY }
 //! ```
 //!
-//! Each LLM request is one `SERVER` span named `{operation} {model}` (`chat gpt-4o`), made
+//! Each LLM request is one `SERVER` span named `{operation} {model}` (`chat gpt-4o`), with
+//! a `CLIENT` child per upstream call (`executor::UpstreamCalls`), made
 //! by the metering writer from the request's finished usage record, off the request path
 //! (`metering::span`):
 //! `gen_ai.operation.name`, `gen_ai.provider.name`, `gen_ai.request.model`,
