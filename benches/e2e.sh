@@ -31,6 +31,9 @@
 #                  counted in Redis when REDIS_URL is set, else in memory) that every request
 #                  sends; callgrind also measures the JSON request with the configured key
 #                  (`static`): json − static is what a virtual key adds
+#   TRACES=1       (any stack) traces on at 100 % sampling, exported to the mock's
+#                  /v1/traces (it answers 404: each span is still built, encoded and sent,
+#                  then counted as dropped), to measure what tracing adds per request
 #   GATEWAY_BIN=…  another build of the gateway (an older commit's, to compare in one run);
 #   MOCK_BIN=…     likewise for the mock; when both are given nothing is built
 set -euo pipefail
@@ -205,6 +208,9 @@ master_key: sk-bench-master
 keys: [{ name: static, key: sk-bench-static }]
 tenancy: { limits: $limits, key_prefix: "llm-tower-bench-$$:" }
 EOF
+fi
+if [ "${TRACES:-0}" = 1 ]; then
+    echo "telemetry: { otlp_endpoint: \"$UPSTREAM\", sample_ratio: 1.0 }" >>"$WORK/gateway.yaml"
 fi
 start "$WORK/gateway.log" "$GATEWAY_BIN" --config "$WORK/gateway.yaml"
 GW_PID=$STARTED_PID
