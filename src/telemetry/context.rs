@@ -1,8 +1,6 @@
 //! W3C trace context (`traceparent`): what an incoming request continues, and what the
 //! gateway sends upstream.
 
-use std::fmt::Write as _;
-
 /// One request's place in a trace: its trace, its own span, the caller's span (when the
 /// request came with a `traceparent`), and whether the trace is sampled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,12 +66,14 @@ impl TraceContext {
 
     /// The `traceparent` the upstream gets: this trace, this request's span as its parent.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&self.span_id),
-            u8::from(self.sampled)
-        )
+        // On the request path: written digit by digit (`format!` cost ~8k instructions).
+        let mut out = String::with_capacity(55);
+        out.push_str("00-");
+        push_hex(&mut out, &self.trace_id);
+        out.push('-');
+        push_hex(&mut out, &self.span_id);
+        out.push_str(if self.sampled { "-01" } else { "-00" });
+        out
     }
 
     /// The trace id as 32 hex digits (what logs print).
@@ -84,10 +84,16 @@ impl TraceContext {
 
 fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
+    push_hex(&mut out, bytes);
     out
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
 }
 
 /// `version-traceid-parentid-flags`, version `00` (or a later one, read as `00`).
