@@ -205,6 +205,19 @@ fn mapping_at<'a>(doc: &'a mut Value, key: &str) -> &'a mut Mapping {
     entry.as_mapping_mut().expect("made a mapping")
 }
 
+/// Where entry `name` of `section` comes from, given the config file's and the overlay's
+/// trees: the file, the admin API, or a LiteLLM file.
+fn source_in((base, overlay): &(Value, Value), section: Section, name: &str) -> &'static str {
+    let key = section.key();
+    let holds = |tree: &Value| tree.get(key).and_then(|s| s.get(name)).is_some();
+    match (holds(base), holds(overlay)) {
+        (true, true) => "file, changed through the admin API",
+        (true, false) => "file",
+        (false, true) => "admin API",
+        (false, false) => "litellm_config",
+    }
+}
+
 struct Api<'a> {
     reloader: &'a Reloader,
 }
@@ -277,30 +290,25 @@ impl Api<'_> {
 
     /// Where entry `name` comes from: the config file, the admin API, or a LiteLLM file.
     async fn source(&self, section: Section, name: &str) -> &'static str {
-        let (base, overlay) = self.reloader.layers().await;
-        let key = section.key();
-        if base.get(key).and_then(|s| s.get(name)).is_some() {
-            if overlay.get(key).and_then(|s| s.get(name)).is_some() {
-                "file, changed through the admin API"
-            } else {
-                "file"
-            }
-        } else if overlay.get(key).and_then(|s| s.get(name)).is_some() {
-            "admin API"
-        } else {
-            "litellm_config"
-        }
+        source_in(&self.reloader.layers().await, section, name)
     }
 
-    /// One entry as the API shows it.
-    async fn entry(&self, section: Section, config: &Config, doc: &Value, name: &str) -> Json {
+    /// One entry as the API shows it (`layers`: the config file's and the overlay's trees).
+    fn entry(
+        &self,
+        section: Section,
+        config: &Config,
+        doc: &Value,
+        layers: &(Value, Value),
+        name: &str,
+    ) -> Json {
         let mut raw = doc
             .get(section.key())
             .and_then(|s| s.get(name))
             .cloned()
             .unwrap_or(Value::Null);
         redact(&mut raw);
-        let source = self.source(section, name).await;
+        let source = source_in(layers, section, name);
         match section {
             Section::Providers => {
                 let provider = &config.providers[name];
@@ -351,9 +359,10 @@ impl Api<'_> {
     async fn list(&self, section: Section) -> Json {
         let config = self.reloader.config();
         let doc = self.reloader.document().await;
+        let layers = self.reloader.layers().await;
         let mut data = Vec::new();
         for name in section.names(&config) {
-            data.push(self.entry(section, &config, &doc, &name).await);
+            data.push(self.entry(section, &config, &doc, &layers, &name));
         }
         json!({ "object": "list", "data": data })
     }
@@ -364,7 +373,8 @@ impl Api<'_> {
             return Err(missing(section, name));
         }
         let doc = self.reloader.document().await;
-        Ok(self.entry(section, &config, &doc, name).await)
+        let layers = self.reloader.layers().await;
+        Ok(self.entry(section, &config, &doc, &layers, name))
     }
 
     /// The entry's value from a request body (an alias's `target`, the settings of
