@@ -1,7 +1,7 @@
 //! The `llm-tower` binary: arguments and logging, config → gateway → serve.
 //!
 //! ```text
-//! llm-tower --config FILE [--listen ADDR] [--log-format text|json] [--admin-overlay FILE]
+//! llm-tower --config FILE [--listen ADDR] [--log-format text|json|logfmt] [--admin-overlay FILE]
 //! llm-tower --check FILE
 //! ```
 //!
@@ -15,13 +15,14 @@ use std::process::ExitCode;
 use llm_tower::reload::{ConfigSource, Reloader};
 use llm_tower::Config;
 
-const USAGE: &str = "usage: llm-tower --config FILE [--listen ADDR] [--log-format text|json] [--admin-overlay FILE]
+const USAGE: &str = "usage: llm-tower --config FILE [--listen ADDR] [--log-format text|json|logfmt] [--admin-overlay FILE]
        llm-tower --check FILE     validate FILE (with its admin overlay), print what it would serve, exit";
 
 #[derive(Clone, Copy, PartialEq)]
 enum LogFormat {
     Text,
     Json,
+    Logfmt,
 }
 
 fn main() -> ExitCode {
@@ -48,8 +49,11 @@ fn main() -> ExitCode {
                 log_format = match v.as_str() {
                     "text" => LogFormat::Text,
                     "json" => LogFormat::Json,
+                    "logfmt" => LogFormat::Logfmt,
                     other => {
-                        return Err(format!("--log-format: `{other}` is not `text` or `json`"))
+                        return Err(format!(
+                            "--log-format: `{other}` is not `text`, `json` or `logfmt`"
+                        ))
                     }
                 };
                 Ok(())
@@ -159,16 +163,23 @@ fn warn_about_litellm(config: &Config) {
 }
 
 /// Logs to stdout, filtered by `RUST_LOG` (default `info`): text with colours only on a
-/// terminal (and without `NO_COLOR`), or one JSON object per line.
+/// terminal (and without `NO_COLOR`), one JSON object per line, or logfmt lines.
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter());
     match format {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .init(),
+        LogFormat::Logfmt => tracing_logfmt::builder()
+            .with_span_name(false)
+            .subscriber_builder()
+            .with_env_filter(filter())
             .init(),
         LogFormat::Text => builder
             .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())

@@ -7,6 +7,8 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
@@ -350,6 +352,77 @@ impl<'de> Deserialize<'de> for ArrayLen {
             }
         }
         deserializer.deserialize_seq(Counter)
+    }
+}
+
+/// The work layers did for a traced request, for its trace's child spans: one entry per
+/// layer that did some (auth, rate limits, idempotency, cache lookup). A layer logs only
+/// when a log is in the request's extensions (auth puts one there when traces are on), so
+/// an untraced request pays one extension lookup per layer.
+#[derive(Debug, Clone, Default)]
+pub struct Phases(Arc<Mutex<Vec<Phase>>>);
+
+/// One layer's work for a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phase {
+    /// The span's name: `auth`, `rate limits`, `idempotency`, `cache lookup`.
+    pub name: &'static str,
+    /// When it started.
+    pub started: SystemTime,
+    /// How long it took.
+    pub elapsed: Duration,
+    /// What it found (`hit`, `replayed`, …).
+    pub outcome: &'static str,
+}
+
+impl Phases {
+    /// A timer for the phase `name` starting now, when `req` is traced.
+    pub fn start<B>(req: &http::Request<B>, name: &'static str) -> Option<PhaseTimer> {
+        req.extensions()
+            .get::<Self>()
+            .map(|phases| phases.timer(name))
+    }
+
+    /// A timer for the phase `name` starting now.
+    pub fn timer(&self, name: &'static str) -> PhaseTimer {
+        PhaseTimer {
+            phases: self.clone(),
+            name,
+            started: (SystemTime::now(), Instant::now()),
+        }
+    }
+
+    /// The phases logged so far, in the order they ended.
+    pub fn take(&self) -> Vec<Phase> {
+        std::mem::take(&mut *self.0.lock().expect("not poisoned"))
+    }
+}
+
+/// A phase under way; logged when ended, forgotten when dropped.
+#[derive(Debug)]
+pub struct PhaseTimer {
+    phases: Phases,
+    name: &'static str,
+    started: (SystemTime, Instant),
+}
+
+impl PhaseTimer {
+    /// Logs the phase as ended now with `outcome`.
+    pub fn end(self, outcome: &'static str) {
+        let phase = Phase {
+            name: self.name,
+            started: self.started.0,
+            elapsed: self.started.1.elapsed(),
+            outcome,
+        };
+        self.phases.0.lock().expect("not poisoned").push(phase);
+    }
+}
+
+/// Ends `timer`, if the request is traced.
+pub fn end_phase(timer: Option<PhaseTimer>, outcome: &'static str) {
+    if let Some(timer) = timer {
+        timer.end(outcome);
     }
 }
 

@@ -125,26 +125,98 @@ fn run_briefly_with(args: &[&str], during: impl FnOnce(std::net::SocketAddr)) ->
     out
 }
 
+/// One chat request to `addr` with `x-request-id: id`, answered 200.
+fn chat(addr: std::net::SocketAddr, id: &str) {
+    use std::io::Write;
+    let body = r#"{"model":"mock/echo","messages":[{"role":"user","content":"hi there"}]}"#;
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: {id}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// A logfmt line's `key=value` pairs (values unquoted and unescaped).
+fn logfmt(line: &str) -> std::collections::HashMap<String, String> {
+    let mut pairs = std::collections::HashMap::new();
+    let mut rest = line.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest
+            .split_once('=')
+            .unwrap_or_else(|| panic!("no `=` in {rest:?}"));
+        let (value, after) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let end = loop {
+                match chars.next() {
+                    Some((_, '\\')) => value.push(chars.next().unwrap().1),
+                    Some((i, '"')) => break i + 1,
+                    Some((_, c)) => value.push(c),
+                    None => panic!("unterminated value in {line:?}"),
+                }
+            };
+            (value, &quoted[end..])
+        } else {
+            let end = after.find(' ').unwrap_or(after.len());
+            (after[..end].to_owned(), &after[end..])
+        };
+        pairs.insert(key.to_owned(), value);
+        rest = after.trim_start();
+    }
+    pairs
+}
+
+#[test]
+fn logfmt_lines_carry_what_the_json_lines_do() {
+    let out = run_briefly_with(&["--log-format", "logfmt"], |addr| {
+        chat(addr, "req-logfmt-1")
+    });
+    assert!(!out.contains('\u{1b}'), "colour codes in a pipe: {out:?}");
+    let lines: Vec<_> = out.lines().map(logfmt).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "llm-tower listening" && l["level"] == "info"),
+        "{out}"
+    );
+    let requests: Vec<_> = lines
+        .iter()
+        .filter(|l| l.get("target").is_some_and(|t| t == "llm_tower::request"))
+        .collect();
+    assert_eq!(requests.len(), 1, "{out}");
+    let line = requests[0];
+    for (key, value) in [
+        ("request_id", "req-logfmt-1"),
+        ("model", "mock/echo"),
+        ("provider", "mock"),
+        ("status", "200"),
+        ("outcome", "ok"),
+    ] {
+        assert_eq!(
+            line.get(key).map(String::as_str),
+            Some(value),
+            "{key} in {line:?}"
+        );
+    }
+    assert!(line["latency_ms"].parse::<f64>().is_ok(), "{line:?}");
+    assert!(
+        line["ts"].ends_with('Z') || line["ts"].contains('+'),
+        "{line:?}"
+    );
+}
+
 #[test]
 fn logs_are_plain_text_off_a_terminal_or_json_lines() {
     let text = run_briefly(&["--log-format", "text"]);
     assert!(text.contains("llm-tower listening"), "{text}");
     assert!(!text.contains('\u{1b}'), "colour codes in a pipe: {text:?}");
 
-    let json = run_briefly_with(&["--log-format", "json"], |addr| {
-        use std::io::Write;
-        let body = r#"{"model":"mock/echo","messages":[{"role":"user","content":"hi"}]}"#;
-        let mut conn = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            conn,
-            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nx-request-id: req-log-1\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut answer = String::new();
-        conn.read_to_string(&mut answer).unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    });
+    let json = run_briefly_with(&["--log-format", "json"], |addr| chat(addr, "req-log-1"));
     let lines: Vec<serde_json::Value> = json
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))

@@ -21,14 +21,15 @@ fn yaml(upstream: &Running, collector: &str) -> String {
 
 type Span = opentelemetry_proto::tonic::trace::v1::Span;
 
-/// The first `count` request (`SERVER`) spans, once they and their children have come.
+/// The first `count` request (`SERVER`) spans, once they and their children have come,
+/// and the `CLIENT` children (upstream calls).
 async fn request_spans(receiver: &OtlpReceiver, count: usize) -> (Vec<(String, Span)>, Vec<Span>) {
     for _ in 0..200 {
         let spans = receiver.spans();
-        let (servers, clients): (Vec<_>, Vec<_>) =
-            spans.into_iter().partition(|(_, s)| s.kind == 2);
+        let servers: Vec<_> = spans.iter().filter(|(_, s)| s.kind == 2).cloned().collect();
         if servers.len() >= count {
-            return (servers, clients.into_iter().map(|(_, s)| s).collect());
+            let clients = spans.into_iter().filter(|(_, s)| s.kind == 3);
+            return (servers, clients.map(|(_, s)| s).collect());
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
@@ -151,6 +152,127 @@ async fn requests_are_spans_with_the_genai_attributes_and_no_content() {
     );
 }
 
+/// `(name, outcome)` of the `INTERNAL` children of `parent`, in the order they started.
+fn phases_of(receiver: &OtlpReceiver, parent: &Span) -> Vec<(String, String)> {
+    let mut phases: Vec<Span> = receiver
+        .spans()
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.kind == 1 && s.parent_span_id == parent.span_id)
+        .collect();
+    phases.sort_by_key(|s| s.start_time_unix_nano);
+    for phase in &phases {
+        assert_eq!(phase.trace_id, parent.trace_id);
+        assert!(
+            phase.start_time_unix_nano >= parent.start_time_unix_nano,
+            "{phase:?}"
+        );
+        assert!(
+            phase.end_time_unix_nano <= parent.end_time_unix_nano,
+            "{phase:?}"
+        );
+    }
+    phases
+        .iter()
+        .map(|s| {
+            let outcome = span_attributes(s)["llm_tower.outcome"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            (s.name.clone(), outcome)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn each_layer_that_did_work_is_a_child_span() {
+    let (upstream, _mock) = mock_upstream().await;
+    let (collector, receiver) = otlp_receiver().await;
+    let ledger = TempPath::new("llm-tower-telemetry", "db");
+    let gw = gateway(&config_for(
+        &upstream,
+        &format!(
+            "master_key: sk-master\nmetering: {{ sqlite_path: '{}' }}\n\
+             tenancy: {{ refresh: 100ms }}\ncache: {{ enabled: true }}\n\
+             telemetry: {{ otlp_endpoint: '{}' }}\n",
+            ledger.display(),
+            collector.url()
+        ),
+    ))
+    .await;
+    let generated = post(
+        &format!("{}/key/generate", gw.url()),
+        &json!({"key_alias": "traced-app", "rpm_limit": 10}).to_string(),
+        &[("authorization", "Bearer sk-master")],
+    )
+    .await;
+    assert_eq!(generated.status, StatusCode::OK, "{}", generated.text());
+    let key = format!("Bearer {}", generated.json()["key"].as_str().unwrap());
+    let chat = format!("{}/v1/chat/completions", gw.url());
+    let body = chat_body("up/echo", "layers at work", false);
+    let with_key = [("authorization", key.as_str()), ("idempotency-key", "k-1")];
+    assert_eq!(post(&chat, &body, &with_key).await.status, StatusCode::OK);
+    let replay = post(&chat, &body, &with_key).await;
+    assert_eq!(replay.headers["idempotency-replayed"], "true");
+    let hit = post(&chat, &body, &with_key[..1]).await;
+    assert_eq!(hit.headers["x-gateway-cache"], "hit");
+    // The cache is the key's: the master key's request goes upstream.
+    let master = post(&chat, &body, &[("authorization", "Bearer sk-master")]).await;
+    assert_eq!(master.headers["x-gateway-cache"], "miss");
+
+    let (spans, calls) = request_spans(&receiver, 4).await;
+    let phases: Vec<_> = spans.iter().map(|(_, s)| phases_of(&receiver, s)).collect();
+    let named = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    let auth = phases[0][0].clone();
+    assert_eq!(auth.0, "auth");
+    assert!(
+        ["key fetched", "key cached"].contains(&auth.1.as_str()),
+        "{auth:?}"
+    );
+    assert_eq!(
+        phases[0][1..],
+        named(&[
+            ("rate limits", "admitted"),
+            ("idempotency", "executed"),
+            ("cache lookup", "miss"),
+        ]),
+        "{phases:?}"
+    );
+    assert_eq!(
+        phases[1],
+        named(&[
+            ("auth", "key cached"),
+            ("rate limits", "admitted"),
+            ("idempotency", "replayed"),
+        ])
+    );
+    assert_eq!(
+        phases[2],
+        named(&[
+            ("auth", "key cached"),
+            ("rate limits", "admitted"),
+            ("cache lookup", "hit"),
+        ])
+    );
+    assert_eq!(
+        phases[3],
+        named(&[("auth", "configured key"), ("cache lookup", "miss")])
+    );
+    assert_eq!(
+        calls.len(),
+        2,
+        "the first and the master key's went upstream: {calls:?}"
+    );
+    assert_eq!(
+        span_attributes(&spans[0].1)["llm_tower.key_alias"],
+        "traced-app"
+    );
+}
+
 #[tokio::test]
 async fn a_callers_traceparent_continues_and_the_upstream_gets_the_requests_span() {
     let (upstream, mock) = mock_upstream().await;
@@ -213,9 +335,35 @@ async fn a_callers_traceparent_continues_and_the_upstream_gets_the_requests_span
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(
         receiver.spans().len(),
-        4,
-        "the unsampled request sent no span (two requests and their calls did)"
+        6,
+        "the unsampled request sent no span (two requests, their calls and cache lookups did)"
     );
+}
+
+#[tokio::test]
+async fn spans_go_over_grpc_when_the_protocol_says_so() {
+    let (upstream, _mock) = mock_upstream().await;
+    let (collector, receiver) = otlp_receiver().await;
+    let gw = gateway(&config_for(
+        &upstream,
+        &format!(
+            "metering: {{ sink: none }}\n\
+             telemetry: {{ otlp_endpoint: '{}', protocol: grpc, service_name: over-grpc }}\n",
+            collector.url()
+        ),
+    ))
+    .await;
+    let chat = format!("{}/v1/chat/completions", gw.url());
+    let answer = post(&chat, &chat_body("up/echo", "by grpc", false), &[]).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let (spans, calls) = request_spans(&receiver, 1).await;
+    assert_eq!(spans[0].0, "over-grpc");
+    assert_eq!(
+        span_attributes(&spans[0].1)["gen_ai.request.model"],
+        "up/echo"
+    );
+    assert_eq!(calls.len(), 1);
+    assert!(receiver.grpc_calls() >= 1, "the export came over gRPC");
 }
 
 #[tokio::test]
@@ -284,6 +432,10 @@ fn telemetry_settings_are_checked() {
         ),
         ("telemetry: { queue: 0 }", "telemetry.queue"),
         ("telemetry: { colour: red }", "unknown field `colour`"),
+        (
+            "telemetry: { protocol: http/json }",
+            "unknown variant `http/json`, expected `http/protobuf` or `grpc`",
+        ),
     ] {
         let err =
             llm_tower::Config::from_yaml(&format!("providers: {{ m: {{ kind: mock }} }}\n{yaml}"))

@@ -42,7 +42,7 @@ use tower::{Layer, Service};
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::protocol::Protocol;
-use crate::request::Endpoint;
+use crate::request::{end_phase, Endpoint, Phases};
 
 /// The name of the key a request was made with.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -202,12 +202,22 @@ fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
     keys: Keys,
+    traced: bool,
 }
 
 impl AuthLayer {
     /// Checks requests against `keys`.
     pub fn new(keys: Keys) -> Self {
-        Self { keys }
+        Self {
+            keys,
+            traced: false,
+        }
+    }
+
+    /// With `traced`, each request gets a [`Phases`] log, the key check its first entry.
+    pub fn traced(mut self, traced: bool) -> Self {
+        self.traced = traced;
+        self
     }
 }
 
@@ -217,6 +227,7 @@ impl<S> Layer<S> for AuthLayer {
         Auth {
             inner,
             keys: self.keys.clone(),
+            traced: self.traced,
         }
     }
 }
@@ -226,6 +237,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     keys: Keys,
+    traced: bool,
 }
 
 pin_project! {
@@ -288,9 +300,17 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let timer = self.traced.then(|| {
+            let phases = Phases::default();
+            req.extensions_mut().insert(phases.clone());
+            phases.timer("auth")
+        });
         match self.keys.check_configured(req.headers()) {
             Ok(Checked::Configured(id)) => {
                 req.extensions_mut().insert(id);
+                if self.keys.is_enabled() {
+                    end_phase(timer, "configured key");
+                }
                 return AuthFuture {
                     kind: AuthKind::Inner {
                         future: self.inner.call(req),
@@ -319,6 +339,7 @@ where
                             Ok(authorized) => {
                                 req.extensions_mut().insert(authorized.id);
                                 req.extensions_mut().extend(authorized.extensions);
+                                end_phase(timer, "key fetched");
                                 match inner.call(req).await {
                                     Ok(response) => response,
                                     Err(err) => GatewayError::internal(err.to_string())
@@ -335,6 +356,7 @@ where
             Ok(authorized) => {
                 req.extensions_mut().insert(authorized.id);
                 req.extensions_mut().extend(authorized.extensions);
+                end_phase(timer, "key cached");
                 AuthFuture {
                     kind: AuthKind::Inner {
                         future: self.inner.call(req),

@@ -28,7 +28,7 @@ use crate::body::Body;
 use crate::error::GatewayError;
 use crate::executor::Target;
 use crate::glob::Glob;
-use crate::request::{Endpoint, LlmRequest};
+use crate::request::{end_phase, Endpoint, LlmRequest, Phases};
 use crate::settings::SettingsError;
 use crate::sse;
 use crate::store::RedisSettings;
@@ -478,10 +478,12 @@ where
     let mut verdict = if plan.lookup { "miss" } else { "bypass" };
     let mut store = plan.store;
     let mut vector = None;
+    let timer = Phases::start(&req, "cache lookup").filter(|_| plan.lookup);
     if plan.lookup {
         match shared.store.get(&plan.key).await {
             Ok(Some(entry)) => {
                 if let Some(response) = serve(&shared, &entry, &plan, None) {
+                    end_phase(timer, "hit");
                     if plan.analyzed {
                         shared.canonical_keys.insert(plan.raw, plan.key.clone());
                     }
@@ -527,6 +529,7 @@ where
                     if let Some(response) =
                         serve(&shared, &entry, &plan, Some(candidate.similarity))
                     {
+                        end_phase(timer, "semantic hit");
                         return Ok(response);
                     }
                 }
@@ -540,6 +543,7 @@ where
         }
     }
     shared.count(verdict);
+    end_phase(timer, verdict);
     let response = inner.call(req).await?;
     let (mut parts, body) = response.into_parts();
     parts

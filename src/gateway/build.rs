@@ -277,6 +277,8 @@ impl GatewayBuilder {
         );
         let models = Models::new(models);
         let meter = self.metering.meter().cloned();
+        // Traced requests get a log of their layers' work, begun by auth.
+        let traced = meter.as_ref().is_some_and(|m| m.tracer().is_some());
         let responses = self.responses.store();
         let keys = match &self.tenancy {
             Some(tenancy) => self.keys.with_lookup(tenancy.lookup()),
@@ -287,7 +289,7 @@ impl GatewayBuilder {
             .as_ref()
             .map_or_else(LimitsLayer::disabled, Tenancy::layer);
         let llm = ServiceBuilder::new()
-            .layer(AuthLayer::new(keys.clone()))
+            .layer(AuthLayer::new(keys.clone()).traced(traced))
             .layer(ParseLayer::new(self.max_body_bytes).body_read_timeout(self.body_read_timeout))
             .layer(self.responses)
             .layer(self.metering)

@@ -23,7 +23,7 @@ use crate::body::Body;
 use crate::error::{ErrorKind, GatewayError};
 use crate::future::LayerFuture;
 use crate::protocol::Protocol;
-use crate::request::LlmRequest;
+use crate::request::{end_phase, LlmRequest, PhaseTimer, Phases};
 use crate::settings::SettingsError;
 use crate::sse;
 use crate::store::RedisSettings;
@@ -200,6 +200,7 @@ where
     S: Service<Request<Bytes>, Response = Response<Body>, Error = GatewayError> + Send + 'static,
     S::Future: Send,
 {
+    let mut timer = Phases::start(&req, "idempotency");
     loop {
         let (recording, leader) = {
             let mut in_flight = shared.in_flight.lock().expect("not poisoned");
@@ -219,20 +220,24 @@ where
                 recording,
                 token: None,
                 armed: true,
+                phase: timer.take(),
             };
             return lead(guard, inner, req, fingerprint).await;
         }
         if recording.fingerprint != fingerprint {
             shared.counters.rejected.increment(1);
+            end_phase(timer, "rejected");
             return Err(mismatch());
         }
         if shared.config.in_flight == InFlightPolicy::Reject && recording.ended().is_none() {
             shared.counters.rejected.increment(1);
+            end_phase(timer, "rejected");
             return Err(in_progress());
         }
         match recording.join().await {
             Some(response) => {
                 shared.counters.joined.increment(1);
+                end_phase(timer.take(), "joined");
                 return Ok(mark_replayed(response));
             }
             // The first request left before its answer started: start over, perhaps as
@@ -251,6 +256,8 @@ struct Leader {
     /// The store's lock, once held.
     token: Option<String>,
     armed: bool,
+    /// The trace's phase, until the key is answered or executed.
+    phase: Option<PhaseTimer>,
 }
 
 impl Leader {
@@ -260,7 +267,8 @@ impl Leader {
         self.release(None);
     }
 
-    fn fail(self, err: GatewayError) -> Result<Response<Body>, GatewayError> {
+    fn fail(mut self, err: GatewayError) -> Result<Response<Body>, GatewayError> {
+        end_phase(self.phase.take(), "rejected");
         let protocol = self.recording.protocol;
         let response = err.clone().into_response_as(protocol);
         let headers = response.headers().clone();
@@ -269,7 +277,7 @@ impl Leader {
     }
 
     fn replay(
-        self,
+        mut self,
         stored: StoredResponse,
         fingerprint: &Fingerprint,
     ) -> Result<Response<Body>, GatewayError> {
@@ -278,6 +286,7 @@ impl Leader {
             return self.fail(mismatch());
         }
         self.shared.counters.replayed.increment(1);
+        end_phase(self.phase.take(), "replayed");
         let headers: HeaderMap = stored.headers.into_iter().collect();
         let mut response = Response::new(Body::full(stored.body.clone()));
         *response.status_mut() = stored.status;
@@ -436,6 +445,7 @@ where
 {
     let shared = leader.shared.clone();
     shared.counters.executed.increment(1);
+    end_phase(leader.phase.take(), "executed");
     // A shared store's lock expires unless renewed while the request runs.
     let renewal = leader
         .token

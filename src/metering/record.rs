@@ -90,8 +90,8 @@ pub(crate) struct Unfinished {
     pub(crate) reported_cost: Option<f64>,
     /// Told the finished record (rate limits, budgets).
     pub(crate) hook: Option<super::UsageHook>,
-    /// The upstream calls made, for the trace's child spans (with tracing on).
-    pub(crate) calls: Option<crate::executor::UpstreamCalls>,
+    /// What the layers logged, for the trace's child spans (with tracing on).
+    pub(crate) log: Option<super::span::TraceLog>,
 }
 
 /// The [`UsageRecord::outcome`] of a failure of `kind` with `status`.

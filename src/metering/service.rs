@@ -19,6 +19,7 @@ use super::price::PriceTable;
 use super::record::{failure_outcome, Unfinished, UsageRecord};
 use super::settings::{MeteringSettings, SinkKind};
 use super::sink::UsageSink;
+use super::span::TraceLog;
 use super::sqlite::SqliteSink;
 use super::writer::Meter;
 use super::UsageHook;
@@ -27,7 +28,7 @@ use crate::auth::{KeyId, Team};
 use crate::body::Body;
 use crate::cache::CacheVerdict;
 use crate::error::GatewayError;
-use crate::executor::{ComboAttempts, ResponseCost, Target, UpstreamCalls};
+use crate::executor::{ComboAttempts, ResponseCost, Target};
 use crate::idempotency::IdempotentReplay;
 use crate::request::LlmRequest;
 use crate::server::Shutdown;
@@ -134,7 +135,7 @@ pin_project! {
             // Dropped before the answer: the client left (or the server cut it at
             // shutdown) while the request was in flight. It is recorded all the same.
             if let Some(pending) = this.project().pending.take() {
-                let Pending { meter, started, mut record, request, shutdown, calls, .. } = *pending;
+                let Pending { meter, started, mut record, request, shutdown, log, .. } = *pending;
                 record.status = 499;
                 record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
                 record.outcome = if shutdown.as_ref().is_some_and(Shutdown::is_cut) {
@@ -146,7 +147,7 @@ pin_project! {
                 meter.submit(Box::new(Unfinished {
                     record,
                     request,
-                    calls,
+                    log,
                     ..Unfinished::default()
                 }));
             }
@@ -162,7 +163,7 @@ pub struct Pending {
     request: Bytes,
     strip: bool,
     shutdown: Option<Shutdown>,
-    calls: Option<UpstreamCalls>,
+    log: Option<TraceLog>,
 }
 
 impl<S> Service<Request<Bytes>> for Metering<S>
@@ -208,12 +209,9 @@ where
                 // on the way back.
                 let mut record = record;
                 record.trace = meter.tracer().map(|tracer| tracer.start(&mut req));
-                // With a trace, the registry logs each upstream call for its child spans.
-                let calls = record.trace.map(|_| {
-                    let calls = UpstreamCalls::default();
-                    req.extensions_mut().insert(calls.clone());
-                    calls
-                });
+                // With a trace, the layers below log their work and the registry each
+                // upstream call, for its child spans; auth began the log of phases.
+                let log = record.trace.map(|_| TraceLog::start(&mut req));
                 let mut body = std::mem::take(req.body_mut());
                 let strip = req
                     .extensions_mut()
@@ -227,7 +225,7 @@ where
                     request: req.body().clone(),
                     strip,
                     shutdown: req.extensions().get::<Shutdown>().cloned(),
-                    calls,
+                    log,
                 }))
             }
             _ => None,
@@ -258,7 +256,7 @@ where
             request,
             strip,
             shutdown,
-            calls,
+            log,
         } = *pending;
         match output {
             Ok(response) => {
@@ -288,7 +286,7 @@ where
                     sse,
                     reported_cost: parts.extensions.get::<ResponseCost>().map(|c| c.0),
                     hook: parts.extensions.remove::<UsageHook>(),
-                    calls,
+                    log,
                     ..Unfinished::default()
                 });
                 let tap = Tap::new(
@@ -319,7 +317,7 @@ where
                 record.latency_ms = started.elapsed().as_secs_f64() * 1e3;
                 meter.submit(Box::new(Unfinished {
                     record,
-                    calls,
+                    log,
                     ..Unfinished::default()
                 }));
                 Poll::Ready(Err(err))

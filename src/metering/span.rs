@@ -10,7 +10,33 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use super::record::UsageRecord;
 use crate::executor::{UpstreamCall, UpstreamCalls};
+use crate::request::{Phase, Phases};
 use crate::telemetry::{TraceContext, Tracer};
+
+/// What a traced request's layers log for its child spans: their phases (auth began the
+/// log) and the registry's upstream calls.
+#[derive(Debug)]
+pub(crate) struct TraceLog {
+    phases: Phases,
+    calls: UpstreamCalls,
+}
+
+impl TraceLog {
+    /// Puts the logs in `req`'s extensions (the phases' where auth has not already).
+    pub(crate) fn start<B>(req: &mut http::Request<B>) -> Self {
+        let phases = match req.extensions().get::<Phases>() {
+            Some(phases) => phases.clone(),
+            None => {
+                let phases = Phases::default();
+                req.extensions_mut().insert(phases.clone());
+                phases
+            }
+        };
+        let calls = UpstreamCalls::default();
+        req.extensions_mut().insert(calls.clone());
+        Self { phases, calls }
+    }
+}
 
 /// The request parameters a span reports, read from the request body.
 #[derive(Debug, Default, serde::Deserialize)]
@@ -26,7 +52,8 @@ struct RequestParams {
 /// finished (which consumes them).
 pub(crate) struct Bodies {
     request: bytes::Bytes,
-    /// The upstream calls, for child spans.
+    /// The layers' phases and the upstream calls, for child spans.
+    phases: Vec<Phase>,
     calls: Vec<UpstreamCall>,
     finish_reason: Option<String>,
     /// The prompt's messages and the answer's text, with `capture_content`.
@@ -39,7 +66,7 @@ impl Bodies {
         request: &bytes::Bytes,
         body: &[u8],
         sse: bool,
-        calls: Option<&UpstreamCalls>,
+        log: Option<&TraceLog>,
     ) -> Self {
         let content = tracer.captures_content().then(|| {
             let messages = serde_json::from_slice::<serde_json::Value>(request)
@@ -55,8 +82,9 @@ impl Bodies {
         });
         Self {
             request: request.clone(),
-            calls: calls.map_or_else(Vec::new, |c| {
-                std::mem::take(&mut *c.0.lock().expect("not poisoned"))
+            phases: log.map_or_else(Vec::new, |log| log.phases.take()),
+            calls: log.map_or_else(Vec::new, |log| {
+                std::mem::take(&mut *log.calls.0.lock().expect("not poisoned"))
             }),
             finish_reason: finish_reason(body),
             content,
@@ -81,14 +109,18 @@ fn finish_reason(body: &[u8]) -> Option<String> {
         .map(|(_, reason)| reason)
 }
 
-/// Exports the spans of a finished record when its trace is sampled: the request's, and a
-/// `CLIENT` child per upstream call (each combo attempt), the answering one lasting until
-/// the answer ended.
+/// Exports the spans of a finished record when its trace is sampled: the request's, an
+/// `INTERNAL` child per layer that did work (auth, rate limits, idempotency, cache lookup),
+/// and a `CLIENT` child per upstream call (each combo attempt), the answering one lasting
+/// until the answer ended.
 pub(crate) fn export(tracer: &Tracer, record: &UsageRecord, bodies: &Bodies) {
     let Some(ctx) = record.trace.filter(|c| c.sampled) else {
         return;
     };
     let request = span(tracer, record, &ctx, bodies);
+    for phase in &bodies.phases {
+        tracer.send(phase_span(tracer, &ctx, phase));
+    }
     let answered = bodies.calls.iter().rposition(|c| c.status < 400);
     for (i, call) in bodies.calls.iter().enumerate() {
         let end = if Some(i) == answered {
@@ -99,6 +131,38 @@ pub(crate) fn export(tracer: &Tracer, record: &UsageRecord, bodies: &Bodies) {
         tracer.send(call_span(tracer, &ctx, record, call, end));
     }
     tracer.send(request);
+}
+
+/// A child span's context in the request's trace, with an id of its own.
+fn child_context(ctx: &TraceContext) -> SpanContext {
+    let mut span_id = [0u8; 8];
+    span_id.copy_from_slice(&fastrand::u64(1..).to_le_bytes());
+    SpanContext::new(
+        TraceId::from_bytes(ctx.trace_id),
+        SpanId::from_bytes(span_id),
+        TraceFlags::SAMPLED,
+        false,
+        TraceState::default(),
+    )
+}
+
+/// One layer's work as a child of the request's span.
+fn phase_span(tracer: &Tracer, ctx: &TraceContext, phase: &Phase) -> SpanData {
+    SpanData {
+        span_context: child_context(ctx),
+        parent_span_id: SpanId::from_bytes(ctx.span_id),
+        parent_span_is_remote: false,
+        span_kind: SpanKind::Internal,
+        name: phase.name.into(),
+        start_time: phase.started,
+        end_time: phase.started + phase.elapsed,
+        attributes: vec![KeyValue::new("llm_tower.outcome", phase.outcome)],
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status: Status::Unset,
+        instrumentation_scope: tracer.scope().clone(),
+    }
 }
 
 /// One upstream call as a child of the request's span.
@@ -121,16 +185,8 @@ fn call_span(
     if let Some(error) = &call.error {
         attributes.push(KeyValue::new("error.type", error.clone()));
     }
-    let mut span_id = [0u8; 8];
-    span_id.copy_from_slice(&fastrand::u64(1..).to_le_bytes());
     SpanData {
-        span_context: SpanContext::new(
-            TraceId::from_bytes(ctx.trace_id),
-            SpanId::from_bytes(span_id),
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::default(),
-        ),
+        span_context: child_context(ctx),
         parent_span_id: SpanId::from_bytes(ctx.span_id),
         parent_span_is_remote: false,
         span_kind: SpanKind::Client,
@@ -223,9 +279,14 @@ fn span(tracer: &Tracer, r: &UsageRecord, ctx: &TraceContext, bodies: &Bodies) -
     {
         attributes.push(KeyValue::new("gen_ai.request.max_tokens", max as i64));
     }
-    // The context's start, not the record's (whole milliseconds).
-    let start = ctx.started;
-    let end = start + Duration::from_secs_f64(r.latency_ms.max(0.0) / 1e3);
+    // The context's start, not the record's (whole milliseconds); the latency counts from
+    // there, but the request began with auth.
+    let end = ctx.started + Duration::from_secs_f64(r.latency_ms.max(0.0) / 1e3);
+    let start = bodies
+        .phases
+        .iter()
+        .map(|p| p.started)
+        .fold(ctx.started, std::cmp::min);
     let failed = !matches!(r.outcome, "ok" | "cancelled");
     SpanData {
         span_context: SpanContext::new(

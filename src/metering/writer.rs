@@ -135,7 +135,7 @@ async fn write(
                             &u.request,
                             &u.body,
                             u.sse,
-                            u.calls.as_ref(),
+                            u.log.as_ref(),
                         );
                         let record = finish(*u, &prices);
                         super::span::export(tracer, &record, &bodies);

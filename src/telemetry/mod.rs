@@ -1,15 +1,19 @@
-//! Traces over OTLP/HTTP with the OpenTelemetry GenAI semantic conventions.
+//! Traces over OTLP (HTTP/protobuf or gRPC) with the OpenTelemetry GenAI semantic
+//! conventions.
 //!
 //! ```yaml
 //! telemetry:
 //!   otlp_endpoint: http://127.0.0.1:4318   # or OTEL_EXPORTER_OTLP_ENDPOINT; off without one
+//!   protocol: http/protobuf                # or grpc (then http://127.0.0.1:4317)
 //!   service_name: llm-tower
 //!   sample_ratio: 0.1                      # new traces; a caller's traceparent decides its own
 //!   headers: { x-api-key: os.environ/COLLECTOR_KEY }
 //! ```
 //!
 //! Each LLM request is one `SERVER` span named `{operation} {model}` (`chat gpt-4o`), with
-//! a `CLIENT` child per upstream call (`executor::UpstreamCalls`), made
+//! an `INTERNAL` child per layer that did work (`auth`, `rate limits`, `idempotency`,
+//! `cache lookup`, each with its `llm_tower.outcome`: `request::Phases`) and a `CLIENT`
+//! child per upstream call (`executor::UpstreamCalls`), made
 //! by the metering writer from the request's finished usage record, off the request path
 //! (`metering::span`):
 //! `gen_ai.operation.name`, `gen_ai.provider.name`, `gen_ai.request.model`,
@@ -38,12 +42,14 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use opentelemetry::InstrumentationScope;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
+use opentelemetry_otlp::tonic_types::transport::ClientTlsConfig;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use tokio::sync::mpsc;
 
 pub use self::context::TraceContext;
-pub use self::settings::TelemetrySettings;
+pub use self::settings::{OtlpProtocol, TelemetrySettings};
 use crate::settings::SettingsError;
 use crate::upstream::UpstreamClient;
 
@@ -106,14 +112,38 @@ impl Tracer {
             .clone()
             .or_else(|| env("OTEL_SERVICE_NAME"))
             .unwrap_or_else(|| "llm-tower".to_owned());
-        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_http_client(OtlpClient(client.clone()))
-            .with_endpoint(url)
-            .with_headers(settings.headers.clone().into_iter().collect())
-            .with_timeout(EXPORT_TIMEOUT)
-            .build()
-            .map_err(|e| SettingsError::new("otlp_endpoint", e.to_string()))?;
+        let headers = settings.headers.clone().into_iter();
+        let exporter = match settings.protocol(env)? {
+            OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_http_client(OtlpClient(client.clone()))
+                .with_endpoint(url)
+                .with_headers(headers.collect())
+                .with_timeout(EXPORT_TIMEOUT)
+                .build(),
+            OtlpProtocol::Grpc => {
+                let metadata = headers
+                    .map(|(name, value)| {
+                        let name = http::HeaderName::try_from(&name)
+                            .map_err(|e| SettingsError::new("headers", format!("`{name}`: {e}")))?;
+                        let value = HeaderValue::try_from(&value).map_err(|e| {
+                            SettingsError::new("headers", format!("`{name}`'s value: {e}"))
+                        })?;
+                        Ok((name, value))
+                    })
+                    .collect::<Result<http::HeaderMap, SettingsError>>()?;
+                let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .with_metadata(MetadataMap::from_headers(metadata))
+                    .with_timeout(EXPORT_TIMEOUT);
+                if url.starts_with("https://") {
+                    builder = builder.with_tls_config(ClientTlsConfig::new().with_webpki_roots());
+                }
+                builder.with_endpoint(url).build()
+            }
+        };
+        let mut exporter =
+            exporter.map_err(|e| SettingsError::new("otlp_endpoint", e.to_string()))?;
         exporter.set_resource(
             &opentelemetry_sdk::Resource::builder()
                 .with_service_name(service)

@@ -16,7 +16,7 @@ use crate::body::Body;
 use crate::error::{ErrorKind, GatewayError};
 use crate::future::LayerFuture;
 use crate::metering::{UsageHook, UsageObserver, UsageRecord};
-use crate::request::LlmRequest;
+use crate::request::{end_phase, LlmRequest, Phases};
 
 /// Layer that applies the [`Limits`] middleware.
 #[derive(Clone)]
@@ -99,8 +99,10 @@ where
             return LayerFuture::direct(Limited::pass(self.inner.call(req)));
         };
         let (shared, tenant) = (shared.clone(), tenant.clone());
+        let timer = Phases::start(&req, "rate limits");
         let model = req.extensions().get::<LlmRequest>().map(LlmRequest::model);
         if let Err(err) = admissible(&shared.directory, &tenant, model) {
+            end_phase(timer, "access denied");
             return LayerFuture::boxed(std::future::ready(Err(err)));
         }
         let scopes = scopes_of(&tenant);
@@ -117,8 +119,12 @@ where
         };
         match decided {
             // Decided here (in memory, or nothing to count): no future of our own.
-            Some(Err(err)) => LayerFuture::boxed(std::future::ready(Err(err))),
+            Some(Err(err)) => {
+                end_phase(timer, "refused");
+                LayerFuture::boxed(std::future::ready(Err(err)))
+            }
             Some(Ok(admitted)) => {
+                end_phase(timer, "admitted");
                 let reservation = Reservation::new(shared, tenant, scopes, estimate, admitted);
                 LayerFuture::direct(Limited::counted(self.inner.call(req), reservation))
             }
@@ -128,9 +134,17 @@ where
                 let mut inner = std::mem::replace(&mut self.inner, clone);
                 LayerFuture::boxed(async move {
                     let verdict = shared.limiter.admit(&scopes, estimate).await;
-                    let admitted = match verdict {
-                        Ok(verdict) => admission(&scopes, verdict)?,
+                    let admitted = match verdict.map(|v| admission(&scopes, v)) {
+                        Ok(Ok(admitted)) => {
+                            end_phase(timer, "admitted");
+                            admitted
+                        }
+                        Ok(Err(refused)) => {
+                            end_phase(timer, "refused");
+                            return Err(refused);
+                        }
                         Err(e) => {
+                            end_phase(timer, "unavailable");
                             tracing::warn!(error = %e, "rate limits unavailable: request refused");
                             return Err(GatewayError::new(
                                 ErrorKind::Internal,

@@ -567,15 +567,25 @@ pub async fn ledger_rows(path: &std::path::Path, count: usize) -> Vec<serde_json
     panic!("fewer than {count} ledger rows");
 }
 
-/// An OTLP/HTTP trace receiver (`POST /v1/traces`, protobuf): what a collector would get.
+/// An OTLP trace receiver, over HTTP (`POST /v1/traces`, protobuf) and gRPC (the
+/// `TraceService/Export` call, on the same port): what a collector would get.
 #[derive(Clone, Default)]
 pub struct OtlpReceiver {
     requests: Arc<
         Mutex<Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>>,
     >,
+    grpc_calls: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// The gRPC method a trace exporter calls.
+const OTLP_GRPC_EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
 impl OtlpReceiver {
+    /// How many export requests came over gRPC.
+    pub fn grpc_calls(&self) -> usize {
+        self.grpc_calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Every span received so far, with the `service.name` of its resource.
     pub fn spans(&self) -> Vec<(String, opentelemetry_proto::tonic::trace::v1::Span)> {
         let mut out = Vec::new();
@@ -647,7 +657,7 @@ pub fn span_attributes(span: &opentelemetry_proto::tonic::trace::v1::Span) -> se
 }
 
 impl tower::Service<Request<Incoming>> for OtlpReceiver {
-    type Response = Response<Full<Bytes>>;
+    type Response = Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
@@ -657,6 +667,32 @@ impl tower::Service<Request<Incoming>> for OtlpReceiver {
 
     fn call(&mut self, req: Request<Incoming>) -> Self::Future {
         let requests = self.requests.clone();
+        if req.uri().path() == OTLP_GRPC_EXPORT {
+            let calls = self.grpc_calls.clone();
+            return Box::pin(async move {
+                // Length-prefixed messages: a compression flag byte, a 4-byte length.
+                assert_eq!(req.headers()["content-type"], "application/grpc");
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                assert_eq!(body[0], 0, "uncompressed");
+                let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+                assert_eq!(body.len(), 5 + len, "one message");
+                let decoded = <opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest as prost::Message>::decode(body.slice(5..)).unwrap();
+                requests.lock().unwrap().push(decoded);
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // An empty ExportTraceServiceResponse, then `grpc-status: 0` in trailers.
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                let body = Full::new(Bytes::from_static(&[0, 0, 0, 0, 0]))
+                    .with_trailers(std::future::ready(Some(Ok(trailers))))
+                    .boxed();
+                let mut response = Response::new(body);
+                response.headers_mut().insert(
+                    "content-type",
+                    http::HeaderValue::from_static("application/grpc"),
+                );
+                Ok(response)
+            });
+        }
         Box::pin(async move {
             let ok = req.uri().path() == "/v1/traces"
                 && req.headers()["content-type"] == "application/x-protobuf";
@@ -668,7 +704,7 @@ impl tower::Service<Request<Incoming>> for OtlpReceiver {
                 }
                 _ => StatusCode::BAD_REQUEST,
             };
-            let mut response = Response::new(Full::new(Bytes::new()));
+            let mut response = Response::new(Full::new(Bytes::new()).boxed());
             *response.status_mut() = status;
             response.headers_mut().insert(
                 "content-type",
