@@ -82,8 +82,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
 
-    // `pairs`: score every labelled pair as the gateway would.
     let data = arg(&args, "--data").ok_or("--data FILE")?;
+    if mode == "cost" {
+        // The guard alone on every pair (for instructions per candidate under callgrind:
+        // `--toggle-collect='*guard*guard'`, divided by the pairs printed).
+        let pairs: Vec<(String, String)> = std::fs::read_to_string(&data)?
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).map(|p| {
+                    (
+                        p["a"].as_str().unwrap().to_owned(),
+                        p["b"].as_str().unwrap().to_owned(),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let allowed = pairs
+            .iter()
+            .filter(|(a, b)| std::hint::black_box(guard(a, b)).allows())
+            .count();
+        println!("{} pairs, {allowed} allowed", pairs.len());
+        return Ok(());
+    }
+
+    // `pairs`: score every labelled pair as the gateway would.
     let mut scored = Vec::new();
     let mut vetoes = std::collections::BTreeMap::<String, (u32, u32)>::new();
     for line in std::fs::read_to_string(&data)?.lines() {
@@ -104,7 +126,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 slot.1 += 1;
             }
         }
-        scored.push((score, same, pair));
+        scored.push((score, same, pair, verdict));
     }
     let positives = scored.iter().filter(|s| s.1).count() as f64;
     let at = |t: f32| {
@@ -135,17 +157,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("  guard vetoes (same / different): {vetoes:?}");
     if args.iter().any(|a| a == "--verbose") {
-        for (score, same, pair) in &scored {
+        for (score, same, pair, verdict) in &scored {
             let hit = *score >= threshold;
             if hit != *same {
                 println!(
-                    "  {} {score:.3} [{}] {:?} | {:?}",
+                    "  {} {score:.3} [{}] {verdict:?} {:?} | {:?}",
                     if hit { "FALSE HIT" } else { "missed  " },
                     pair["kind"],
                     pair["a"],
                     pair["b"]
                 );
             }
+        }
+    } else if args.iter().any(|a| a == "--wrong") {
+        // The wrong answers a run would serve.
+        for (score, _, pair, verdict) in scored.iter().filter(|s| s.0 >= threshold && !s.1) {
+            println!(
+                "  WRONG HIT {score:.3} [{}] {verdict:?} {:?} | {:?}",
+                pair["kind"], pair["a"], pair["b"]
+            );
         }
     }
     Ok(())

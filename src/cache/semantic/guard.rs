@@ -37,6 +37,11 @@ pub enum Verdict {
     /// Two terms around a relation changed places (`cat sat on the mat` / `mat sat on the
     /// cat`).
     Swapped,
+    /// One holds a content word the other has nothing for (`in order` / `in reverse
+    /// order`, `sort a list` / `sort a list in place`).
+    Addition,
+    /// A number quantifies another word (`250 miles in km` / `250 km in miles`).
+    Quantity,
     /// Different quoted strings, or different code symbols (`&` / `|`).
     Quoted,
 }
@@ -86,10 +91,17 @@ pub fn guard(a: &str, b: &str) -> Verdict {
     }
     let (ca, cb) = (content(&ta), content(&tb));
     let missing = |x: &[String], y: &[String]| x.iter().any(|w| !y.iter().any(|v| near(w, v)));
-    if missing(&ca, &cb) && missing(&cb, &ca) {
+    let (ma, mb) = (missing(&ca, &cb), missing(&cb, &ca));
+    if ma && mb {
         return Verdict::Substitution;
     }
-    if swapped(&ta, &tb) || swapped(&tb, &ta) {
+    if ma || mb {
+        return Verdict::Addition;
+    }
+    if quantities(&ta) != quantities(&tb) {
+        return Verdict::Quantity;
+    }
+    if swapped(&ta, &tb) || swapped(&tb, &ta) || inverted(&ta, &tb) {
         return Verdict::Swapped;
     }
     Verdict::Agree
@@ -137,16 +149,54 @@ fn symbols(s: &str) -> Vec<char> {
 }
 
 /// Words that carry no content in a prompt: stop words, wrappers, filler.
-const FILLER: [&str; 30] = [
-    "please", "thanks", "thank", "hi", "hello", "hey", "pls", "cheers", "any", "some", "there",
-    "way", "best", "good", "tell", "give", "show", "explain", "steps", "step", "help", "need",
-    "want", "like", "using", "use", "get", "make", "am", "im",
+const FILLER: [&str; 40] = [
+    "please",
+    "thanks",
+    "thank",
+    "hi",
+    "hello",
+    "hey",
+    "pls",
+    "cheers",
+    "any",
+    "some",
+    "there",
+    "way",
+    "best",
+    "good",
+    "tell",
+    "give",
+    "show",
+    "explain",
+    "describe",
+    "steps",
+    "step",
+    "help",
+    "need",
+    "want",
+    "like",
+    "using",
+    "use",
+    "running",
+    "get",
+    "make",
+    "am",
+    "im",
+    "walk",
+    "through",
+    "simplest",
+    "easiest",
+    "convert",
+    "understand",
+    "possible",
+    "many",
 ];
 
 /// Synonyms common in prompts, mapped to one word.
 fn canonical(w: &str) -> &str {
     match w {
         "correct" | "repair" => "fix",
+        "far" => "distance",
         "compose" | "create" | "draft" => "write",
         "turn" | "change" | "transform" => "convert",
         "quick" | "quickly" | "fast" | "rapidly" => "quick",
@@ -191,17 +241,72 @@ fn stem(w: &str) -> String {
 /// The content words of a prompt, in order: lowercased, stemmed, synonyms folded, stop
 /// words and filler out.
 fn content(tokens: &[String]) -> Vec<String> {
-    tokens
-        .iter()
-        .map(|t| {
-            t.to_lowercase()
-                .chars()
-                .filter(|&c| c != '\'' && c != '\u{2019}')
-                .collect::<String>()
-        })
-        .filter(|t| !is_stop(t) && !FILLER.contains(&t.as_str()))
-        .map(|t| stem(canonical(&t)))
-        .collect()
+    tokens.iter().filter_map(|t| content_word(t)).collect()
+}
+
+/// A token as a content word, unless it is a stop word or filler.
+fn content_word(t: &str) -> Option<String> {
+    let t: String = t
+        .to_lowercase()
+        .chars()
+        .filter(|&c| c != '\'' && c != '\u{2019}')
+        .collect();
+    (!is_stop(&t) && !FILLER.contains(&t.as_str())).then(|| stem(canonical(&t)))
+}
+
+/// Each number with the content word after it (`250 miles`), sorted.
+fn quantities(tokens: &[String]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        if !is_plain_number(t) {
+            continue;
+        }
+        let next = tokens[i + 1..].iter().find_map(|t| content_word(t));
+        if let Some(next) = next.filter(|w| !is_plain_number(w)) {
+            out.push((t.replace(',', ""), unit(&next).map_or(next, str::to_owned)));
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Two content words both prompts hold come in the other order, with a relational word
+/// between them in either (`Which is heavier, a tiger or a horse? Is it the tiger?` /
+/// `Is a horse heavier than a tiger?`): whatever the rest of the wording, the relation
+/// runs the other way.
+fn inverted(ta: &[String], tb: &[String]) -> bool {
+    // Each content word's first position, and the positions of relational words.
+    let positions = |ts: &[String]| {
+        let mut first: Vec<(String, usize)> = Vec::new();
+        let mut relational = Vec::new();
+        for (i, t) in ts.iter().enumerate() {
+            let lower = t.to_lowercase();
+            if RELATIONAL.contains(&lower.as_str()) {
+                relational.push(i);
+            }
+            if let Some(word) = content_word(t) {
+                if !first.iter().any(|(w, _)| *w == word) {
+                    first.push((word, i));
+                }
+            }
+        }
+        (first, relational)
+    };
+    let ((fa, ra), (fb, rb)) = (positions(ta), positions(tb));
+    let at = |first: &[(String, usize)], w: &str| first.iter().find(|(x, _)| x == w).map(|p| p.1);
+    let between =
+        |rel: &[usize], x: usize, y: usize| rel.iter().any(|&r| x.min(y) < r && r < x.max(y));
+    for (i, (x, xa)) in fa.iter().enumerate() {
+        for (y, ya) in &fa[i + 1..] {
+            let (Some(xb), Some(yb)) = (at(&fb, x), at(&fb, y)) else {
+                continue;
+            };
+            if (xa < ya) != (xb < yb) && (between(&ra, *xa, *ya) || between(&rb, xb, yb)) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// Words that make the order of the terms around them matter.
@@ -255,8 +360,12 @@ fn swapped(ta: &[String], tb: &[String]) -> bool {
     false
 }
 
-fn nfkc(s: &str) -> String {
-    s.nfkc().collect()
+/// NFKC form (ASCII, most prompts, is its own).
+fn nfkc(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.is_ascii() {
+        return s.into();
+    }
+    s.nfkc().collect::<String>().into()
 }
 
 /// Case, whitespace, apostrophes, closing punctuation and greeting/thanks wrappers removed.
@@ -570,6 +679,17 @@ fn is_upper(t: &str) -> bool {
 /// Technical and proper tokens: with digits or `.#+`, capitalized mid-sentence, all caps.
 fn entities(s: &str, tokens: &[String]) -> HashSet<String> {
     let shouting = is_upper(s);
+    // Title Case Says Nothing: when most words are capitalized, capitals are not names.
+    let words = tokens
+        .iter()
+        .filter(|t| t.starts_with(|c: char| c.is_alphabetic()));
+    let (capitalized, all) = words.fold((0, 0), |(c, n), t| {
+        (
+            c + usize::from(t.starts_with(|c: char| c.is_uppercase())),
+            n + 1,
+        )
+    });
+    let titled = all >= 4 && capitalized * 10 >= all * 7;
     let mut out = HashSet::new();
     for (i, t) in tokens.iter().enumerate() {
         if is_plain_number(t) {
@@ -580,6 +700,7 @@ fn entities(s: &str, tokens: &[String]) -> HashSet<String> {
             out.insert(lower.trim_end_matches('.').to_owned());
         } else {
             let capitalized = i > 0
+                && !titled
                 && t.starts_with(|c: char| c.is_uppercase())
                 && !is_stop(&lower)
                 && !is_upper(t);
@@ -680,16 +801,18 @@ const ANTONYMS: [(&str, &str); 40] = [
     ("better", "worse"),
 ];
 
-/// One side holds a word, the other its opposite (and not the word itself).
+/// One side holds a word, the other its opposite (and neither both).
 fn antonym_swap(la: &HashSet<String>, lb: &HashSet<String>) -> bool {
-    ANTONYMS.iter().any(|(x, y)| {
-        let (ax, ay, bx, by) = (
-            la.contains(*x),
-            la.contains(*y),
-            lb.contains(*x),
-            lb.contains(*y),
-        );
-        (ax && by && !bx && !ay) || (ay && bx && !by && !ax)
+    // Word by word of one side (a few lookups) rather than pair by pair of the table.
+    la.iter().filter(|w| !lb.contains(*w)).any(|w| {
+        ANTONYMS
+            .iter()
+            .filter_map(|&(x, y)| match w.as_str() {
+                v if v == x => Some(y),
+                v if v == y => Some(x),
+                _ => None,
+            })
+            .any(|opposite| lb.contains(opposite) && !la.contains(opposite))
     })
 }
 
@@ -758,6 +881,59 @@ mod tests {
         ] {
             assert_eq!(guard(a, b), why, "{a:?} {b:?}");
             assert!(!why.allows());
+        }
+    }
+
+    #[test]
+    fn an_added_word_a_moved_quantity_or_an_inverted_relation_is_refused() {
+        for (a, b, why) in [
+            (
+                "List the planets in order of size.",
+                "List the planets in reverse order of size.",
+                Verdict::Addition,
+            ),
+            (
+                "How do I sort a list in Ruby?",
+                "How do I sort a list in Ruby in place?",
+                Verdict::Addition,
+            ),
+            (
+                "What is 250 miles in kilometers?",
+                "What is 250 kilometers in miles?",
+                Verdict::Quantity,
+            ),
+            (
+                "Which is heavier, a tiger or a horse? Is it the tiger?",
+                "Is a horse heavier than a tiger?",
+                Verdict::Swapped,
+            ),
+        ] {
+            assert_eq!(guard(a, b), why, "{a:?} {b:?}");
+            assert_eq!(guard(b, a), why, "{b:?} {a:?}");
+        }
+    }
+
+    #[test]
+    fn the_same_question_in_other_words_or_title_case_passes() {
+        for (a, b) in [
+            (
+                "Which is heavier, a tiger or a horse? Is it the tiger?",
+                "Is a tiger heavier than a horse?",
+            ),
+            (
+                "How many miles are in 42 kilometers?",
+                "What is 42 kilometers in miles?",
+            ),
+            (
+                "What Are The Benefits Of Using Redis In Production?",
+                "What are the benefits of using Redis in production?",
+            ),
+            (
+                "How far is Oslo from Lima?",
+                "What is the distance from Oslo to Lima?",
+            ),
+        ] {
+            assert!(guard(a, b).allows(), "{a:?} {b:?}: {:?}", guard(a, b));
         }
     }
 
