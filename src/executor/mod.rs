@@ -75,6 +75,18 @@ pub struct ComboAttempts {
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamCalls(pub Arc<std::sync::Mutex<Vec<UpstreamCall>>>);
 
+impl UpstreamCalls {
+    /// Logs a call.
+    pub fn push(&self, call: UpstreamCall) {
+        self.0.lock().expect("not poisoned").push(call);
+    }
+
+    /// The calls logged so far, in the order they ended.
+    pub fn take(&self) -> Vec<UpstreamCall> {
+        std::mem::take(&mut *self.0.lock().expect("not poisoned"))
+    }
+}
+
 /// One upstream call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamCall {

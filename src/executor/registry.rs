@@ -289,21 +289,28 @@ impl Service<Request<Bytes>> for Executors {
         req.extensions_mut().insert(target.clone());
         let calls = req.extensions().get::<UpstreamCalls>().cloned();
         Box::pin(async move {
-            let started = (std::time::SystemTime::now(), tokio::time::Instant::now());
+            // Timed only when traced: an untraced request reads no clock here.
+            let log = calls.map(|calls| {
+                (
+                    calls,
+                    std::time::SystemTime::now(),
+                    tokio::time::Instant::now(),
+                )
+            });
             let answer = if translated {
                 inbound::via_chat(service, req, &target.provider).await
             } else {
                 service.oneshot(req).await
             };
-            if let Some(calls) = calls {
+            if let Some((calls, started, at)) = log {
                 let (status, error) = match &answer {
                     Ok(response) => (response.status().as_u16(), None),
                     Err(err) => (err.status().as_u16(), Some(err.error_type().to_owned())),
                 };
-                calls.0.lock().expect("not poisoned").push(UpstreamCall {
+                calls.push(UpstreamCall {
                     target: target.clone(),
-                    started: started.0,
-                    elapsed: started.1.elapsed(),
+                    started,
+                    elapsed: at.elapsed(),
                     status,
                     error,
                 });

@@ -181,7 +181,7 @@ where
     fn call(&mut self, mut req: Request<Bytes>) -> Self::Future {
         let pending = match (&self.meter, req.extensions().get::<LlmRequest>()) {
             (Some(meter), Some(llm)) => {
-                let record = UsageRecord {
+                let mut record = UsageRecord {
                     request_id: req
                         .headers()
                         .get("x-request-id")
@@ -205,13 +205,12 @@ where
                     usage_source: "none",
                     ..UsageRecord::default()
                 };
-                // Ask for the usage chunk the client did not ask for; it is removed again
-                // on the way back.
-                let mut record = record;
                 record.trace = meter.tracer().map(|tracer| tracer.start(&mut req));
                 // With a trace, the layers below log their work and the registry each
                 // upstream call, for its child spans; auth began the log of phases.
                 let log = record.trace.map(|_| TraceLog::start(&mut req));
+                // Ask for the usage chunk the client did not ask for; it is removed again
+                // on the way back.
                 let mut body = std::mem::take(req.body_mut());
                 let strip = req
                     .extensions_mut()

@@ -11,7 +11,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use super::record::UsageRecord;
 use crate::executor::{UpstreamCall, UpstreamCalls};
 use crate::request::{Phase, Phases};
-use crate::telemetry::{TraceContext, Tracer};
+use crate::telemetry::{new_span_id, TraceContext, Tracer};
 
 /// What a traced request's layers log for its child spans: their phases (auth began the
 /// log) and the registry's upstream calls.
@@ -83,9 +83,7 @@ impl Bodies {
         Self {
             request: request.clone(),
             phases: log.map_or_else(Vec::new, |log| log.phases.take()),
-            calls: log.map_or_else(Vec::new, |log| {
-                std::mem::take(&mut *log.calls.0.lock().expect("not poisoned"))
-            }),
+            calls: log.map_or_else(Vec::new, |log| log.calls.take()),
             finish_reason: finish_reason(body),
             content,
         }
@@ -135,11 +133,9 @@ pub(crate) fn export(tracer: &Tracer, record: &UsageRecord, bodies: &Bodies) {
 
 /// A child span's context in the request's trace, with an id of its own.
 fn child_context(ctx: &TraceContext) -> SpanContext {
-    let mut span_id = [0u8; 8];
-    span_id.copy_from_slice(&fastrand::u64(1..).to_le_bytes());
     SpanContext::new(
         TraceId::from_bytes(ctx.trace_id),
-        SpanId::from_bytes(span_id),
+        SpanId::from_bytes(new_span_id()),
         TraceFlags::SAMPLED,
         false,
         TraceState::default(),

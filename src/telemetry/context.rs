@@ -40,6 +40,11 @@ fn random<const N: usize>() -> [u8; N] {
     out
 }
 
+/// A new span id, for a child of a request's span.
+pub(crate) fn new_span_id() -> [u8; 8] {
+    random()
+}
+
 impl TraceContext {
     /// The context of a request with this `traceparent` header (`None`: or an unreadable
     /// one): the caller's trace continues, with a new span; the caller's sampling decision

@@ -48,6 +48,7 @@ use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use tokio::sync::mpsc;
 
+pub(crate) use self::context::new_span_id;
 pub use self::context::TraceContext;
 pub use self::settings::{OtlpProtocol, TelemetrySettings};
 use crate::settings::SettingsError;

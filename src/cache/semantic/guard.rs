@@ -89,19 +89,23 @@ pub fn guard(a: &str, b: &str) -> Verdict {
     if antonym_swap(&la, &lb) {
         return Verdict::Antonym;
     }
-    let (ca, cb) = (content(&ta), content(&tb));
-    let missing = |x: &[String], y: &[String]| x.iter().any(|w| !y.iter().any(|v| near(w, v)));
-    let (ma, mb) = (missing(&ca, &cb), missing(&cb, &ca));
+    let (wa, wb) = (content(&ta), content(&tb));
+    let missing = |x: &[Option<String>], y: &[Option<String>]| {
+        x.iter()
+            .flatten()
+            .any(|w| !y.iter().flatten().any(|v| near(w, v)))
+    };
+    let (ma, mb) = (missing(&wa, &wb), missing(&wb, &wa));
     if ma && mb {
         return Verdict::Substitution;
     }
     if ma || mb {
         return Verdict::Addition;
     }
-    if quantities(&ta) != quantities(&tb) {
+    if quantities(&ta, &wa) != quantities(&tb, &wb) {
         return Verdict::Quantity;
     }
-    if swapped(&ta, &tb) || swapped(&tb, &ta) || inverted(&ta, &tb) {
+    if inverted((&ta, &wa), (&tb, &wb)) {
         return Verdict::Swapped;
     }
     Verdict::Agree
@@ -238,10 +242,10 @@ fn stem(w: &str) -> String {
     w.to_owned()
 }
 
-/// The content words of a prompt, in order: lowercased, stemmed, synonyms folded, stop
-/// words and filler out.
-fn content(tokens: &[String]) -> Vec<String> {
-    tokens.iter().filter_map(|t| content_word(t)).collect()
+/// Each token as a content word (lowercased, stemmed, synonyms folded), `None` for stop
+/// words and filler.
+fn content(tokens: &[String]) -> Vec<Option<String>> {
+    tokens.iter().map(|t| content_word(t)).collect()
 }
 
 /// A token as a content word, unless it is a stop word or filler.
@@ -254,16 +258,17 @@ fn content_word(t: &str) -> Option<String> {
     (!is_stop(&t) && !FILLER.contains(&t.as_str())).then(|| stem(canonical(&t)))
 }
 
-/// Each number with the content word after it (`250 miles`), sorted.
-fn quantities(tokens: &[String]) -> Vec<(String, String)> {
+/// Each number with the content word after it (`250 miles`), sorted; `words` are the
+/// tokens' [`content`].
+fn quantities<'a>(tokens: &[String], words: &'a [Option<String>]) -> Vec<(String, &'a str)> {
     let mut out = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
         if !is_plain_number(t) {
             continue;
         }
-        let next = tokens[i + 1..].iter().find_map(|t| content_word(t));
+        let next = words[i + 1..].iter().flatten().next();
         if let Some(next) = next.filter(|w| !is_plain_number(w)) {
-            out.push((t.replace(',', ""), unit(&next).map_or(next, str::to_owned)));
+            out.push((t.replace(',', ""), unit(next).unwrap_or(next)));
         }
     }
     out.sort_unstable();
@@ -274,26 +279,27 @@ fn quantities(tokens: &[String]) -> Vec<(String, String)> {
 /// between them in either (`Which is heavier, a tiger or a horse? Is it the tiger?` /
 /// `Is a horse heavier than a tiger?`): whatever the rest of the wording, the relation
 /// runs the other way.
-fn inverted(ta: &[String], tb: &[String]) -> bool {
+/// Each side is its tokens and their [`content`].
+fn inverted(a: (&[String], &[Option<String>]), b: (&[String], &[Option<String>])) -> bool {
     // Each content word's first position, and the positions of relational words.
-    let positions = |ts: &[String]| {
-        let mut first: Vec<(String, usize)> = Vec::new();
+    type Positions<'a> = (Vec<(&'a str, usize)>, Vec<usize>);
+    fn positions<'a>((ts, words): (&[String], &'a [Option<String>])) -> Positions<'a> {
+        let mut first: Vec<(&str, usize)> = Vec::new();
         let mut relational = Vec::new();
-        for (i, t) in ts.iter().enumerate() {
-            let lower = t.to_lowercase();
-            if RELATIONAL.contains(&lower.as_str()) {
+        for (i, (t, word)) in ts.iter().zip(words).enumerate() {
+            if RELATIONAL.iter().any(|r| t.eq_ignore_ascii_case(r)) {
                 relational.push(i);
             }
-            if let Some(word) = content_word(t) {
-                if !first.iter().any(|(w, _)| *w == word) {
+            if let Some(word) = word {
+                if !first.iter().any(|(w, _)| w == word) {
                     first.push((word, i));
                 }
             }
         }
         (first, relational)
-    };
-    let ((fa, ra), (fb, rb)) = (positions(ta), positions(tb));
-    let at = |first: &[(String, usize)], w: &str| first.iter().find(|(x, _)| x == w).map(|p| p.1);
+    }
+    let ((fa, ra), (fb, rb)) = (positions(a), positions(b));
+    let at = |first: &[(&str, usize)], w: &str| first.iter().find(|(x, _)| *x == w).map(|p| p.1);
     let between =
         |rel: &[usize], x: usize, y: usize| rel.iter().any(|&r| x.min(y) < r && r < x.max(y));
     for (i, (x, xa)) in fa.iter().enumerate() {
@@ -313,52 +319,6 @@ fn inverted(ta: &[String], tb: &[String]) -> bool {
 const RELATIONAL: [&str; 11] = [
     "to", "than", "into", "from", "vs", "versus", "is", "on", "over", "per", "by",
 ];
-
-/// `a` = `… x … y …` and `b` = `… y … x …` for terms `x`, `y` of one or two words with a
-/// relational word between them in `a`: the same words, the other way round.
-fn swapped(ta: &[String], tb: &[String]) -> bool {
-    let lower = |ts: &[String]| -> Vec<String> { ts.iter().map(|t| t.to_lowercase()).collect() };
-    let (la, lb) = (lower(ta), lower(tb));
-    let is_content = |w: &str| !is_stop(w) && !FILLER.contains(&w);
-    // Content positions of `a`, and the content sequence of `b`.
-    let ia: Vec<usize> = (0..la.len()).filter(|&i| is_content(&la[i])).collect();
-    let ca: Vec<&str> = ia.iter().map(|&i| la[i].as_str()).collect();
-    let cb: Vec<&str> = lb
-        .iter()
-        .map(String::as_str)
-        .filter(|w| is_content(w))
-        .collect();
-    if ca.len() != cb.len() || ca == cb {
-        return false;
-    }
-    let n = ca.len();
-    for xs in 0..n {
-        for xl in 1..=2 {
-            for ys in xs + xl..n {
-                for yl in 1..=2 {
-                    let ye = ys + yl;
-                    if ye > n {
-                        continue;
-                    }
-                    // b = A y B x C, with A, B, C as in a.
-                    let mut swapped: Vec<&str> = ca[..xs].to_vec();
-                    swapped.extend_from_slice(&ca[ys..ye]);
-                    swapped.extend_from_slice(&ca[xs + xl..ys]);
-                    swapped.extend_from_slice(&ca[xs..xs + xl]);
-                    swapped.extend_from_slice(&ca[ye..]);
-                    if swapped != cb {
-                        continue;
-                    }
-                    let between = &la[ia[xs + xl - 1] + 1..ia[ys]];
-                    if between.iter().any(|w| RELATIONAL.contains(&w.as_str())) {
-                        return true;
-                    }
-                }
-            }
-        }
-    }
-    false
-}
 
 /// NFKC form (ASCII, most prompts, is its own).
 fn nfkc(s: &str) -> std::borrow::Cow<'_, str> {
