@@ -1,41 +1,52 @@
 #!/usr/bin/env bash
-# End-to-end overhead of the gateway: direct-to-upstream vs through-gateway, in one run.
+# End-to-end overhead of the gateway, measured against the floor, in one run.
 #
-#   bash benches/e2e.sh            # DURATION=5 CONNS="1 32" CALLGRIND_REQUESTS=2000 by default
+#   bash benches/e2e.sh            # DURATION=5 CONNS="1 32" CALLGRIND_REQUESTS=2000 STACKS=default
+#   STACKS="default full" bash benches/e2e.sh     # issue 18's table: both configs side by side
 #
-# Starts the project's mock OpenAI server (`mock-upstream`) and the gateway (`llm-tower`,
-# provider `kind: openai` pointing at the mock's /v1), both built with `--profile profiling`
-# (release with line tables, for callgrind_annotate),
-# on free ports; drives them with wrk at each connection count for three workloads:
+# Starts the project's mock OpenAI server (`mock-upstream`), the floor (`benches/floor.rs`: a
+# bare hyper + hyper-util reverse proxy, the least a program of this kind does per request)
+# and one gateway per stack (provider `kind: openai` pointing at the mock's /v1), all built
+# with `--profile profiling` (release with line tables, for callgrind_annotate), on free
+# ports. Three workloads:
 #   json    a ~1 KB chat completion, JSON answer
 #   stream  the same with "stream": true, model `echo?words=50` (53 SSE events, unpaced)
 #   paced   the stream with `chunk_delay=1ms`: one event per TCP write, like a real model
-# and reports rps, p50, p99 for direct and gateway, the added p50, CPU per request of the
-# gateway (and of the upstream) from /proc/PID/stat, the gateway's RSS, and, under
-# callgrind, the gateway's instructions per JSON request and per stream (CALLGRIND_REQUESTS
-# JSON requests, a quarter as many streams; 0 skips; CALLGRIND_OUT=DIR keeps the profiles
-# for callgrind_annotate), per idempotent replay and per exact cache hit (the cache is on for
-# one model name only, `up/echo?usage=true`, so the other workloads pass it by), and (default
-# stack) for the inbound protocols: an Anthropic Messages request passed through to a
-# `kind: anthropic` provider (the mock answers /v1/messages itself), JSON and streamed, the
-# same stream translated from the chat upstream, and a Responses stream translated from chat
-# and passed through to a `responses: native` provider. Compare ratios within one run:
-# absolute numbers move with the machine's noise (wrk, gateway and upstream share the cores).
+# For each, wrk at each connection count against the mock directly, the floor and each
+# gateway: rps, p50, p99, what each adds to the direct p50/p99, CPU µs per request of each
+# proxy (/proc/PID/stat). Then, under callgrind, instructions per request (N JSON requests
+# on one keep-alive connection, a quarter as many streams; an idle stretch as long is
+# subtracted) of the floor and of each gateway, divided by the floor's; more workloads for the
+# gateways: `nousage` (the stream when the upstream reports no usage: estimated), `replay`
+# (an Idempotency-Key already answered), `hit` (an exact cache hit; the cache is on for the
+# model `up/echo?usage=true` only in the default stack, so other workloads pass it by), and
+# in the default stack the inbound protocols (an Anthropic Messages request passed through
+# to a `kind: anthropic` provider, JSON and streamed, the same stream translated from the
+# chat upstream, a Responses stream translated and passed through). Last, RSS of each proxy:
+# idle, with OPEN_STREAMS (1000) paced streams open at once, and after they were cancelled.
+# Compare ratios within one run: absolute numbers move with the machine's noise (wrk, the
+# proxies and the upstream share the cores).
 #
-#   STACK=full     the full stack instead of the default one: a master key, an alias to a
-#                  priority combo of two providers, idempotency (no key sent), the exact
-#                  cache on for every model (each request a miss: `x-gateway-cache-ttl: 0`
-#                  looks up and stores nothing), metering
-#   STACK=tenancy  the default stack with virtual keys: a master key, a configured key, and a
-#                  virtual key (made by /key/generate, with RPM, TPM and parallel limits,
-#                  counted in Redis when REDIS_URL is set, else in memory) that every request
-#                  sends; callgrind also measures the JSON request with the configured key
-#                  (`static`): json − static is what a virtual key adds
-#   TRACES=1       (any stack) traces on at 100 % sampling, exported to the mock's
-#                  /v1/traces (it answers 404: each span is still built, encoded and sent,
-#                  then counted as dropped), to measure what tracing adds per request
-#   GATEWAY_BIN=…  another build of the gateway (an older commit's, to compare in one run);
-#   MOCK_BIN=…     likewise for the mock; when both are given nothing is built
+# Stacks:
+#   default   one provider; metering to SQLite; idempotency on (no key sent)
+#   full      a master key, an alias to a priority combo of two providers, idempotency (no
+#             key sent), the exact cache on for every model (each request a miss:
+#             `x-gateway-cache-ttl: 0` looks up and stores nothing), metering
+#   tenancy   the default stack with virtual keys: a master key, a configured key, and a
+#             virtual key (made by /key/generate, with RPM, TPM and parallel limits, counted
+#             in Redis when REDIS_URL is set, else in memory) that every request sends;
+#             callgrind also measures the JSON request with the configured key (`static`):
+#             json − static is what a virtual key adds
+# Knobs:
+#   TRACES=1        traces on at 100 % sampling, exported to the mock's /v1/traces (it answers
+#                   404: each span is still built, encoded and sent, then counted as dropped)
+#   WRK=0           skip the wrk runs;  OPEN_STREAMS=0 skips the RSS run;  CALLGRIND_REQUESTS=0
+#                   skips callgrind;  CALLGRIND_OUT=DIR keeps the profiles for callgrind_annotate
+#   WORKLOADS="…"   the callgrind workloads to run (default: all that apply)
+#   FLOOR=0         no floor (ratios are then n/a)
+#   GATEWAY_BIN=… MOCK_BIN=… FLOOR_BIN=…   other builds (an older commit's, to compare in one
+#                   run); when all three are given nothing is built
+# The last line, `IR stack workload=N …`, is for scripts (benches/regression.sh).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -43,6 +54,10 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-"1 32"}
 CALLGRIND_REQUESTS=${CALLGRIND_REQUESTS:-2000}
+OPEN_STREAMS=${OPEN_STREAMS:-1000}
+WRK=${WRK:-1}
+FLOOR=${FLOOR:-1}
+STACKS=${STACKS:-${STACK:-default}}
 STREAM_EVENTS=53 # role + 50 words + finish + [DONE]
 export NO_COLOR=1 RUST_LOG=${RUST_LOG:-info}
 
@@ -52,24 +67,18 @@ need() { # command, Debian package
     if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq >&2; APT_UPDATED=1; fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >&2
 }
-need wrk wrk
 need curl curl
 need bc bc
-[ "${CALLGRIND_REQUESTS}" -gt 0 ] && need valgrind valgrind
+{ [ "$WRK" = 1 ] || [ "$OPEN_STREAMS" -gt 0 ]; } && need wrk wrk
+[ "$CALLGRIND_REQUESTS" -gt 0 ] && need valgrind valgrind
 
-STACK=${STACK:-default}
-if [ -z "${GATEWAY_BIN:-}" ] || [ -z "${MOCK_BIN:-}" ]; then
+if [ -z "${GATEWAY_BIN:-}" ] || [ -z "${MOCK_BIN:-}" ] || [ -z "${FLOOR_BIN:-}" ]; then
     echo "building the binaries (--profile profiling) ..." >&2
-    (cd "$ROOT" && cargo build --profile profiling --quiet --features test-util --bins)
+    (cd "$ROOT" && cargo build --profile profiling --quiet --features test-util --bins --example floor)
 fi
 MOCK_BIN=${MOCK_BIN:-$TARGET/profiling/mock-upstream}
 GATEWAY_BIN=${GATEWAY_BIN:-$TARGET/profiling/llm-tower}
-# The full stack's client sends its key, and asks the cache to look up but not store; the
-# tenancy stack's sends the virtual key (AUTH, set once it is made).
-EXTRA_HEADERS=(-H "x-bench-stack: $STACK")
-[ "$STACK" = full ] && EXTRA_HEADERS=(-H "x-gateway-cache-ttl: 0")
-AUTH=
-[ "$STACK" = full ] && AUTH=sk-bench-master
+FLOOR_BIN=${FLOOR_BIN:-$TARGET/profiling/examples/floor}
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -81,7 +90,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start LOG CMD... : runs CMD in the background, waits for the address it logs.
+# start LOG CMD... : runs CMD in the background, waits for the address it says it listens on.
 # Sets STARTED_PID and STARTED_ADDR.
 start() {
     local log=$1 addr=""
@@ -90,7 +99,8 @@ start() {
     STARTED_PID=$!
     PIDS+=("$STARTED_PID")
     for _ in $(seq 1200); do
-        addr=$(grep -o '127\.0\.0\.1:[0-9][0-9]*' "$log" | head -n1 || true)
+        # The line that says where it listens (valgrind's first lines repeat the command's).
+        addr=$(grep -o 'listening.*' "$log" | grep -o '127\.0\.0\.1:[0-9][0-9]*' | head -n1 || true)
         [ -n "$addr" ] && break
         if ! kill -0 "$STARTED_PID" 2>/dev/null; then
             echo "failed to start: $*" >&2; cat "$log" >&2; exit 1
@@ -100,10 +110,16 @@ start() {
     [ -n "$addr" ] || { echo "no address from: $*" >&2; cat "$log" >&2; exit 1; }
     STARTED_ADDR=$addr
 }
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; } # utime+stime
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
+field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+ratio() { # A B : A / B to two places, or n/a
+    if [[ "$1" =~ ^[0-9]+$ && "$2" =~ ^[0-9]+$ && "$2" -gt 0 ]]; then echo "scale=2; $1 / $2" | bc; else echo n/a; fi
+}
+kilo() { [[ "$1" =~ ^[0-9]+$ ]] && echo "$(echo "scale=1; $1 / 1000" | bc)k" || echo "$1"; }
 
 # --- request bodies -----------------------------------------------------------------------
 body() { # model stream
@@ -122,16 +138,112 @@ responses_body() { # model stream
 {"model":"$1","instructions":"You are a concise assistant for a software team. Answer in plain English, prefer short paragraphs, and say when you are unsure instead of guessing. Keep code samples minimal and runnable.","input":[{"role":"user","content":"We run an LLM gateway in front of several providers. What should we measure to know what the gateway itself costs per request?"},{"role":"assistant","content":"Measure the added latency (gateway p50 minus direct p50), CPU time per request in the gateway process, memory at idle and under load, and for streams the per-event overhead."},{"role":"user","content":[{"type":"input_text","text":"And how do we keep those numbers comparable on a noisy two-core machine? Give three concrete tips."}]}],"temperature":0.2,"top_p":0.95,"max_output_tokens":256,"user":"bench-user-0001","store":false,"stream":$2}
 EOF
 }
-declare -A MODEL=([json]="echo" [stream]="echo?words=50" [paced]="echo?words=50&chunk_delay=1ms")
-declare -A STREAM=([json]=false [stream]=true [paced]=true)
-for w in json stream paced; do
-    body "${MODEL[$w]}" "${STREAM[$w]}" >"$WORK/direct-$w.json"
-    if [ "$STACK" = full ]; then
-        body "fast-$w" "${STREAM[$w]}" >"$WORK/gateway-$w.json"
-    else
-        body "up/${MODEL[$w]}" "${STREAM[$w]}" >"$WORK/gateway-$w.json"
+# The upstream model of each workload; `open` holds a stream open for 10 s.
+declare -A MODEL=([json]="echo" [stream]="echo?words=50" [paced]="echo?words=50&chunk_delay=1ms"
+    [nousage]="echo?words=50&usage=false" [hit]="echo?usage=true" [open]="echo?words=50&chunk_delay=200ms")
+declare -A STREAM=([json]=false [stream]=true [paced]=true [nousage]=true [hit]=false [open]=true)
+
+# --- servers ------------------------------------------------------------------------------
+start "$WORK/mock.log" "$MOCK_BIN" --listen 127.0.0.1:0
+MOCK_PID=$STARTED_PID
+UPSTREAM=http://$STARTED_ADDR
+
+# Per target (direct, floor, each stack): its command, address, process, how the models it
+# is sent are named (`up/MODEL`, `fast-WORKLOAD`, else MODEL), the header and key its
+# requests carry.
+declare -A CMD URL PID PREFIX HEADER AUTH
+TARGETS=(direct)
+URL[direct]=$UPSTREAM PID[direct]=$MOCK_PID
+[ "$FLOOR" = 1 ] && TARGETS+=(floor) && CMD[floor]="$FLOOR_BIN --listen 127.0.0.1:0 --upstream $UPSTREAM"
+PROXIES=()
+[ "$FLOOR" = 1 ] && PROXIES+=(floor)
+for stack in $STACKS; do
+    yaml=$WORK/$stack.yaml
+    case $stack in
+    default | tenancy)
+        cat >"$yaml" <<EOF
+listen: 127.0.0.1:0
+providers:
+  up: { kind: openai, api_base: "$UPSTREAM/v1", api_key: sk-bench, models: [echo] }
+  claude: { kind: anthropic, api_base: "$UPSTREAM/v1", api_key: sk-bench }
+  native: { kind: openai, api_base: "$UPSTREAM/v1", api_key: sk-bench, responses: native }
+metering: { sqlite_path: "$WORK/$stack-usage.db" }   # the default ledger, kept out of the checkout
+cache: { enabled: true, models: ["up/echo?usage=true"] }
+EOF
+        PREFIX[$stack]=up/
+        ;;
+    full)
+        cat >"$yaml" <<EOF
+listen: 127.0.0.1:0
+master_key: sk-bench-master
+providers:
+  up: { kind: openai, api_base: "$UPSTREAM/v1", api_key: sk-bench, models: [echo] }
+  up2: { kind: openai, api_base: "$UPSTREAM/v1", api_key: sk-bench }
+metering: { sqlite_path: "$WORK/$stack-usage.db" }
+cache: { enabled: true }
+EOF
+        echo "aliases:" >>"$yaml"
+        for w in "${!MODEL[@]}"; do echo "  fast-$w: smart-$w" >>"$yaml"; done
+        echo "combos:" >>"$yaml"
+        for w in "${!MODEL[@]}"; do
+            echo "  smart-$w: { targets: [\"up/${MODEL[$w]}\", \"up2/${MODEL[$w]}\"] }" >>"$yaml"
+        done
+        PREFIX[$stack]=fast- HEADER[$stack]="x-gateway-cache-ttl: 0" AUTH[$stack]=sk-bench-master
+        ;;
+    *) echo "unknown stack $stack (default, full, tenancy)" >&2; exit 1 ;;
+    esac
+    if [ "$stack" = tenancy ]; then
+        limits=memory
+        [ -n "${REDIS_URL:-}" ] && { limits=redis; echo "redis: { url: \"$REDIS_URL\" }" >>"$yaml"; }
+        cat >>"$yaml" <<EOF
+master_key: sk-bench-master
+keys: [{ name: static, key: sk-bench-static }]
+tenancy: { limits: $limits, key_prefix: "llm-tower-bench-$$:" }
+EOF
     fi
+    if [ "${TRACES:-0}" = 1 ]; then
+        echo "telemetry: { otlp_endpoint: \"$UPSTREAM\", sample_ratio: 1.0 }" >>"$yaml"
+    fi
+    CMD[$stack]="$GATEWAY_BIN --config $yaml"
+    TARGETS+=("$stack") PROXIES+=("$stack")
 done
+
+declare -A RSS
+for t in "${PROXIES[@]}"; do
+    # shellcheck disable=SC2086 # CMD holds a command line
+    start "$WORK/$t.log" ${CMD[$t]}
+    PID[$t]=$STARTED_PID URL[$t]=http://$STARTED_ADDR
+    sleep 0.5
+    RSS[$t,idle]=$(rss_kb "${PID[$t]}")
+done
+if [ -n "${PID[tenancy]:-}" ]; then # the key lives in the ledger, for the callgrind run too
+    AUTH[tenancy]=$(curl -fsS -H "authorization: Bearer sk-bench-master" -H 'content-type: application/json' \
+        --data '{"key_alias":"bench","rpm_limit":1000000000,"tpm_limit":1000000000000,"max_parallel_requests":1000}' \
+        "${URL[tenancy]}/key/generate" | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
+    [ -n "${AUTH[tenancy]}" ] || { echo "no virtual key" >&2; exit 1; }
+    echo "tenancy: limits in $limits, virtual key ${AUTH[tenancy]:0:6}…" >&2
+fi
+
+# bodyfile TARGET WORKLOAD : the request body a target is sent for a workload
+bodyfile() {
+    local t=$1 w=$2 file=$WORK/body-$1-$2.json model
+    if [ ! -f "$file" ]; then
+        case $w in
+        messages) messages_body "claude/echo" false ;;
+        messages-stream) messages_body "claude/echo?words=50" true ;;
+        messages-translated) messages_body "up/echo?words=50" true ;;
+        responses-translated) responses_body "up/echo?words=50" true ;;
+        responses-stream) responses_body "native/echo?words=50" true ;;
+        *)
+            case $w in replay | static) w=json ;; esac
+            model=${MODEL[$w]}
+            case ${PREFIX[$t]:-} in up/) model=up/$model ;; fast-) model=fast-$w ;; esac
+            body "$model" "${STREAM[$w]}"
+            ;;
+        esac >"$file"
+    fi
+    echo "$file"
+}
 
 cat >"$WORK/post.lua" <<'EOF'
 local f = assert(io.open(os.getenv("BODY_FILE"), "rb"))
@@ -139,9 +251,9 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/json"
-if os.getenv("FULL_STACK") == "1" then
-  wrk.headers["x-gateway-cache-ttl"] = "0"
-end
+local header = os.getenv("HEADER") or ""
+local name, value = header:match("^([^:]+):%s*(.*)$")
+if name then wrk.headers[name] = value end
 if (os.getenv("AUTH") or "") ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. os.getenv("AUTH")
 end
@@ -154,199 +266,181 @@ function done(summary, latency, requests)
 end
 EOF
 
-# load URL BODY CONNS SECONDS : prints the RESULT line of wrk
+# load TARGET WORKLOAD CONNS SECONDS [THREADS] : prints the RESULT line of wrk
 load() {
-    AUTH=$([ "$1" = "${1#"$UPSTREAM"}" ] && echo "$AUTH") FULL_STACK=$([ "$STACK" = full ] && echo 1 || echo 0) BODY_FILE=$2 wrk -t1 -c"$3" -d"$4"s --timeout 10s -s "$WORK/post.lua" "$1" |
+    HEADER=${HEADER[$1]:-} AUTH=${AUTH[$1]:-} BODY_FILE=$(bodyfile "$1" "$2") \
+        wrk -t"${5:-1}" -c"$3" -d"$4"s --timeout 30s -s "$WORK/post.lua" "${URL[$1]}/v1/chat/completions" |
         grep '^RESULT' | sed 's/^RESULT //'
 }
-# sequential URL BODY N : N requests on one keep-alive connection; fails unless all are 200
-sequential() { # URL BODY N [HEADER]
+# sequential URL BODY N HEADER KEY : N requests on one keep-alive connection; fails unless all are 200
+sequential() {
     local ok
     ok=$(for _ in $(seq "$3"); do printf 'url = "%s"\noutput = "/dev/null"\n' "$1"; done |
-        curl -s -K - -w '%{http_code}\n' -H 'content-type: application/json' -H "${4:-x-bench: 1}" "${EXTRA_HEADERS[@]}" \
-            ${AUTH:+-H "authorization: Bearer $AUTH"} \
-            --data-binary "@$2" | grep -c '^200$' || true)
-    [ "$ok" = "$3" ] || { echo "sequential: $ok of $3 requests answered 200" >&2; exit 1; }
+        curl -s -K - -w '%{http_code}\n' -H 'content-type: application/json' -H "${4:-x-bench: 1}" \
+            ${5:+-H "authorization: Bearer $5"} --data-binary "@$2" | grep -c '^200$' || true)
+    if [ "$ok" != "$3" ]; then
+        echo "sequential: $ok of $3 requests answered 200 from $1; one more:" >&2
+        curl -sS -m 10 -H 'content-type: application/json' -H "${4:-x-bench: 1}" ${5:+-H "authorization: Bearer $5"} \
+            --data-binary "@$2" "$1" 2>&1 | head -c 2000 >&2
+        exit 1
+    fi
 }
-field() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 
-# --- servers ------------------------------------------------------------------------------
-start "$WORK/mock.log" "$MOCK_BIN" --listen 127.0.0.1:0
-MOCK_PID=$STARTED_PID
-UPSTREAM=http://$STARTED_ADDR
-cat >"$WORK/gateway.yaml" <<EOF
-listen: 127.0.0.1:0
-providers:
-  up: { kind: openai, api_base: "$UPSTREAM/v1", api_key: sk-bench, models: [echo] }
-  claude: { kind: anthropic, api_base: "$UPSTREAM/v1", api_key: sk-bench }
-  native: { kind: openai, api_base: "$UPSTREAM/v1", api_key: sk-bench, responses: native }
-metering: { sqlite_path: "$WORK/usage.db" }   # the default ledger, kept out of the checkout
-cache: { enabled: true, models: ["up/echo?usage=true"] }
-EOF
-if [ "$STACK" = full ]; then
-    cat >"$WORK/gateway.yaml" <<EOF
-listen: 127.0.0.1:0
-master_key: sk-bench-master
-providers:
-  up: { kind: openai, api_base: "$UPSTREAM/v1", api_key: sk-bench, models: [echo] }
-  up2: { kind: openai, api_base: "$UPSTREAM/v1", api_key: sk-bench }
-metering: { sqlite_path: "$WORK/usage.db" }
-cache: { enabled: true }
-aliases: { fast-json: smart-json, fast-stream: smart-stream, fast-paced: smart-paced, fast-hit: smart-hit }
-combos:
-  smart-json: { targets: [up/echo, up2/echo] }
-  smart-stream: { targets: ["up/echo?words=50", "up2/echo?words=50"] }
-  smart-paced: { targets: ["up/echo?words=50&chunk_delay=1ms", "up2/echo?words=50&chunk_delay=1ms"] }
-  smart-hit: { targets: ["up/echo?usage=true"] }
-EOF
-fi
-if [ "$STACK" = tenancy ]; then
-    limits=memory
-    [ -n "${REDIS_URL:-}" ] && { limits=redis; echo "redis: { url: \"$REDIS_URL\" }" >>"$WORK/gateway.yaml"; }
-    cat >>"$WORK/gateway.yaml" <<EOF
-master_key: sk-bench-master
-keys: [{ name: static, key: sk-bench-static }]
-tenancy: { limits: $limits, key_prefix: "llm-tower-bench-$$:" }
-EOF
-fi
-if [ "${TRACES:-0}" = 1 ]; then
-    echo "telemetry: { otlp_endpoint: \"$UPSTREAM\", sample_ratio: 1.0 }" >>"$WORK/gateway.yaml"
-fi
-start "$WORK/gateway.log" "$GATEWAY_BIN" --config "$WORK/gateway.yaml"
-GW_PID=$STARTED_PID
-GATEWAY=http://$STARTED_ADDR
-sleep 0.5
-RSS_IDLE=$(rss_kb "$GW_PID")
-if [ "$STACK" = tenancy ]; then # the key lives in the ledger, for the callgrind run too
-    AUTH=$(curl -fsS -H "authorization: Bearer sk-bench-master" -H 'content-type: application/json' \
-        --data '{"key_alias":"bench","rpm_limit":1000000000,"tpm_limit":1000000000000,"max_parallel_requests":1000}' \
-        "$GATEWAY/key/generate" | sed -n 's/.*"key":"\([^"]*\)".*/\1/p')
-    [ -n "$AUTH" ] || { echo "no virtual key" >&2; exit 1; }
-    echo "tenancy: limits in $limits, virtual key ${AUTH:0:6}…" >&2
-fi
-
-for target in direct gateway; do # one request each way, so a broken setup fails loudly
-    url=$UPSTREAM
-    [ "$target" = gateway ] && url=$GATEWAY
-    code=$(curl -s -o "$WORK/check.out" -w '%{http_code}' -H 'content-type: application/json' "${EXTRA_HEADERS[@]}" \
-        ${AUTH:+-H "authorization: Bearer $AUTH"} \
-        --data-binary "@$WORK/$target-json.json" "$url/v1/chat/completions")
-    [ "$code" = 200 ] || { echo "$target check: HTTP $code" >&2; cat "$WORK/check.out" >&2; exit 1; }
+for t in "${TARGETS[@]}"; do # one request each, so a broken setup fails loudly
+    sequential "${URL[$t]}/v1/chat/completions" "$(bodyfile "$t" json)" 1 "${HEADER[$t]:-x-bench: 1}" "${AUTH[$t]:-}"
 done
 
-echo "upstream $UPSTREAM  gateway $GATEWAY  ${DURATION}s per run, wrk -t1; $(nproc) cores" >&2
+# --- wrk: latency and CPU per request ----------------------------------------------------
 declare -A R
-for w in json stream paced; do
-    for c in $CONNS; do
-        for target in direct gateway; do
-            url=$UPSTREAM
-            [ "$target" = gateway ] && url=$GATEWAY
-            load "$url/v1/chat/completions" "$WORK/$target-$w.json" "$c" 1 >/dev/null # warm-up
-            g0=$(cpu_ticks "$GW_PID") m0=$(cpu_ticks "$MOCK_PID")
-            out=$(load "$url/v1/chat/completions" "$WORK/$target-$w.json" "$c" "$DURATION")
-            g1=$(cpu_ticks "$GW_PID") m1=$(cpu_ticks "$MOCK_PID")
-            n=$(field "$out" requests)
-            [ "$(field "$out" bad)" = 0 ] || echo "WARNING: $w c=$c $target: errors: $out" >&2
-            R[$w,$c,$target]="$out gw_cpu=$(((g1 - g0) * TICK_US / n)) up_cpu=$(((m1 - m0) * TICK_US / n))"
-            echo "  $w c=$c $target: ${R[$w,$c,$target]}" >&2
+if [ "$WRK" = 1 ]; then
+    echo "upstream $UPSTREAM; ${DURATION}s per run, wrk -t1; $(nproc) cores" >&2
+    for w in json stream paced; do
+        for c in $CONNS; do
+            for t in "${TARGETS[@]}"; do
+                load "$t" "$w" "$c" 1 >/dev/null # warm-up
+                p0=$(cpu_ticks "${PID[$t]}") m0=$(cpu_ticks "$MOCK_PID")
+                out=$(load "$t" "$w" "$c" "$DURATION")
+                p1=$(cpu_ticks "${PID[$t]}") m1=$(cpu_ticks "$MOCK_PID")
+                n=$(field "$out" requests)
+                [ "$(field "$out" bad)" = 0 ] || echo "WARNING: $w c=$c $t: errors: $out" >&2
+                R[$w,$c,$t]="$out cpu=$(((p1 - p0) * TICK_US / n)) up_cpu=$(((m1 - m0) * TICK_US / n))"
+                echo "  $w c=$c $t: ${R[$w,$c,$t]}" >&2
+            done
         done
     done
-done
-RSS_LOADED=$(rss_kb "$GW_PID")
-kill "$GW_PID"
-wait "$GW_PID" 2>/dev/null || true
+fi
 
-# --- callgrind: instructions per request in the gateway ----------------------------------
+# --- RSS with many streams open ----------------------------------------------------------
+if [ "$OPEN_STREAMS" -gt 0 ]; then
+    for t in "${PROXIES[@]}"; do
+        echo "RSS: $OPEN_STREAMS streams open through $t ..." >&2
+        (sleep 4 && rss_kb "${PID[$t]}" >"$WORK/rss-open-$t") &
+        sampler=$!
+        load "$t" open "$OPEN_STREAMS" 6 2 >/dev/null || true # each stream lasts 10 s: all cut by wrk
+        wait "$sampler"
+        sleep 2
+        RSS[$t,open]=$(cat "$WORK/rss-open-$t") RSS[$t,after]=$(rss_kb "${PID[$t]}")
+    done
+fi
+for t in "${PROXIES[@]}"; do stop "${PID[$t]}"; done
+
+# --- callgrind: instructions per request --------------------------------------------------
 # For each workload: N requests on one keep-alive connection (like wrk -c1), dumped, then an
-# idle baseline over as long (timers, metrics upkeep), dumped and subtracted.
-declare -A IR=([json]=n/a [stream]=n/a [replay]=n/a [hit]=n/a [static]=n/a [messages]=n/a [messages-stream]=n/a
-    [messages-translated]=n/a [responses-translated]=n/a [responses-stream]=n/a)
+# idle stretch as long (timers, metrics upkeep), dumped and subtracted.
+declare -A IR
 if [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
     CG_OUT=${CALLGRIND_OUT:-$WORK}
     mkdir -p "$CG_OUT"
-    start "$WORK/callgrind.log" valgrind --tool=callgrind --callgrind-out-file="$CG_OUT/callgrind.out.%p" \
-        "$GATEWAY_BIN" --config "$WORK/gateway.yaml"
-    CG_PID=$STARTED_PID
-    CG_BASE=http://$STARTED_ADDR/v1
     ir() { grep -h '^summary:\|^totals:' "$1" | head -n1 | awk '{ print $2 }'; }
-    dump=0
-    # replay: the JSON request with an Idempotency-Key already answered (served from memory);
-    # hit: the JSON request for the cached model, answered from the cache after the warm-up.
-    if [ "$STACK" = full ]; then
-        body "fast-hit" false >"$WORK/gateway-hit.json"
-    else
-        body "up/echo?usage=true" false >"$WORK/gateway-hit.json"
-    fi
-    # The inbound protocols (default stack): passed through (claude/, native/) and
-    # translated from the chat upstream (up/).
-    messages_body "claude/echo" false >"$WORK/gateway-messages.json"
-    messages_body "claude/echo?words=50" true >"$WORK/gateway-messages-stream.json"
-    messages_body "up/echo?words=50" true >"$WORK/gateway-messages-translated.json"
-    responses_body "up/echo?words=50" true >"$WORK/gateway-responses-translated.json"
-    responses_body "native/echo?words=50" true >"$WORK/gateway-responses-stream.json"
-    workloads="json stream replay hit"
-    [ "$STACK" = tenancy ] && workloads="json static stream"
-    [ "$STACK" = default ] && workloads="$workloads messages messages-stream messages-translated responses-translated responses-stream"
-    for w in $workloads; do
-        n=$CALLGRIND_REQUESTS
-        case $w in *stream* | *translated*) n=$(((n + 3) / 4)) ;; esac
-        body=$WORK/gateway-$w.json header="x-bench: 1" path=chat/completions
-        [ "$w" = replay ] && body=$WORK/gateway-json.json header="idempotency-key: bench-replay"
-        [ "$w" = static ] && body=$WORK/gateway-json.json
-        case $w in messages*) path=messages header="anthropic-version: 2023-06-01" ;; responses*) path=responses ;; esac
-        CG_URL=$CG_BASE/$path
-        echo "callgrind: $n $w requests (slow) ..." >&2
-        key=$AUTH
-        [ "$w" = static ] && key=sk-bench-static
-        AUTH=$key sequential "$CG_URL" "$body" 100 "$header" # warm-up: pool, lazy init
-        callgrind_control -z "$CG_PID" >/dev/null 2>&1
-        t0=$(date +%s.%N)
-        AUTH=$key sequential "$CG_URL" "$body" "$n" "$header"
-        t1=$(date +%s.%N)
-        callgrind_control -d "$w" "$CG_PID" >/dev/null 2>&1
-        sleep "$(echo "$t1 - $t0" | bc)"
-        callgrind_control -d idle "$CG_PID" >/dev/null 2>&1
-        load_file=$CG_OUT/callgrind.out.$CG_PID.$((dump + 1))
-        idle_file=$CG_OUT/callgrind.out.$CG_PID.$((dump + 2))
-        dump=$((dump + 2))
-        ir_load=$(ir "$load_file") ir_idle=$(ir "$idle_file")
-        IR[$w]=$(((ir_load - ir_idle) / n))
-        echo "callgrind $w: $n requests, Ir $ir_load, idle over as long $ir_idle" >&2
-        [ -n "${CALLGRIND_OUT:-}" ] &&
-            echo "  callgrind_annotate --inclusive=yes $load_file | head -60" >&2
+    for t in "${PROXIES[@]}"; do
+        workloads=${WORKLOADS:-"json stream paced nousage replay hit static messages messages-stream messages-translated responses-translated responses-stream"}
+        todo=""
+        for w in $workloads; do
+            case $t:$w in
+            floor:json | floor:stream | floor:paced) ;;
+            floor:*) continue ;;
+            tenancy:static) ;;
+            *:static) continue ;;
+            default:messages* | default:responses*) ;;
+            *:messages* | *:responses*) continue ;;
+            esac
+            todo="$todo $w"
+        done
+        [ -n "$todo" ] || continue
+        # shellcheck disable=SC2086 # CMD holds a command line
+        start "$WORK/callgrind-$t.log" valgrind --tool=callgrind --callgrind-out-file="$CG_OUT/callgrind.$t.out.%p" ${CMD[$t]}
+        cg_pid=$STARTED_PID cg_url=http://$STARTED_ADDR/v1
+        dump=0
+        for w in $todo; do
+            n=$CALLGRIND_REQUESTS
+            case $w in json | replay | hit | static | messages) ;; *) n=$(((n + 3) / 4)) ;; esac
+            header=${HEADER[$t]:-x-bench: 1} path=chat/completions key=${AUTH[$t]:-}
+            [ "$w" = replay ] && header="idempotency-key: bench-replay"
+            [ "$w" = hit ] && header="x-bench: 1"
+            [ "$w" = static ] && key=sk-bench-static
+            case $w in messages*) path=messages header="anthropic-version: 2023-06-01" ;; responses*) path=responses ;; esac
+            body=$(bodyfile "$t" "$w")
+            echo "callgrind $t: $n $w requests (slow) ..." >&2
+            sequential "$cg_url/$path" "$body" 100 "$header" "$key" # warm-up: pool, lazy init
+            callgrind_control -z "$cg_pid" >/dev/null 2>&1
+            t0=$(date +%s.%N)
+            sequential "$cg_url/$path" "$body" "$n" "$header" "$key"
+            t1=$(date +%s.%N)
+            callgrind_control -d "$w" "$cg_pid" >/dev/null 2>&1
+            sleep "$(echo "$t1 - $t0" | bc)"
+            callgrind_control -d idle "$cg_pid" >/dev/null 2>&1
+            load_file=$CG_OUT/callgrind.$t.out.$cg_pid.$((dump + 1))
+            idle_file=$CG_OUT/callgrind.$t.out.$cg_pid.$((dump + 2))
+            dump=$((dump + 2))
+            ir_load=$(ir "$load_file") ir_idle=$(ir "$idle_file")
+            IR[$t,$w]=$(((ir_load - ir_idle) / n))
+            echo "  $t $w: ${IR[$t,$w]} per request (Ir $ir_load, idle over as long $ir_idle)" >&2
+            [ -n "${CALLGRIND_OUT:-}" ] && echo "  callgrind_annotate --inclusive=yes $load_file | head -60" >&2
+        done
+        stop "$cg_pid"
     done
 fi
 
 # --- report -------------------------------------------------------------------------------
-printf '\n%-7s %5s | %9s %7s %7s | %9s %7s %7s | %8s %6s | %7s %7s\n' \
-    workload conns "rps:dir" p50 p99 "rps:gw" p50 p99 "+p50 µs" "p50 ×" "gw µs" "up µs"
-for w in json stream paced; do
-    for c in $CONNS; do
-        d=${R[$w,$c,direct]} g=${R[$w,$c,gateway]}
-        dp50=$(field "$d" p50) gp50=$(field "$g" p50)
-        printf '%-7s %5s | %9s %7s %7s | %9s %7s %7s | %8s %6s | %7s %7s\n' "$w" "$c" \
-            "$(field "$d" rps)" "$dp50" "$(field "$d" p99)" \
-            "$(field "$g" rps)" "$gp50" "$(field "$g" p99)" \
-            "$((gp50 - dp50))" "$(echo "scale=2; $gp50 / $dp50" | bc)" \
-            "$(field "$g" gw_cpu)" "$(field "$g" up_cpu)"
-    done
-done
 echo
-echo "p50/p99 in µs per request; +p50 = gateway p50 − direct p50; gw µs / up µs = CPU (user+sys)"
-echo "per request of the gateway / of the upstream, in the gateway run. Stream per event: divide"
-echo "by $STREAM_EVENTS events."
-for w in stream paced; do
-    for c in $CONNS; do
-        d=${R[$w,$c,direct]} g=${R[$w,$c,gateway]}
-        echo "$w c=$c per event: p50 $(echo "scale=2; $(field "$d" p50) / $STREAM_EVENTS" | bc) → $(echo "scale=2; $(field "$g" p50) / $STREAM_EVENTS" | bc) µs, gateway CPU $(echo "scale=2; $(field "$g" gw_cpu) / $STREAM_EVENTS" | bc) µs vs upstream $(echo "scale=2; $(field "$g" up_cpu) / $STREAM_EVENTS" | bc) µs"
+echo "stacks: $STACKS; gateway $GATEWAY_BIN; $(nproc) cores"
+if [ "$WRK" = 1 ]; then
+    echo
+    echo "latency in µs (wrk, ${DURATION}s per run): direct p50/p99, then what each proxy adds to them;"
+    echo "CPU µs per request of each proxy (user+sys), and the gateways' CPU over the floor's"
+    printf '%-7s %5s | %14s' workload conns "direct p50/p99"
+    for t in "${PROXIES[@]}"; do printf ' | %-26s' "$t +p50/+p99 cpu"; done
+    echo
+    for w in json stream paced; do
+        for c in $CONNS; do
+            d=${R[$w,$c,direct]}
+            dp50=$(field "$d" p50) dp99=$(field "$d" p99)
+            printf '%-7s %5s | %14s' "$w" "$c" "$dp50/$dp99"
+            for t in "${PROXIES[@]}"; do
+                g=${R[$w,$c,$t]} x=""
+                cpu=$(field "$g" cpu)
+                [ "$t" != floor ] && [ "$FLOOR" = 1 ] && x=" ×$(ratio "$cpu" "$(field "${R[$w,$c,floor]}" cpu)")"
+                printf ' | %-26s' "+$(($(field "$g" p50) - dp50))/+$(($(field "$g" p99) - dp99)) ${cpu}µs$x"
+            done
+            echo
+        done
     done
-done
-echo "gateway RSS: idle after start $((RSS_IDLE / 1024)) MB ($RSS_IDLE kB), after load $((RSS_LOADED / 1024)) MB ($RSS_LOADED kB)"
-echo "stack: $STACK; gateway: $GATEWAY_BIN"
-echo "gateway instructions per request (callgrind, idle subtracted): json ${IR[json]}, stream ${IR[stream]} ($STREAM_EVENTS events), idempotent replay ${IR[replay]}, cache hit ${IR[hit]}"
-if [ "$STACK" = tenancy ] && [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
-    echo "tenancy: JSON request with the virtual key ${IR[json]}, with the configured key ${IR[static]}: the virtual key adds $((IR[json] - IR[static]))"
+    echo "(a stream's figures are per stream of $STREAM_EVENTS events)"
 fi
-if [ "$STACK" = default ] && [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
-    echo "inbound protocols: Messages passed through: json ${IR[messages]} (chat json ${IR[json]}), stream ${IR[messages-stream]}; Messages translated from the chat stream ${IR[messages-translated]}; Responses stream passed through ${IR[responses-stream]}, translated ${IR[responses-translated]} (each from the same $STREAM_EVENTS-event chat answer)"
+if [ "$OPEN_STREAMS" -gt 0 ]; then
+    echo
+    echo "RSS: idle / with $OPEN_STREAMS streams open (per stream) / after they were cancelled"
+    for t in "${PROXIES[@]}"; do
+        echo "  $t: $((RSS[$t,idle] / 1024)) MB / $((RSS[$t,open] / 1024)) MB ($(((RSS[$t,open] - RSS[$t,idle]) / OPEN_STREAMS)) kB) / $((RSS[$t,after] / 1024)) MB"
+    done
+fi
+if [ "$CALLGRIND_REQUESTS" -gt 0 ]; then
+    echo
+    echo "instructions per request (callgrind, idle subtracted); × = over the floor; a stream is $STREAM_EVENTS events"
+    printf '%-21s %9s' workload floor
+    for t in "${PROXIES[@]}"; do [ "$t" != floor ] && printf ' | %9s %6s' "$t" "×"; done
+    echo
+    for w in json stream paced nousage replay hit static messages messages-stream messages-translated responses-translated responses-stream; do
+        any=""
+        for t in "${PROXIES[@]}"; do [ -n "${IR[$t,$w]:-}" ] && any=1; done
+        [ -n "$any" ] || continue
+        base=${IR[floor,$w]:-}
+        [ "$w" = nousage ] && base=${IR[floor,stream]:-}
+        [ "$w" = hit ] || [ "$w" = replay ] && base=${IR[floor,json]:-}
+        printf '%-21s %9s' "$w" "$(kilo "${IR[floor,$w]:-}")"
+        for t in "${PROXIES[@]}"; do
+            [ "$t" = floor ] && continue
+            printf ' | %9s %6s' "$(kilo "${IR[$t,$w]:--}")" "$(ratio "${IR[$t,$w]:-}" "$base")"
+        done
+        echo
+    done
+    echo "per streamed event (stream ÷ $STREAM_EVENTS):$(for t in "${PROXIES[@]}"; do
+        [ -n "${IR[$t,stream]:-}" ] && printf ' %s %s' "$t" "$(kilo $((IR[$t,stream] / STREAM_EVENTS)))"
+    done)"
+    [ -n "${IR[tenancy,static]:-}" ] && echo "tenancy: the virtual key adds $((IR[tenancy,json] - IR[tenancy,static])) over the configured key"
+    for t in "${PROXIES[@]}"; do
+        line="IR $t"
+        for key in "${!IR[@]}"; do [ "${key%%,*}" = "$t" ] && line="$line ${key#*,}=${IR[$key]}"; done
+        echo "$line"
+    done
 fi
