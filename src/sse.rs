@@ -164,6 +164,26 @@ pub fn each_event(body: &[u8], on_event: &mut dyn FnMut(Event<'_>) -> More) {
     }
 }
 
+/// The bytes of the event around position `at` of a body: from after the blank line before
+/// it (or the start) to after the blank line that ends it (or the end). Walks line ends
+/// with `memrchr`/`memchr` (a reverse substring search is scalar, and would scan the whole
+/// body before `at` for a `\r\n` an OpenAI stream never has).
+pub(crate) fn event_around(body: &[u8], at: usize) -> std::ops::Range<usize> {
+    let (before, after) = body.split_at(at);
+    // A line end that follows a line end (`\n\n`, `\n\r\n`) is a blank line.
+    let start = memchr::memrchr_iter(b'\n', before)
+        .find(|&nl| before[..nl].ends_with(b"\n") || before[..nl].ends_with(b"\n\r"))
+        .map_or(0, |nl| nl + 1);
+    let end = memchr::memchr_iter(b'\n', after)
+        .find_map(|nl| {
+            let rest = &after[nl + 1..];
+            (rest.starts_with(b"\n") || rest.starts_with(b"\r\n"))
+                .then(|| at + nl + 1 + if rest[0] == b'\n' { 1 } else { 2 })
+        })
+        .unwrap_or(body.len());
+    start..end
+}
+
 /// How a Responses stream event ends the stream, if it does.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ResponseEvent {
@@ -234,6 +254,18 @@ mod tests {
                 (None, b"[DONE]".to_vec()),
             ]
         );
+    }
+
+    #[test]
+    fn the_event_around_a_position_is_cut_at_its_blank_lines() {
+        let body = b"data: a\n\nevent: x\r\ndata: bcd\r\n\r\ndata: e";
+        let at = |needle: &[u8]| memchr::memmem::find(body, needle).unwrap();
+        assert_eq!(&body[event_around(body, at(b"a"))], b"data: a\n\n");
+        assert_eq!(
+            &body[event_around(body, at(b"bcd"))],
+            b"event: x\r\ndata: bcd\r\n\r\n"
+        );
+        assert_eq!(&body[event_around(body, body.len() - 1)], b"data: e");
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! Builds a `chat.completion` from the chunks of a stream as they pass, and the body that
 //! feeds it (or keeps a JSON answer) without holding any frame back from the client.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::{Bytes, BytesMut};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 use super::inbound::{is_whole_message, is_whole_response, MessageAssembler, ResponseAssembler};
@@ -65,90 +69,71 @@ impl Assembler {
             self.done = true;
             return;
         }
-        let Ok(Value::Object(chunk)) = serde_json::from_slice::<Value>(payload) else {
-            self.failed = true;
-            return;
-        };
-        if chunk.contains_key("error") {
-            self.failed = true;
-            return;
+        // Read into borrowed fields, skipping what is not kept: no tree per chunk. A chunk
+        // not of the documented shape leaves the answer uncached.
+        match serde_json::from_slice::<Chunk<'_>>(payload) {
+            Ok(chunk) if chunk.error.is_none() => self.chunk(chunk),
+            _ => self.failed = true,
         }
-        self.chunk(chunk);
     }
 
-    fn chunk(&mut self, mut chunk: Map<String, Value>) {
-        for member in [
-            "id",
-            "created",
-            "model",
-            "system_fingerprint",
-            "service_tier",
-        ] {
-            if let Some(v) = chunk.remove(member).filter(|v| !v.is_null()) {
-                self.head.entry(member).or_insert(v);
+    fn chunk(&mut self, chunk: Chunk<'_>) {
+        let head = [
+            ("id", chunk.id),
+            ("created", chunk.created),
+            ("model", chunk.model),
+            ("system_fingerprint", chunk.system_fingerprint),
+            ("service_tier", chunk.service_tier),
+        ];
+        for (member, value) in head {
+            if let (Some(value), false) = (value, self.head.contains_key(member)) {
+                self.head.insert(member.to_owned(), value.into_value());
             }
         }
-        if let Some(usage) = chunk.remove("usage").filter(Value::is_object) {
+        if let Some(usage) = chunk.usage.map(Raw::into_value).filter(Value::is_object) {
             self.usage = Some(usage);
         }
-        let Some(Value::Array(choices)) = chunk.remove("choices") else {
-            return;
-        };
-        for choice in choices {
-            let Value::Object(mut choice) = choice else {
-                continue;
-            };
-            let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
-            let parts = self.choices.entry(index).or_default();
-            if let Some(Value::Object(mut delta)) = choice.remove("delta") {
-                if let Some(role) = delta.remove("role").filter(|r| !r.is_null()) {
-                    parts.role.get_or_insert(role);
+        for choice in chunk.choices {
+            let parts = self.choices.entry(choice.index).or_default();
+            if let Some(delta) = choice.delta {
+                if let (Some(role), None) = (delta.role, &parts.role) {
+                    parts.role = Some(role.into_value());
                 }
-                if let Some(Value::String(text)) = delta.remove("content") {
+                if let Some(text) = delta.content {
                     parts
                         .content
                         .get_or_insert_with(String::new)
                         .push_str(&text);
                 }
-                if let Some(Value::String(text)) = delta.remove("refusal") {
+                if let Some(text) = delta.refusal {
                     parts
                         .refusal
                         .get_or_insert_with(String::new)
                         .push_str(&text);
                 }
-                if let Some(Value::Array(calls)) = delta.remove("tool_calls") {
-                    for call in calls {
-                        let i = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-                        let slot = parts.tool_calls.entry(i).or_default();
-                        if let Some(id) = call.get("id").filter(|v| !v.is_null()) {
-                            slot.id.get_or_insert(id.clone());
+                for call in delta.tool_calls {
+                    let slot = parts.tool_calls.entry(call.index).or_default();
+                    if let (Some(id), None) = (call.id, &slot.id) {
+                        slot.id = Some(id.into_value());
+                    }
+                    if let (Some(kind), None) = (call.kind, &slot.kind) {
+                        slot.kind = Some(kind.into_value());
+                    }
+                    if let Some(function) = call.function {
+                        if let Some(name) = function.name {
+                            slot.name.push_str(&name);
                         }
-                        if let Some(kind) = call.get("type").filter(|v| !v.is_null()) {
-                            slot.kind.get_or_insert(kind.clone());
-                        }
-                        if let Some(f) = call.get("function") {
-                            if let Some(name) = f.get("name").and_then(Value::as_str) {
-                                slot.name.push_str(name);
-                            }
-                            if let Some(args) = f.get("arguments").and_then(Value::as_str) {
-                                slot.arguments.push_str(args);
-                            }
+                        if let Some(arguments) = function.arguments {
+                            slot.arguments.push_str(&arguments);
                         }
                     }
                 }
             }
-            if let Some(content) = choice
-                .get("logprobs")
-                .and_then(|l| l.get("content"))
-                .and_then(Value::as_array)
-            {
-                parts
-                    .logprobs
-                    .get_or_insert_with(Vec::new)
-                    .extend(content.iter().cloned());
+            if let Some(content) = choice.logprobs.and_then(|l| l.content) {
+                parts.logprobs.get_or_insert_with(Vec::new).extend(content);
             }
-            if let Some(finish) = choice.remove("finish_reason").filter(|f| !f.is_null()) {
-                parts.finish_reason = Some(finish);
+            if let Some(finish) = choice.finish_reason {
+                parts.finish_reason = Some(finish.into_value());
             }
         }
     }
@@ -214,6 +199,95 @@ impl Assembler {
             .ok()
             .map(Bytes::from)
     }
+}
+
+/// One `chat.completion.chunk`, as far as the assembler reads it. Strings borrow from the
+/// event unless escaped; members kept as they are (`Raw`) are parsed only when kept.
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(borrow)]
+    id: Option<Raw<'a>>,
+    #[serde(borrow)]
+    created: Option<Raw<'a>>,
+    #[serde(borrow)]
+    model: Option<Raw<'a>>,
+    #[serde(borrow)]
+    system_fingerprint: Option<Raw<'a>>,
+    #[serde(borrow)]
+    service_tier: Option<Raw<'a>>,
+    #[serde(borrow)]
+    usage: Option<Raw<'a>>,
+    #[serde(default, borrow)]
+    choices: Vec<ChoiceChunk<'a>>,
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceChunk<'a> {
+    #[serde(default)]
+    index: u64,
+    #[serde(borrow)]
+    delta: Option<Delta<'a>>,
+    logprobs: Option<Logprobs>,
+    #[serde(borrow)]
+    finish_reason: Option<Raw<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(borrow)]
+    role: Option<Raw<'a>>,
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "null_as_empty")]
+    tool_calls: Vec<ToolCallChunk<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallChunk<'a> {
+    #[serde(default)]
+    index: u64,
+    #[serde(borrow)]
+    id: Option<Raw<'a>>,
+    #[serde(borrow, rename = "type")]
+    kind: Option<Raw<'a>>,
+    #[serde(borrow)]
+    function: Option<FunctionChunk<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionChunk<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Logprobs {
+    content: Option<Vec<Value>>,
+}
+
+/// A member's JSON as sent, turned into a `Value` only when it is kept.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Raw<'a>(#[serde(borrow)] &'a RawValue);
+
+impl Raw<'_> {
+    fn into_value(self) -> Value {
+        serde_json::from_str(self.0.get()).unwrap_or(Value::Null)
+    }
+}
+
+/// `null` where a list is expected reads as an empty one.
+fn null_as_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// What a tapped answer is being turned into.

@@ -25,6 +25,14 @@ impl std::error::Error for SinkError {}
 pub trait UsageSink: Send + Sync + 'static {
     /// Appends `records` (one batch, written together).
     fn write<'a>(&'a self, records: &'a [UsageRecord]) -> SinkFuture<'a, ()>;
+    /// The same from a blocking thread, for a sink whose writes are blocking calls anyway
+    /// (SQLite): the writer calls it where it finished the records, saving a hop through
+    /// tokio's blocking pool and a copy of the batch. `None` (the default): not supported,
+    /// [`write`](Self::write) is used.
+    fn write_blocking(&self, records: &[UsageRecord]) -> Option<Result<(), SinkError>> {
+        let _ = records;
+        None
+    }
     /// The records that started in `[from_ms, to_ms)`, at most `limit`, oldest or newest
     /// first.
     fn query(

@@ -63,50 +63,93 @@ impl SqliteSink {
     }
 }
 
+/// Rows per multi-row `INSERT`: a batch goes in statements of this many rows (the rest one
+/// by one), so that a statement's start and end, and `AUTOINCREMENT`'s sequence update, are
+/// paid once per 16 records. 16 × 24 parameters stay under SQLite's limit (32,766).
+const ROWS_PER_INSERT: usize = 16;
+const COLUMN_COUNT: usize = 24;
+
+/// `INSERT INTO llm_usage (…) VALUES (?, …), …` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; COLUMN_COUNT].join(", "));
+    format!(
+        "INSERT INTO llm_usage ({COLUMNS}) VALUES {}",
+        vec![row; rows].join(", ")
+    )
+}
+
+/// Appends a batch in one transaction.
+fn insert(conn: &mut Connection, records: &[UsageRecord]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut chunks = records.chunks_exact(ROWS_PER_INSERT);
+        if chunks.len() > 0 {
+            let mut insert = tx.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
+            for chunk in chunks.by_ref() {
+                for (row, r) in chunk.iter().enumerate() {
+                    bind(&mut insert, row * COLUMN_COUNT, r)?;
+                }
+                insert.raw_execute()?;
+            }
+        }
+        if !chunks.remainder().is_empty() {
+            let mut insert = tx.prepare_cached(&insert_sql(1))?;
+            for r in chunks.remainder() {
+                bind(&mut insert, 0, r)?;
+                insert.raw_execute()?;
+            }
+        }
+    }
+    tx.commit()
+}
+
+/// Binds one record's columns, in [`COLUMNS`]' order, after the first `offset` parameters.
+fn bind(
+    insert: &mut rusqlite::Statement<'_>,
+    offset: usize,
+    r: &UsageRecord,
+) -> rusqlite::Result<()> {
+    let values: [&dyn rusqlite::ToSql; COLUMN_COUNT] = [
+        &r.request_id,
+        &r.started_at_ms,
+        &r.key,
+        &r.requested_model,
+        &r.route,
+        &r.provider,
+        &r.upstream_model,
+        &r.status,
+        &r.outcome,
+        &r.stream,
+        &(r.prompt_tokens as i64),
+        &(r.completion_tokens as i64),
+        &(r.cached_tokens as i64),
+        &(r.reasoning_tokens as i64),
+        &r.cost_usd,
+        &r.latency_ms,
+        &r.ttft_ms,
+        &r.attempts,
+        &r.cache,
+        &r.replay,
+        &r.error_type,
+        &r.usage_source,
+        &r.endpoint,
+        &r.team,
+    ];
+    for (i, value) in values.into_iter().enumerate() {
+        insert.raw_bind_parameter(offset + i + 1, value)?;
+    }
+    Ok(())
+}
+
 impl UsageSink for SqliteSink {
     fn write<'a>(&'a self, records: &'a [UsageRecord]) -> SinkFuture<'a, ()> {
         let records = records.to_vec();
-        Box::pin(self.blocking(move |conn| {
-            let tx = conn.transaction().map_err(err)?;
-            {
-                let mut insert = tx
-                    .prepare_cached(&format!(
-                        "INSERT INTO llm_usage ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)"
-                    ))
-                    .map_err(err)?;
-                for r in &records {
-                    insert
-                        .execute(params![
-                            r.request_id,
-                            r.started_at_ms,
-                            r.key,
-                            r.requested_model,
-                            r.route,
-                            r.provider,
-                            r.upstream_model,
-                            r.status,
-                            r.outcome,
-                            r.stream,
-                            r.prompt_tokens as i64,
-                            r.completion_tokens as i64,
-                            r.cached_tokens as i64,
-                            r.reasoning_tokens as i64,
-                            r.cost_usd,
-                            r.latency_ms,
-                            r.ttft_ms,
-                            r.attempts,
-                            r.cache,
-                            r.replay,
-                            r.error_type,
-                            r.usage_source,
-                            r.endpoint,
-                            r.team,
-                        ])
-                        .map_err(err)?;
-                }
-            }
-            tx.commit().map_err(err)
-        }))
+        Box::pin(self.blocking(move |conn| insert(conn, &records).map_err(err)))
+    }
+
+    fn write_blocking(&self, records: &[UsageRecord]) -> Option<Result<(), SinkError>> {
+        let mut conn = self.conn.lock().expect("not poisoned");
+        Some(insert(&mut conn, records).map_err(err))
     }
 
     fn query(

@@ -122,11 +122,13 @@ async fn write(
                 Message::Flush(done) => flushes.push(done),
             }
         }
-        // Tokenizing and JSON parsing are CPU work: off the async workers.
+        // Tokenizing and JSON parsing are CPU work: off the async workers; a sink that
+        // writes by blocking calls (SQLite) writes there too.
         let prices = prices.clone();
         let tracer = tracer.clone();
-        let records = tokio::task::spawn_blocking(move || {
-            unfinished
+        let blocking_sink = sink.clone();
+        let (records, written) = tokio::task::spawn_blocking(move || {
+            let records = unfinished
                 .into_iter()
                 .map(|u| match (&tracer, u.record.trace.is_some()) {
                     (Some(tracer), true) => {
@@ -143,20 +145,28 @@ async fn write(
                     }
                     _ => finish(*u, &prices),
                 })
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            let written = match &blocking_sink {
+                Some(sink) if !records.is_empty() => sink.write_blocking(&records),
+                _ => None,
+            };
+            (records, written)
         })
         .await
         .unwrap_or_default();
         records.iter().for_each(|r| exports.record(r, &mut labels));
         records.iter().for_each(log_request);
-        if let (Some(sink), false) = (&sink, records.is_empty()) {
-            if let Err(err) = sink.write(&records).await {
-                dropped.increment(records.len() as u64);
-                let now = tokio::time::Instant::now();
-                if last_warning.is_none_or(|t| now - t > Duration::from_secs(10)) {
-                    last_warning = Some(now);
-                    tracing::warn!(error = %err, lost = records.len(), "metering: the usage ledger is unavailable; records dropped");
-                }
+        let written = match (written, &sink, records.is_empty()) {
+            (Some(written), _, _) => written,
+            (None, Some(sink), false) => sink.write(&records).await,
+            (None, _, _) => Ok(()),
+        };
+        if let Err(err) = written {
+            dropped.increment(records.len() as u64);
+            let now = tokio::time::Instant::now();
+            if last_warning.is_none_or(|t| now - t > Duration::from_secs(10)) {
+                last_warning = Some(now);
+                tracing::warn!(error = %err, lost = records.len(), "metering: the usage ledger is unavailable; records dropped");
             }
         }
         for done in flushes {
@@ -271,20 +281,26 @@ pub(crate) fn finish(u: Unfinished, prices: &PriceTable) -> UsageRecord {
 }
 
 /// The usage a stream reported: its usage chunk (OpenAI), or the pieces of its events
-/// merged (Anthropic's `message_start` and `message_delta`).
+/// merged (Anthropic's `message_start` and `message_delta`). One search over the body finds
+/// the events that hold a usage object (one or two of a stream's), and only those are read.
 fn stream_usage(body: &[u8]) -> Option<Usage> {
-    // Built once: `memmem::find` builds a searcher per call, per event here.
+    // Built once: `memmem::find` builds a searcher per call.
     static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\":{"));
     let mut found: Option<usage::Reported> = None;
-    sse::each_event(body, &mut |event| {
-        if USAGE.find(&event.data).is_some() {
-            if let Some(usage) = usage::reported(&event.data) {
-                found.get_or_insert_with(Default::default).merge(usage);
+    let mut from = 0;
+    while let Some(i) = USAGE.find(&body[from..]) {
+        let event = sse::event_around(body, from + i);
+        sse::each_event(&body[event.clone()], &mut |event| {
+            if USAGE.find(&event.data).is_some() {
+                if let Some(usage) = usage::reported(&event.data) {
+                    found.get_or_insert_with(Default::default).merge(usage);
+                }
             }
-        }
-        true
-    });
+            true
+        });
+        from = event.end.max(from + i + 1);
+    }
     found.map(Usage::from)
 }
 
@@ -292,33 +308,89 @@ fn stream_usage(body: &[u8]) -> Option<Usage> {
 /// exported as `other`, so that Prometheus' series stay bounded.
 const MAX_MODEL_LABELS: usize = 500;
 
+/// The (provider, model) pairs seen, by their xxh3 hash: looked up per record without
+/// copying the names (a collision would only let a pair in past the cap).
 #[derive(Default)]
-struct ModelLabels(std::collections::HashSet<(String, String)>);
+struct ModelLabels(std::collections::HashSet<u64, xxhash_rust::xxh3::Xxh3Builder>);
 
 impl ModelLabels {
-    fn label(&mut self, provider: &str, model: &str) -> String {
-        let key = (provider.to_owned(), model.to_owned());
-        if self.0.contains(&key) || self.0.len() < MAX_MODEL_LABELS {
-            self.0.insert(key);
-            model.to_owned()
+    fn label<'a>(&mut self, provider: &str, model: &'a str) -> &'a str {
+        let pair = labels_hash(&[provider, model]);
+        if self.0.len() < MAX_MODEL_LABELS {
+            self.0.insert(pair);
+        }
+        if self.0.contains(&pair) {
+            model
         } else {
-            "other".to_owned()
+            "other"
         }
     }
 }
 
-/// Prometheus handles by label set, registered once: recording is then a hash lookup.
+/// The xxh3 hash of label values, each ended by a byte no label holds.
+fn labels_hash(values: &[&str]) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for value in values {
+        hasher.update(value.as_bytes());
+        hasher.update(&[0xff]);
+    }
+    hasher.digest()
+}
+
+/// Prometheus handles by label set, registered once: recording is then one hash of the
+/// label values and a map lookup, with no copy of them (metrics' own `counter!` with
+/// labels would build and hash the label set for each of the eight series, per record).
 #[derive(Default)]
 struct Exports {
-    by_labels: std::collections::HashMap<[String; 4], Series>,
+    by_labels: std::collections::HashMap<u64, Series, xxhash_rust::xxh3::Xxh3Builder>,
 }
 
 struct Series {
+    /// provider, model, key, status: to tell a hash collision from the same labels.
+    labels: [Box<str>; 4],
     requests: metrics::Counter,
     latency: metrics::Histogram,
     ttft: metrics::Histogram,
     tokens: [metrics::Counter; 4],
     cost: metrics::Gauge,
+}
+
+impl Series {
+    fn register(labels: [&str; 4]) -> Self {
+        let [provider, model, key, status] = labels.map(str::to_owned);
+        let all = [
+            ("provider", provider),
+            ("model", model),
+            ("key", key),
+            ("status", status),
+        ];
+        let tokens = |direction: &'static str| {
+            let labels = [
+                all[0].clone(),
+                all[1].clone(),
+                all[2].clone(),
+                ("direction", direction.to_owned()),
+            ];
+            metrics::counter!("llm_tower_usage_tokens_total", &labels)
+        };
+        Series {
+            labels: labels.map(Box::from),
+            requests: metrics::counter!("llm_tower_usage_requests_total", &all),
+            latency: metrics::histogram!("llm_tower_usage_latency_seconds", &all),
+            ttft: metrics::histogram!("llm_tower_usage_ttft_seconds", &all),
+            tokens: [
+                tokens("prompt"),
+                tokens("completion"),
+                tokens("cached"),
+                tokens("reasoning"),
+            ],
+            cost: metrics::gauge!("llm_tower_usage_cost_usd", &all[..3]),
+        }
+    }
+
+    fn is_for(&self, labels: &[&str; 4]) -> bool {
+        self.labels.iter().zip(labels).all(|(a, b)| **a == **b)
+    }
 }
 
 impl Exports {
@@ -328,48 +400,47 @@ impl Exports {
             provider,
             r.upstream_model.as_deref().unwrap_or(&r.requested_model),
         );
-        let key = [
-            provider.to_owned(),
-            model,
-            r.key.clone(),
-            r.status.to_string(),
-        ];
-        let series =
-            self.by_labels
-                .entry(key)
-                .or_insert_with_key(|[provider, model, key, status]| {
-                    let all = [
-                        ("provider", provider.clone()),
-                        ("model", model.clone()),
-                        ("key", key.clone()),
-                        ("status", status.clone()),
-                    ];
-                    let tokens = |direction: &'static str| {
-                        let labels = [
-                            all[0].clone(),
-                            all[1].clone(),
-                            all[2].clone(),
-                            ("direction", direction.to_owned()),
-                        ];
-                        metrics::counter!("llm_tower_usage_tokens_total", &labels)
-                    };
-                    Series {
-                        requests: metrics::counter!("llm_tower_usage_requests_total", &all),
-                        latency: metrics::histogram!("llm_tower_usage_latency_seconds", &all),
-                        ttft: metrics::histogram!("llm_tower_usage_ttft_seconds", &all),
-                        tokens: [
-                            tokens("prompt"),
-                            tokens("completion"),
-                            tokens("cached"),
-                            tokens("reasoning"),
-                        ],
-                        cost: metrics::gauge!("llm_tower_usage_cost_usd", &all[..3]),
-                    }
-                });
-        series.requests.increment(1);
-        series.latency.record(r.latency_ms / 1e3);
+        let mut status = [0u8; 5];
+        let status = status_text(r.status, &mut status);
+        let values = [provider, model, r.key.as_str(), status];
+        let series = match self.by_labels.entry(labels_hash(&values)) {
+            std::collections::hash_map::Entry::Occupied(entry) if entry.get().is_for(&values) => {
+                entry.into_mut()
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                // Two label sets with one hash (never seen in practice): the second is
+                // registered on each record, which metrics resolves to the same series.
+                return Series::register(values).record(r);
+            }
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                entry.insert(Series::register(values))
+            }
+        };
+        series.record(r);
+    }
+}
+
+/// An HTTP status as decimal text, without allocating.
+fn status_text(status: u16, buf: &mut [u8; 5]) -> &str {
+    let mut n = status;
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).expect("digits")
+}
+
+impl Series {
+    fn record(&self, r: &UsageRecord) {
+        self.requests.increment(1);
+        self.latency.record(r.latency_ms / 1e3);
         if let Some(ttft) = r.ttft_ms {
-            series.ttft.record(ttft / 1e3);
+            self.ttft.record(ttft / 1e3);
         }
         let counts = [
             r.prompt_tokens,
@@ -377,13 +448,37 @@ impl Exports {
             r.cached_tokens,
             r.reasoning_tokens,
         ];
-        for (counter, count) in series.tokens.iter().zip(counts) {
+        for (counter, count) in self.tokens.iter().zip(counts) {
             if count > 0 {
                 counter.increment(count);
             }
         }
         if let Some(cost) = r.cost_usd.filter(|c| *c > 0.0) {
-            series.cost.increment(cost);
+            self.cost.increment(cost);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_s_usage_is_read_from_the_events_that_carry_it() {
+        let openai = b"data: {\"choices\":[{\"delta\":{\"content\":\"the \\\"usage\\\":{ word\"}}]}\n\n\
+            data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\n\n\
+            data: [DONE]\n\n";
+        let usage = stream_usage(openai).unwrap();
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (7, 3));
+
+        // Anthropic's: input tokens at the start, output tokens at the end, merged; CRLF lines.
+        let anthropic = b"event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\r\n\r\n\
+            event: content_block_delta\r\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"text\":\"hi\"}}\r\n\r\n\
+            event: message_delta\r\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":5}}\r\n\r\n\
+            event: message_stop\r\ndata: {\"type\":\"message_stop\"}\r\n\r\n";
+        let usage = stream_usage(anthropic).unwrap();
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (12, 5));
+
+        assert!(stream_usage(b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n").is_none());
     }
 }
