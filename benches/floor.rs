@@ -29,7 +29,10 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    let upstream: http::Uri = upstream.expect("--upstream URL").parse().expect("upstream URL");
+    let upstream: http::Uri = upstream
+        .expect("--upstream URL")
+        .parse()
+        .expect("upstream URL");
     let authority = upstream.authority().expect("upstream host").clone();
 
     tokio::runtime::Runtime::new()
@@ -61,9 +64,7 @@ async fn serve(listen: String, authority: Authority) {
             let service = hyper::service::service_fn(move |req| {
                 forward(client.clone(), authority.clone(), req)
             });
-            let _ = server
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = server.serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
