@@ -4,9 +4,10 @@
 //!
 //!     cargo run --profile profiling --example floor -- --listen 127.0.0.1:0 --upstream http://127.0.0.1:8080
 //!
-//! The same runtime, server and client settings as the gateway: tokio's multi-threaded
-//! runtime, HTTP/1.1 keep-alive with TCP_NODELAY both ways, hyper-util's pooled client. It
-//! forwards method, path, headers and the streamed body each way and does nothing else.
+//! The same runtime, allocator, server and client settings as the gateway binary: tokio's
+//! multi-threaded runtime, mimalloc, HTTP/1.1 keep-alive with TCP_NODELAY both ways,
+//! hyper-util's pooled client. It forwards method, path, headers and the streamed body each
+//! way and does nothing else.
 
 use std::net::SocketAddr;
 
@@ -17,6 +18,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 
 type Upstream = Client<HttpConnector, Incoming>;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let mut listen = "127.0.0.1:0".to_owned();

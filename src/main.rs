@@ -15,6 +15,13 @@ use std::process::ExitCode;
 use llm_tower::reload::{ConfigSource, Reloader};
 use llm_tower::Config;
 
+// mimalloc rather than glibc's malloc for the binary: a request allocates a few hundred
+// times (header and extension maps, JSON, the usage record), and mimalloc's thread-local
+// free lists cost fewer instructions per allocation (README, Benchmarks). The library
+// itself does not choose: an app that embeds it keeps its own allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: llm-tower --config FILE [--listen ADDR] [--log-format text|json|logfmt] [--admin-overlay FILE]
        llm-tower --check FILE     validate FILE (with its admin overlay), print what it would serve, exit";
 

@@ -63,42 +63,41 @@ impl SqliteSink {
     }
 }
 
-/// Rows per multi-row `INSERT`: a batch goes in statements of this many rows (the rest one
-/// by one), so that a statement's start and end, and `AUTOINCREMENT`'s sequence update, are
-/// paid once per 16 records. 16 × 24 parameters stay under SQLite's limit (32,766).
-const ROWS_PER_INSERT: usize = 16;
+/// The most rows one `INSERT` takes. A batch goes in statements of 16, 8, 4, 2 and 1 rows
+/// (the fewest that add up to it; each size prepared once), so that a statement's start and
+/// end and `AUTOINCREMENT`'s sequence update are paid a few times per batch rather than per
+/// record. 16 × 24 parameters stay far under SQLite's limit (32,766).
+const MAX_ROWS_PER_INSERT: usize = 16;
 const COLUMN_COUNT: usize = 24;
 
-/// `INSERT INTO llm_usage (…) VALUES (?, …), …` for `rows` rows.
-fn insert_sql(rows: usize) -> String {
-    let row = format!("({})", vec!["?"; COLUMN_COUNT].join(", "));
-    format!(
-        "INSERT INTO llm_usage ({COLUMNS}) VALUES {}",
-        vec![row; rows].join(", ")
-    )
+/// `INSERT INTO llm_usage (…) VALUES (?, …), …` for 1, 2, 4, 8 and 16 rows.
+fn insert_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        let row = format!("({})", vec!["?"; COLUMN_COUNT].join(", "));
+        (0..=MAX_ROWS_PER_INSERT.ilog2())
+            .map(|power| {
+                let rows = vec![row.as_str(); 1 << power].join(", ");
+                format!("INSERT INTO llm_usage ({COLUMNS}) VALUES {rows}")
+            })
+            .collect()
+    });
+    &SQL[rows.ilog2() as usize]
 }
 
 /// Appends a batch in one transaction.
 fn insert(conn: &mut Connection, records: &[UsageRecord]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
-    {
-        let mut chunks = records.chunks_exact(ROWS_PER_INSERT);
-        if chunks.len() > 0 {
-            let mut insert = tx.prepare_cached(&insert_sql(ROWS_PER_INSERT))?;
-            for chunk in chunks.by_ref() {
-                for (row, r) in chunk.iter().enumerate() {
-                    bind(&mut insert, row * COLUMN_COUNT, r)?;
-                }
-                insert.raw_execute()?;
-            }
+    let mut rest = records;
+    while !rest.is_empty() {
+        // The largest power of two that fits.
+        let rows = 1 << rest.len().min(MAX_ROWS_PER_INSERT).ilog2();
+        let (these, after) = rest.split_at(rows);
+        let mut insert = tx.prepare_cached(insert_sql(rows))?;
+        for (row, r) in these.iter().enumerate() {
+            bind(&mut insert, row * COLUMN_COUNT, r)?;
         }
-        if !chunks.remainder().is_empty() {
-            let mut insert = tx.prepare_cached(&insert_sql(1))?;
-            for r in chunks.remainder() {
-                bind(&mut insert, 0, r)?;
-                insert.raw_execute()?;
-            }
-        }
+        insert.raw_execute()?;
+        rest = after;
     }
     tx.commit()
 }
@@ -198,5 +197,53 @@ impl UsageSink for SqliteSink {
                 .map_err(err)?;
             rows.collect::<Result<Vec<_>, _>>().map_err(err)
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_batch_of_any_size_is_written_whole_and_in_order() {
+        let dir = std::env::temp_dir().join(format!("llm-tower-sqlite-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sink = SqliteSink::open(&dir.join("usage.db")).unwrap();
+        // 37 = 16 + 16 + 4 + 1 rows; then 3 = 2 + 1 through the async path.
+        let record = |i: i64| UsageRecord {
+            request_id: format!("req-{i}"),
+            started_at_ms: 1_000 + i,
+            key: "k".to_owned(),
+            requested_model: "m".to_owned(),
+            team: (i % 2 == 0).then(|| "t".to_owned()),
+            status: 200,
+            outcome: "ok",
+            prompt_tokens: i as u64,
+            usage_source: "upstream",
+            endpoint: "chat".to_owned(),
+            ..UsageRecord::default()
+        };
+        let first: Vec<_> = (0..37).map(record).collect();
+        sink.write_blocking(&first).unwrap().unwrap();
+        let second: Vec<_> = (37..40).map(record).collect();
+        sink.write(&second).await.unwrap();
+        let read = sink
+            .query(0, i64::MAX, 100, Order::OldestFirst)
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 40);
+        for (i, r) in read.iter().enumerate() {
+            let want = record(i as i64);
+            assert_eq!(
+                (&r.request_id, r.started_at_ms, &r.team, r.prompt_tokens),
+                (
+                    &want.request_id,
+                    want.started_at_ms,
+                    &want.team,
+                    want.prompt_tokens
+                )
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
