@@ -400,9 +400,10 @@ impl Exports {
             provider,
             r.upstream_model.as_deref().unwrap_or(&r.requested_model),
         );
-        let mut status = [0u8; 5];
-        let status = status_text(r.status, &mut status);
-        let values = [provider, model, r.key.as_str(), status];
+        // `http`'s own text of the code: no formatting, no allocation.
+        let status =
+            http::StatusCode::from_u16(r.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let values = [provider, model, r.key.as_str(), status.as_str()];
         let series = match self.by_labels.entry(labels_hash(&values)) {
             std::collections::hash_map::Entry::Occupied(entry) if entry.get().is_for(&values) => {
                 entry.into_mut()
@@ -418,21 +419,6 @@ impl Exports {
         };
         series.record(r);
     }
-}
-
-/// An HTTP status as decimal text, without allocating.
-fn status_text(status: u16, buf: &mut [u8; 5]) -> &str {
-    let mut n = status;
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[at..]).expect("digits")
 }
 
 impl Series {
