@@ -68,8 +68,11 @@ pub type LookupFuture<'a> =
 /// Keys that are not configured but may exist (virtual keys): asked for a presented key
 /// that none of the configured ones matched.
 pub trait KeyLookup: Send + Sync + 'static {
-    /// The answer, when it is known without waiting (`None`: call [`KeyLookup::fetch`]).
-    fn cached(&self, key: &str) -> Option<Result<Authorized, GatewayError>>;
+    /// The answer, when it is known without waiting (`None`: call [`KeyLookup::fetch`]):
+    /// the key's name, with what the request carries for it put in `extensions` (the
+    /// request's own: on the request path nothing is built to be moved there).
+    fn cached(&self, key: &str, extensions: &mut Extensions)
+        -> Option<Result<KeyId, GatewayError>>;
     /// The answer, asking whatever stores the keys.
     fn fetch<'a>(&'a self, key: &'a str) -> LookupFuture<'a>;
 }
@@ -153,10 +156,13 @@ impl Keys {
                 extensions: Extensions::new(),
             }),
             Checked::Other => match (&self.lookup, presented_secret(headers)) {
-                (Some(lookup), Some(key)) => match lookup.cached(key) {
-                    Some(known) => known,
-                    None => lookup.fetch(key).await,
-                },
+                (Some(lookup), Some(key)) => {
+                    let mut extensions = Extensions::new();
+                    match lookup.cached(key, &mut extensions) {
+                        Some(known) => known.map(|id| Authorized { id, extensions }),
+                        None => lookup.fetch(key).await,
+                    }
+                }
                 _ => Err(GatewayError::unauthorized(true)),
             },
         }
@@ -320,50 +326,52 @@ where
             Ok(Checked::Other) => {}
             Err(err) => return refused(err, req.uri().path()),
         }
-        let lookup = self.keys.lookup.clone().expect("only with a lookup");
-        let Some(secret) = presented_secret(req.headers()) else {
-            return refused(GatewayError::unauthorized(true), req.uri().path());
+        let lookup = self.keys.lookup.as_ref().expect("only with a lookup");
+        let (mut parts, body) = req.into_parts();
+        let Some(secret) = presented_secret(&parts.headers) else {
+            return refused(GatewayError::unauthorized(true), parts.uri.path());
         };
-        let Some(known) = lookup.cached(secret) else {
-            // Not known here: ask the store, in a future of its own. The service that was
-            // made ready goes with the request; a clone stays.
-            let key = secret.to_owned();
-            let clone = self.inner.clone();
-            let mut inner = std::mem::replace(&mut self.inner, clone);
-            return AuthFuture {
-                kind: AuthKind::Lookup {
-                    future: Box::pin(async move {
-                        let protocol = Endpoint::from_path(req.uri().path())
-                            .map_or(Protocol::OpenAi, Endpoint::protocol);
-                        match lookup.fetch(&key).await {
-                            Ok(authorized) => {
-                                req.extensions_mut().insert(authorized.id);
-                                req.extensions_mut().extend(authorized.extensions);
-                                end_phase(timer, "key fetched");
-                                match inner.call(req).await {
-                                    Ok(response) => response,
-                                    Err(err) => GatewayError::internal(err.to_string())
-                                        .into_response_as(protocol),
-                                }
-                            }
-                            Err(err) => err.into_response_as(protocol),
-                        }
-                    }),
-                },
-            };
-        };
-        match known {
-            Ok(authorized) => {
-                req.extensions_mut().insert(authorized.id);
-                req.extensions_mut().extend(authorized.extensions);
+        match lookup.cached(secret, &mut parts.extensions) {
+            Some(Ok(id)) => {
+                parts.extensions.insert(id);
                 end_phase(timer, "key cached");
                 AuthFuture {
                     kind: AuthKind::Inner {
-                        future: self.inner.call(req),
+                        future: self.inner.call(Request::from_parts(parts, body)),
                     },
                 }
             }
-            Err(err) => refused(err, req.uri().path()),
+            Some(Err(err)) => refused(err, parts.uri.path()),
+            None => {
+                // Not known here: ask the store, in a future of its own. The service that
+                // was made ready goes with the request; a clone stays.
+                let key = secret.to_owned();
+                let lookup = lookup.clone();
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                let mut req = Request::from_parts(parts, body);
+                AuthFuture {
+                    kind: AuthKind::Lookup {
+                        future: Box::pin(async move {
+                            let protocol = Endpoint::from_path(req.uri().path())
+                                .map_or(Protocol::OpenAi, Endpoint::protocol);
+                            match lookup.fetch(&key).await {
+                                Ok(authorized) => {
+                                    req.extensions_mut().insert(authorized.id);
+                                    req.extensions_mut().extend(authorized.extensions);
+                                    end_phase(timer, "key fetched");
+                                    match inner.call(req).await {
+                                        Ok(response) => response,
+                                        Err(err) => GatewayError::internal(err.to_string())
+                                            .into_response_as(protocol),
+                                    }
+                                }
+                                Err(err) => err.into_response_as(protocol),
+                            }
+                        }),
+                    },
+                }
+            }
         }
     }
 }
