@@ -9,14 +9,17 @@
 //! enforced on every other within one `refresh`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use http::StatusCode;
+use xxhash_rust::xxh3::Xxh3Builder;
 
 use super::access::ModelAccess;
 use super::limits::Scope;
 use super::model::{KeyRow, TeamRow, Token};
+use super::prehashed::{Fingerprint, PrehashedMap};
 use super::store::{Changes, SharedKeyStore};
 use crate::auth::KeyId;
 use crate::error::{ErrorKind, GatewayError};
@@ -95,9 +98,22 @@ pub struct Tenant {
     pub key: Arc<VirtualKey>,
     /// Its team, when the key has one that exists.
     pub team: Option<Arc<Team>>,
+    /// The key's and the team's limits, those that have any.
+    scopes: Arc<[Scope]>,
 }
 
 impl Tenant {
+    fn new(key: Arc<VirtualKey>, team: Option<Arc<Team>>) -> Self {
+        let team_limits = team.as_ref().and_then(|t| t.limits.as_ref());
+        let scopes = key.limits.iter().chain(team_limits).cloned().collect();
+        Self { key, team, scopes }
+    }
+
+    /// The limits the request counts against: its key's, then its team's.
+    pub(crate) fn scopes(&self) -> &[Scope] {
+        &self.scopes
+    }
+
     /// Whether the key (and its team) may call `model`, as the client names it.
     pub fn allows_model(&self, model: &str) -> bool {
         self.key.access.allows(model) && self.team.as_ref().is_none_or(|t| t.access.allows(model))
@@ -120,13 +136,14 @@ pub enum StoreDown {
     Unauthorized,
 }
 
-/// USD spent and not yet in the rows this instance holds.
+/// USD spent and not yet in the rows this instance holds (by token or team id: ours, so
+/// hashed with xxh3 rather than SipHash).
 #[derive(Debug, Default)]
 struct SpendBook {
     /// Since the last flush began.
-    pending: HashMap<Arc<str>, f64>,
+    pending: HashMap<Arc<str>, f64, Xxh3Builder>,
     /// Being written by the current flush, until its rows are read back.
-    flushing: HashMap<Arc<str>, f64>,
+    flushing: HashMap<Arc<str>, f64, Xxh3Builder>,
 }
 
 impl SpendBook {
@@ -143,6 +160,14 @@ pub struct Directory {
     /// once per request (it was the largest part of a lookup without SHA instructions).
     tokens: moka::sync::Cache<[u8; 32], Arc<str>>,
     fingerprint_key: [u8; 32],
+    /// The request path's one lookup: a secret's fingerprint to the tenant it was found to
+    /// be, as of an `epoch`. Every change to the keys or teams held here moves the epoch
+    /// on, and an entry of an earlier one is looked up again (`tokens`, `keys`, `teams`);
+    /// so this map needs no invalidation of its own, and no expiry (moka's bookkeeping
+    /// per read and the three lookups were most of a request's tenancy cost).
+    resolved: RwLock<PrehashedMap<Fingerprint, (u64, Tenant)>>,
+    epoch: AtomicU64,
+    max_keys: usize,
     keys: moka::sync::Cache<Arc<str>, Arc<VirtualKey>>,
     /// Tokens the store does not have (asked within the last minute, or deleted).
     unknown: moka::sync::Cache<Arc<str>, ()>,
@@ -182,6 +207,9 @@ impl Directory {
             store,
             tokens: moka::sync::Cache::builder().max_capacity(max_keys).build(),
             fingerprint_key,
+            resolved: RwLock::default(),
+            epoch: AtomicU64::new(0),
+            max_keys: usize::try_from(max_keys).unwrap_or(usize::MAX),
             keys: moka::sync::Cache::builder().max_capacity(max_keys).build(),
             unknown: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -204,17 +232,54 @@ impl Directory {
 
     /// The tenant a presented secret is, when this instance already knows the answer.
     pub(crate) fn cached(&self, secret: &str) -> Option<Result<Tenant, GatewayError>> {
-        self.cached_token(&self.token_of(secret))
+        let fingerprint = self.fingerprint(secret);
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if let Some(tenant) = self.resolved(&fingerprint, epoch) {
+            return Some(Ok(tenant));
+        }
+        let found = self.cached_token(&self.token_of(&fingerprint, secret));
+        if let Some(Ok(tenant)) = &found {
+            self.remember(fingerprint, epoch, tenant);
+        }
+        found
+    }
+
+    fn fingerprint(&self, secret: &str) -> Fingerprint {
+        Fingerprint(*blake3::keyed_hash(&self.fingerprint_key, secret.as_bytes()).as_bytes())
+    }
+
+    /// The tenant a secret was found to be, unless something changed since (or the key
+    /// has expired: that is for [`admit`] to say).
+    fn resolved(&self, fingerprint: &Fingerprint, epoch: u64) -> Option<Tenant> {
+        let resolved = self.resolved.read().expect("not poisoned");
+        let (at, tenant) = resolved.get(fingerprint)?;
+        let expired = || tenant.key.row.expires_ms.is_some_and(|at| at <= now_ms());
+        (*at == epoch && !expired()).then(|| tenant.clone())
+    }
+
+    /// Remembers what a secret was found to be while the directory was at `epoch` (read
+    /// before the lookup began, so that a change made meanwhile makes it stale).
+    fn remember(&self, fingerprint: Fingerprint, epoch: u64, tenant: &Tenant) {
+        let mut resolved = self.resolved.write().expect("not poisoned");
+        if resolved.len() >= self.max_keys && !resolved.contains_key(&fingerprint) {
+            // Full: start over (each secret in use is looked up once more).
+            resolved.clear();
+        }
+        resolved.insert(fingerprint, (epoch, tenant.clone()));
+    }
+
+    /// What the request path sees has changed: every remembered tenant is stale.
+    fn changed(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The token (SHA-256 hex) of a secret, remembered by its fingerprint.
-    fn token_of(&self, secret: &str) -> Arc<str> {
-        let fingerprint = *blake3::keyed_hash(&self.fingerprint_key, secret.as_bytes()).as_bytes();
-        if let Some(token) = self.tokens.get(&fingerprint) {
+    fn token_of(&self, fingerprint: &Fingerprint, secret: &str) -> Arc<str> {
+        if let Some(token) = self.tokens.get(&fingerprint.0) {
             return token;
         }
         let token: Arc<str> = Token::of(secret).as_str().into();
-        self.tokens.insert(fingerprint, token.clone());
+        self.tokens.insert(fingerprint.0, token.clone());
         token
     }
 
@@ -240,7 +305,17 @@ impl Directory {
 
     /// The tenant a presented secret is, asking the store when needed.
     pub(crate) async fn fetch(&self, secret: &str) -> Result<Tenant, GatewayError> {
-        let token = self.token_of(secret);
+        let fingerprint = self.fingerprint(secret);
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let token = self.token_of(&fingerprint, secret);
+        let found = self.fetch_token(token).await;
+        if let Ok(tenant) = &found {
+            self.remember(fingerprint, epoch, tenant);
+        }
+        found
+    }
+
+    async fn fetch_token(&self, token: Arc<str>) -> Result<Tenant, GatewayError> {
         if let Some(known) = self.cached_token(&token) {
             return known;
         }
@@ -302,6 +377,7 @@ impl Directory {
         let token: Arc<str> = row.token.as_str().into();
         self.unknown.invalidate(&token);
         self.keys.insert(token, Arc::new(VirtualKey::new(row)));
+        self.changed();
     }
 
     /// Forgets deleted keys at once.
@@ -311,12 +387,14 @@ impl Directory {
             self.keys.invalidate(&token);
             self.unknown.insert(token, ());
         }
+        self.changed();
     }
 
     /// Puts a team the admin API just wrote in place at once.
     pub(crate) fn team_changed(&self, row: TeamRow) {
         self.teams
             .insert(row.team_id.as_str().into(), Arc::new(Team::new(row)));
+        self.changed();
     }
 
     /// Forgets deleted teams at once.
@@ -324,6 +402,7 @@ impl Directory {
         for id in ids {
             self.teams.invalidate(id.as_str());
         }
+        self.changed();
     }
 
     /// Adds what a request cost to its key's and team's spend.
@@ -483,7 +562,7 @@ fn admit(key: Arc<VirtualKey>, team: Option<Arc<Team>>) -> Result<Tenant, Gatewa
         )
         .with_code("team_blocked"));
     }
-    Ok(Tenant { key, team })
+    Ok(Tenant::new(key, team))
 }
 
 async fn poll(directory: Weak<Directory>, refresh: Duration) {
@@ -506,5 +585,83 @@ async fn poll(directory: Weak<Directory>, refresh: Duration) {
         }
         drop(dir);
         tokio::time::sleep(refresh).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenancy::store::{KeyStore, SqliteKeyStore};
+
+    fn row(secret: &str, team: Option<&str>) -> KeyRow {
+        KeyRow {
+            token: Token::of(secret).as_str().to_owned(),
+            key_name: "sk-...test".into(),
+            team_id: team.map(str::to_owned),
+            rpm_limit: Some(10),
+            ..KeyRow::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_remembered_tenant_is_looked_up_again_after_any_change() {
+        let store = Arc::new(SqliteKeyStore::open(std::path::Path::new(":memory:")).expect("db"));
+        store
+            .insert_key(&row("sk-a", Some("t")))
+            .await
+            .expect("insert");
+        let directory =
+            Directory::start(store, Duration::from_secs(3600), 100, StoreDown::default());
+        let first = directory.fetch("sk-a").await.expect("known");
+        assert_eq!(
+            first.scopes().len(),
+            1,
+            "the key's limits (its team has none)"
+        );
+        let again = directory
+            .cached("sk-a")
+            .expect("remembered")
+            .expect("admitted");
+        assert!(Arc::ptr_eq(&first.key, &again.key));
+
+        // A change of the key, of a team, or a deletion: the next request sees it.
+        let mut blocked = row("sk-a", Some("t"));
+        blocked.blocked = true;
+        directory.key_changed(blocked);
+        let err = directory
+            .cached("sk-a")
+            .expect("known")
+            .expect_err("blocked");
+        assert_eq!(err.status(), StatusCode::UNAUTHORIZED);
+        directory.key_changed(row("sk-a", Some("t")));
+        assert!(directory.cached("sk-a").expect("known").is_ok());
+        directory.team_changed(TeamRow {
+            team_id: "t".into(),
+            rpm_limit: Some(5),
+            ..TeamRow::default()
+        });
+        let tenant = directory.cached("sk-a").expect("known").expect("admitted");
+        assert_eq!(tenant.scopes().len(), 2, "now the team's too");
+        directory.team_changed(TeamRow {
+            team_id: "t".into(),
+            blocked: true,
+            ..TeamRow::default()
+        });
+        assert!(directory.cached("sk-a").expect("known").is_err());
+        directory.teams_deleted(&["t".into()]);
+        directory.keys_deleted(&[Token::of("sk-a").as_str().to_owned()]);
+        assert!(directory.cached("sk-a").expect("known").is_err());
+
+        // What was looked up before a change and remembered after it is not served.
+        let secret = "sk-b";
+        let epoch = directory.epoch.load(Ordering::Acquire);
+        directory.changed();
+        directory.remember(directory.fingerprint(secret), epoch, &first);
+        assert!(directory
+            .resolved(
+                &directory.fingerprint(secret),
+                directory.epoch.load(Ordering::Acquire)
+            )
+            .is_none());
     }
 }

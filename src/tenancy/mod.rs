@@ -33,6 +33,7 @@ mod directory;
 mod duration;
 mod limits;
 mod model;
+mod prehashed;
 mod service;
 mod settings;
 pub mod store;
@@ -124,22 +125,33 @@ impl Tenancy {
 
 struct Lookup(Arc<Directory>);
 
-fn authorized(tenant: Tenant) -> Authorized {
-    let mut extensions = Extensions::new();
+/// Puts a tenant on a request (and its team, for metering); returns the key's name.
+fn grant(tenant: Tenant, extensions: &mut Extensions) -> auth::KeyId {
     if let Some(team) = &tenant.key.team {
         extensions.insert(auth::Team(team.clone()));
     }
     let id = tenant.key.name.clone();
     extensions.insert(tenant);
-    Authorized { id, extensions }
+    id
 }
 
 impl KeyLookup for Lookup {
-    fn cached(&self, key: &str) -> Option<Result<Authorized, GatewayError>> {
-        self.0.cached(key).map(|found| found.map(authorized))
+    fn cached(
+        &self,
+        key: &str,
+        extensions: &mut Extensions,
+    ) -> Option<Result<auth::KeyId, GatewayError>> {
+        self.0
+            .cached(key)
+            .map(|found| found.map(|tenant| grant(tenant, extensions)))
     }
 
     fn fetch<'a>(&'a self, key: &'a str) -> LookupFuture<'a> {
-        Box::pin(async move { self.0.fetch(key).await.map(authorized) })
+        Box::pin(async move {
+            let tenant = self.0.fetch(key).await?;
+            let mut extensions = Extensions::new();
+            let id = grant(tenant, &mut extensions);
+            Ok(Authorized { id, extensions })
+        })
     }
 }

@@ -1,11 +1,9 @@
 //! Limits counted in this process.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use xxhash_rust::xxh3::Xxh3Builder;
-
+use super::super::prehashed::{PrehashedMap, ScopeId};
 use super::{now_ms, window_of, Left, Limit, LimitFuture, Limiter, Scope, Verdict};
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -30,12 +28,11 @@ impl Counts {
     }
 }
 
-/// Per-instance limits: one map behind one lock (an admission is a few hash lookups).
-/// The scope ids are the gateway's own (`key:<sha-256>`, `team:<id>` set by the master
-/// key), so the map hashes them with xxh3 rather than SipHash: four lookups per request.
+/// Per-instance limits: one map behind one lock (an admission is a few lookups, by the
+/// hash each scope id carries).
 pub(crate) struct MemoryLimiter {
     window_ms: u64,
-    counts: Mutex<HashMap<Arc<str>, Counts, Xxh3Builder>>,
+    counts: Mutex<PrehashedMap<ScopeId, Counts>>,
 }
 
 impl MemoryLimiter {
@@ -84,7 +81,10 @@ impl MemoryLimiter {
         }
         let mut used = [Left::default(); 2];
         for (scope, used) in scopes.iter().zip(&mut used) {
-            let c = counts.entry(scope.id.clone()).or_default();
+            let c = match counts.get_mut(&scope.id) {
+                Some(c) => c,
+                None => counts.entry(scope.id.clone()).or_default(),
+            };
             *c = c.at(window);
             c.requests += 1;
             c.tokens += tokens;

@@ -11,19 +11,18 @@
 mod memory;
 mod redis;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-
 pub(crate) use self::memory::MemoryLimiter;
 pub use self::redis::RedisDown;
 pub(crate) use self::redis::RedisLimiter;
+use super::prehashed::ScopeId;
+use std::future::Future;
+use std::pin::Pin;
 
 /// One thing limits apply to: a key or a team.
 #[derive(Debug, Clone)]
 pub(crate) struct Scope {
     /// `key:<token>` or `team:<id>`.
-    pub(crate) id: Arc<str>,
+    pub(crate) id: ScopeId,
     pub(crate) rpm: Option<u64>,
     pub(crate) tpm: Option<u64>,
     pub(crate) parallel: Option<u64>,
@@ -39,7 +38,7 @@ impl Scope {
         parallel: Option<u64>,
     ) -> Option<Self> {
         (rpm.is_some() || tpm.is_some() || parallel.is_some()).then(|| Self {
-            id: id.into(),
+            id: ScopeId::new(id),
             rpm,
             tpm,
             parallel,

@@ -86,11 +86,12 @@ impl RedisLimiter {
     /// of one window. (Built with `push_str`: `format!` was most of an admission's cost.)
     fn key(&self, kind: &str, scope: &Scope, window: Option<u64>) -> String {
         use std::fmt::Write;
-        let mut key = String::with_capacity(self.prefix.len() + kind.len() + scope.id.len() + 22);
+        let mut key =
+            String::with_capacity(self.prefix.len() + kind.len() + scope.id.as_str().len() + 22);
         key.push_str(&self.prefix);
         key.push_str(kind);
         key.push(':');
-        key.push_str(&scope.id);
+        key.push_str(scope.id.as_str());
         if let Some(window) = window {
             let _ = write!(key, ":{window}");
         }
