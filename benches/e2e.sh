@@ -40,6 +40,7 @@
 # Knobs:
 #   TRACES=1        traces on at 100 % sampling, exported to the mock's /v1/traces (it answers
 #                   404: each span is still built, encoded and sent, then counted as dropped)
+#   LEDGER_URL=postgres://…   every stack meters to that PostgreSQL ledger instead of SQLite
 #   WRK=0           skip the wrk runs;  OPEN_STREAMS=0 skips the RSS run;  CALLGRIND_REQUESTS=0
 #                   skips callgrind;  CALLGRIND_OUT=DIR keeps the profiles for callgrind_annotate
 #   WORKLOADS="…"   the callgrind workloads to run (default: all that apply)
@@ -200,6 +201,9 @@ master_key: sk-bench-master
 keys: [{ name: static, key: sk-bench-static }]
 tenancy: { limits: $limits, key_prefix: "llm-tower-bench-$$:" }
 EOF
+    fi
+    if [ -n "${LEDGER_URL:-}" ]; then # the shared ledger instead of the default SQLite file
+        sed -i "s|^metering: .*|metering: { sink: postgres, postgres_url: \"$LEDGER_URL\" }|" "$yaml"
     fi
     if [ "${TRACES:-0}" = 1 ]; then
         echo "telemetry: { otlp_endpoint: \"$UPSTREAM\", sample_ratio: 1.0 }" >>"$yaml"

@@ -63,6 +63,8 @@ impl SqliteKeyStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        // Every statement the lookups and the spend tick run stays prepared.
+        conn.set_prepared_statement_cache_capacity(32);
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -322,20 +324,25 @@ impl KeyStore for SqliteKeyStore {
         self.run(move |conn| {
             let tx = conn.transaction().map_err(err)?;
             for (token, spend) in &keys {
-                tx.execute(&q(sql::KEY_SPEND), params![spend, token])
+                tx.prepare_cached(&q(sql::KEY_SPEND))
+                    .and_then(|mut update| update.execute(params![spend, token]))
                     .map_err(err)?;
             }
             for (team, spend) in &teams {
-                tx.execute(&q(sql::TEAM_SPEND), params![spend, team])
+                tx.prepare_cached(&q(sql::TEAM_SPEND))
+                    .and_then(|mut update| update.execute(params![spend, team]))
                     .map_err(err)?;
             }
-            let now: i64 = tx.query_row(&q(sql::NOW), [], |r| r.get(0)).map_err(err)?;
+            let now: i64 = tx
+                .prepare_cached(&q(sql::NOW))
+                .and_then(|mut select| select.query_row([], |r| r.get(0)))
+                .map_err(err)?;
             for (due, reset) in [
                 (sql::DUE_KEYS, sql::RESET_KEY),
                 (sql::DUE_TEAMS, sql::RESET_TEAM),
             ] {
                 let rows: Vec<(String, String, i64)> = tx
-                    .prepare(&q(due))
+                    .prepare_cached(&q(due))
                     .and_then(|mut select| {
                         select
                             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
@@ -344,12 +351,15 @@ impl KeyStore for SqliteKeyStore {
                     .map_err(err)?;
                 for (id, doc, ended) in rows {
                     let end = next_period_end(&doc, now);
-                    tx.execute(&q(reset), params![end, id, ended])
+                    tx.prepare_cached(&q(reset))
+                        .and_then(|mut update| update.execute(params![end, id, ended]))
                         .map_err(err)?;
                 }
             }
             for purge in [sql::PURGE_KEYS, sql::PURGE_TEAMS] {
-                tx.execute(&q(purge), []).map_err(err)?;
+                tx.prepare_cached(&q(purge))
+                    .and_then(|mut delete| delete.execute([]))
+                    .map_err(err)?;
             }
             tx.commit().map_err(err)
         })
