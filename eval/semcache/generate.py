@@ -25,6 +25,9 @@ import re
 
 HERE = pathlib.Path(__file__).resolve().parent
 PAIRS_PER_PART = 1500
+# Each part is made from its own share of every pool: (file name, seed). `dev2` was the
+# held-out part until its wrong hits were read (2026-12-04); `heldout` is the third share.
+PARTS = [("dev", 20261203), ("dev2", 90210), ("heldout", 31415)]
 
 # ---------------------------------------------------------------------------------------
 # Slot vocabularies: (dev half, held-out half). Values of one slot are interchangeable in
@@ -33,70 +36,102 @@ VOCAB = {
     "language": (
         ["Python", "JavaScript", "Go", "Ruby", "Java", "C#", "PHP", "Kotlin"],
         ["Rust", "Swift", "Elixir", "Haskell", "Scala", "Lua", "Dart", "Perl", "Julia", "Clojure"],
+        ["TypeScript", "OCaml", "Fortran", "Zig", "Erlang", "F#", "Nim", "Crystal", "Groovy"],
     ),
     "collection": (
         ["list", "array", "dictionary", "string", "set"],
         ["vector", "hash map", "tuple", "linked list", "queue", "byte buffer"],
+        ["matrix", "heap", "binary tree", "stack", "deque", "bitset"],
     ),
     "verb_code": (
         ["sort", "reverse", "shuffle", "copy", "flatten", "filter", "serialize"],
         ["deduplicate", "chunk", "rotate", "zip", "truncate", "sample", "transpose"],
+        ["invert", "merge", "partition", "normalize", "compress", "paginate", "hash"],
     ),
     "animal": (
         ["elephant", "giraffe", "cheetah", "dolphin", "eagle", "tiger", "penguin", "horse"],
         ["octopus", "rhinoceros", "kangaroo", "falcon", "walrus", "jaguar", "otter", "camel", "bison"],
+        ["gorilla", "ostrich", "crocodile", "moose", "panther", "hyena", "beaver", "koala", "lynx"],
     ),
     "city": (
         ["Paris", "Tokyo", "Cairo", "Lima", "Oslo", "Toronto", "Mumbai", "Sydney"],
         ["Nairobi", "Lisbon", "Hanoi", "Bogota", "Helsinki", "Dublin", "Santiago", "Osaka", "Vienna"],
+        ["Madrid", "Seoul", "Prague", "Accra", "Quito", "Montreal", "Jakarta", "Warsaw", "Athens"],
     ),
     "planet": (
         ["Mars", "Venus", "Jupiter", "Saturn"],
         ["Neptune", "Uranus", "Mercury", "Pluto"],
+        [],
     ),
     "food": (
         ["chicken breast", "salmon", "rice", "potatoes", "broccoli", "lentils"],
         ["pork shoulder", "tofu", "quinoa", "carrots", "chickpeas", "shrimp", "beetroot"],
+        ["eggplant", "lamb chops", "cauliflower", "sweet potatoes", "trout", "mushrooms", "duck breast"],
     ),
     "method": (
         ["bake", "boil", "grill", "roast"],
         ["steam", "poach", "braise", "smoke"],
+        ["fry", "sear", "toast", "marinate"],
     ),
     "tool": (
         ["Docker", "Git", "Nginx", "PostgreSQL", "Redis", "Kubernetes"],
         ["Terraform", "Ansible", "Kafka", "Elasticsearch", "Jenkins", "Prometheus", "RabbitMQ"],
+        ["Consul", "Vault", "MongoDB", "Cassandra", "Grafana", "Airflow", "Memcached"],
     ),
     "task_ops": (
         ["back up", "restart", "upgrade", "monitor", "secure"],
         ["migrate", "benchmark", "containerize", "audit", "scale"],
+        ["deploy", "patch", "tune", "debug", "decommission"],
     ),
     "topic": (
         ["photosynthesis", "inflation", "gravity", "the French Revolution", "vaccines", "blockchain"],
         ["plate tectonics", "compound interest", "the immune system", "the Cold War", "black holes", "CRISPR", "supply chains"],
+        ["remote work", "nuclear power", "electric cars", "open source software", "social media", "universal basic income"],
     ),
     "audience": (
         ["a child", "a beginner", "a manager"],
         ["a teenager", "a retiree", "an engineer", "a new employee"],
+        ["a toddler", "a physicist", "a journalist", "a CEO", "a grandparent"],
     ),
     "unit_len": (
         [("kilometers", "miles"), ("meters", "feet"), ("centimeters", "inches")],
         [("miles", "kilometers"), ("feet", "meters"), ("inches", "centimeters"), ("yards", "meters")],
+        [],
     ),
     "unit_mass": (
         [("kilograms", "pounds"), ("grams", "ounces")],
         [("pounds", "kilograms"), ("ounces", "grams"), ("stones", "kilograms")],
+        [],
+    ),
+    "unit_vol": (
+        [],
+        [],
+        [("liters", "gallons"), ("cups", "milliliters"), ("teaspoons", "milliliters"), ("pints", "liters")],
+    ),
+    "country": (
+        [],
+        [],
+        ["Norway", "Brazil", "Japan", "Kenya", "Canada", "Peru", "Vietnam", "Poland", "Chile"],
+    ),
+    "device": (
+        [],
+        [],
+        ["phone", "laptop", "e-bike", "tablet", "smartwatch", "power bank"],
     ),
     "event": (
         ["World War II", "the Renaissance", "the Industrial Revolution", "the moon landing"],
         ["the printing press", "the fall of Rome", "the Silk Road", "the Apollo program", "the Reformation"],
+        [],
     ),
     "group": (
         ["US presidents", "Roman emperors", "planets", "Olympic host cities"],
         ["British monarchs", "Nobel physics laureates", "Chinese dynasties", "Pixar films", "moons of Jupiter"],
+        ["European capitals", "African rivers", "Marvel movies", "programming languages", "Tour de France winners"],
     ),
     "property": (
         ["size", "age", "population", "distance from the sun"],
         ["height", "founding date", "weight", "release year", "length"],
+        ["length", "GDP", "box office", "age", "elevation"],
     ),
 }
 
@@ -104,12 +139,14 @@ VOCAB = {
 COMPARATIVES = (
     [("bigger", "smaller"), ("heavier", "lighter"), ("faster", "slower"), ("older", "younger")],
     [("taller", "shorter"), ("stronger", "weaker"), ("louder", "quieter"), ("hotter", "colder"), ("wider", "narrower")],
+    [("richer", "poorer"), ("safer", "more dangerous"), ("more popular", "less popular"), ("colder", "warmer"), ("larger", "smaller")]
 )
 
 # Evaluative opposites inside a longer sentence: (dev, held-out).
 EVALUATIVE = (
     [("advantages", "disadvantages"), ("benefits", "risks"), ("pros", "cons"), ("strong points", "weak points")],
     [("strengths", "weaknesses"), ("upsides", "downsides"), ("merits", "drawbacks"), ("opportunities", "threats"), ("successes", "failures")],
+    [("best practices", "worst practices"), ("positives", "negatives"), ("assets", "liabilities"), ("gains", "losses"), ("good sides", "bad sides")]
 )
 
 # Ordering phrases and their opposites: (dev, held-out).
@@ -118,6 +155,7 @@ ORDERINGS = (
      ("in ascending order", "in descending order")],
     [("from oldest to newest", "from newest to oldest"), ("from first to last", "from last to first"),
      ("lowest first", "highest first"), ("in increasing order", "in decreasing order")],
+    [("alphabetically", "in reverse alphabetical order"), ("from highest to lowest", "from lowest to highest"), ("most recent first", "least recent first"), ("from top to bottom", "from bottom to top"), ("in chronological order", "in reverse chronological order")]
 )
 
 # Synonyms that keep the meaning: (dev, held-out). Applied word for word where they occur.
@@ -126,6 +164,7 @@ SYNONYMS = (
      ("explain", "describe"), ("simplest", "easiest"), ("kids", "children")],
     [("determine", "figure out"), ("approach", "method"), ("primary", "main"), ("couple of", "few"),
      ("summarize", "sum up"), ("purpose", "goal"), ("difficult", "hard"), ("begin", "start")],
+    [("buy", "purchase"), ("big", "large"), ("error", "mistake"), ("code", "program"), ("fix", "repair"), ("car", "automobile"), ("safest", "most secure"), ("temperature", "heat setting")]
 )
 
 # Wrappers that do not change the question: (dev, held-out).
@@ -133,12 +172,14 @@ WRAPPERS = (
     [("Please, ", ""), ("", " Thanks!"), ("Hi! ", ""), ("Quick question: ", ""), ("", " Thank you.")],
     [("Hey there, ", ""), ("", " Much appreciated."), ("Good morning! ", ""), ("I was wondering, ", ""),
      ("", " Cheers, in advance."), ("Sorry to bother you, but ", "")],
+    [("Okay so, ", ""), ("", " Any help is welcome."), ("Hello team, ", ""), ("Real quick: ", ""), ("", " TIA!"), ("Hi all. ", "")]
 )
 
 # Qualifiers that change what is asked: (dev, held-out).
 QUALIFIERS = (
     [" without using a loop", " in place", " recursively", " only for the first item"],
     [" without any libraries", " in parallel", " lazily", " only for the last item", " at compile time"],
+    [" with error handling", " in constant memory", " asynchronously", " for negative numbers too", " in a single pass"]
 )
 
 # ---------------------------------------------------------------------------------------
@@ -259,9 +300,72 @@ FRAMES = (
                      "What should I never do when I {ops} {tool}?"],
          "negatives": ["slot", "negation"]},
     ],
+    # Held-out frames (the third share, written before the second part's wrong hits were read).
+    [
+        {"slots": {"a": "country"}, "pair": True, "cmp": True,
+         "templates": ["Is {a} {cmp} than {b}?",
+                       "Would you say {a} is {cmp} than {b}?",
+                       "Relative to {b}, would {a} count as {cmp}?"],
+         "negatives": ["swap", "antonym", "slot"]},
+        {"slots": {"n": "number", "units": "unit_vol"},
+         "templates": ["Convert {n} {u1} into {u2}, please.",
+                       "{n} {u1} equals how many {u2}?",
+                       "What do {n} {u1} come to in {u2}?"],
+         "negatives": ["number", "direction", "unit"]},
+        {"slots": {"verb": "verb_code", "thing": "collection", "lang": "language"},
+         "templates": ["Write {lang} code that can {verb} a {thing}.",
+                       "Could you give me {lang} code to {verb} a {thing}?",
+                       "I'm looking for {lang} code to {verb} a {thing}."],
+         "negatives": ["slot", "qualifier", "negation_without"]},
+        {"slots": {"group": "group", "property": "property"}, "order": True,
+         "templates": ["Sort the {group} by {property} {order}.",
+                       "Arrange the {group} by {property}, {order}.",
+                       "Could you order the {group} by {property} {order}?"],
+         "negatives": ["ordering", "slot"]},
+        {"slots": {"topic": "topic"}, "eval": True,
+         "templates": ["Summarize the {eval} of {topic} in three bullet points.",
+                       "In three bullet points, what are the {eval} of {topic}?",
+                       "Give three bullet points on the {eval} of {topic}."],
+         "negatives": ["evaluative", "slot"]},
+        {"slots": {"device": "device"},
+         "templates": ["Should I charge my {device} overnight?",
+                       "Is charging my {device} overnight a good idea?",
+                       "Is it okay to leave my {device} charging overnight?"],
+         "negated": ["Why shouldn't I charge my {device} overnight?",
+                     "Is it okay to never charge my {device} overnight?"],
+         "negatives": ["slot", "negation"]},
+        {"slots": {"a": "city"}, "pair": True,
+         "templates": ["What is the cheapest way to travel from {a} to {b}?",
+                       "How can I get from {a} to {b} as cheaply as possible?",
+                       "Cheapest route from {a} to {b}?"],
+         "negatives": ["swap", "slot"]},
+        {"slots": {"a": "animal"}, "pair": True,
+         "templates": ["Can a {a} beat a {b} in a fight?",
+                       "In a fight between a {a} and a {b}, would the {a} win?",
+                       "Would a {a} win a fight against a {b}?"],
+         "negatives": ["swap", "slot"]},
+        {"slots": {"food": "food", "method": "method"},
+         "templates": ["What temperature should I {method} {food} at?",
+                       "At what temperature do I {method} {food}?",
+                       "Best temperature to {method} {food}?"],
+         "negatives": ["slot"]},
+        {"slots": {"topic": "topic", "aud": "audience"},
+         "templates": ["Describe {topic} for {aud}.",
+                       "How should {topic} be described to {aud}?",
+                       "Could you describe {topic} so that {aud} gets it?"],
+         "negatives": ["slot"]},
+        {"slots": {"ops": "task_ops", "tool": "tool"},
+         "templates": ["What's the safest way to {ops} {tool}?",
+                       "How can I {ops} {tool} safely?",
+                       "Safest approach to {ops} {tool}?"],
+         "negated": ["What's an unsafe way to {ops} {tool}?",
+                     "How can I {ops} {tool} without any safety checks?"],
+         "negatives": ["slot", "negation"]},
+    ],
 )
 
-NUMBERS = ([3, 5, 7, 12, 20, 42, 100, 250], [2, 4, 9, 15, 30, 64, 120, 500])
+NUMBERS = ([3, 5, 7, 12, 20, 42, 100, 250], [2, 4, 9, 15, 30, 64, 120, 500],
+           [6, 8, 11, 25, 48, 75, 150, 1000])
 
 
 def typo(rng, text):
@@ -442,7 +546,7 @@ def part_pairs(part, seed):
     rng = random.Random(seed)
     frames = [Frame(spec, part, rng) for spec in FRAMES[part]]
     out, seen = [], set()
-    name = ["dev", "heldout"][part]
+    name = PARTS[part][0]
     while len(out) < PAIRS_PER_PART:
         frame = rng.choice(frames)
         label = "same" if rng.random() < 0.5 else "different"
@@ -461,7 +565,7 @@ def part_pairs(part, seed):
 
 
 def main():
-    for part, (name, seed) in enumerate([("dev", 20261203), ("heldout", 90210)]):
+    for part, (name, seed) in enumerate(PARTS):
         pairs = part_pairs(part, seed)
         with open(HERE / f"{name}.jsonl", "w") as f:
             for pair in pairs:
