@@ -9,9 +9,12 @@
 //!    mid-sentence, all-caps, or holding digits or `.#+`; one typo allowed in long words),
 //!    and no relation reversed ("X to Y" / "Y to X"), nor an antonym swapped in.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use unicode_normalization::UnicodeNormalization;
+
+use super::lexicon;
 
 /// Why the guard said what it said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,12 +93,51 @@ pub fn guard(a: &str, b: &str) -> Verdict {
         return Verdict::Antonym;
     }
     let (wa, wb) = (content(&ta), content(&tb));
-    let missing = |x: &[Option<String>], y: &[Option<String>]| {
-        x.iter()
-            .flatten()
-            .any(|w| !y.iter().flatten().any(|v| near(w, v)))
+    // A content word of x that y has neither the same word for (a typo allowed) nor a
+    // synonym of in its place (a word x has nothing for either: `set` / `set in place` is
+    // an addition, though `set` and `place` share a sense).
+    // One letter apart is the same word when one token is no word (a typo: `successses`,
+    // though its stem `successs` is one letter from `success`) or both are forms of one
+    // (`propagating` / `propagate`, which the crude stem leaves apart).
+    let same = |(tw, w): (&String, &String), (tv, v): (&String, &String)| {
+        w == v
+            || (one_edit(w, v) && {
+                let (tw, tv) = (tw.to_ascii_lowercase(), tv.to_ascii_lowercase());
+                !lexicon::known(&tw) || !lexicon::known(&tv) || lexicon::same_lemma(&tw, &tv)
+            })
     };
-    let (ma, mb) = (missing(&wa, &wb), missing(&wb, &wa));
+    // Each side's content words (with their tokens) the other side has no same word for.
+    let unmatched = |x: &[(&String, &String)], y: &[(&String, &String)]| -> Vec<String> {
+        x.iter()
+            .filter(|&&w| !y.iter().any(|&v| same(w, v)))
+            .map(|w| w.0.to_ascii_lowercase())
+            .collect()
+    };
+    fn pairs<'a>(t: &'a [String], w: &'a [Option<String>]) -> Vec<(&'a String, &'a String)> {
+        t.iter()
+            .zip(w)
+            .filter_map(|(t, w)| Some((t, w.as_ref()?)))
+            .collect()
+    }
+    let (pa, pb) = (pairs(&ta, &wa), pairs(&tb, &wb));
+    let (ua, ub) = (unmatched(&pa, &pb), unmatched(&pb, &pa));
+    // An unmatched word with no synonym among the other side's unmatched words (a synonym
+    // takes a word's place: in `set` / `set in place`, `place` is added, though `set` and
+    // `place` share a sense).
+    let missing = |x: &[String], y: &[String]| {
+        if x.is_empty() {
+            return false;
+        }
+        if y.is_empty() {
+            return true;
+        }
+        let groups: Vec<_> = y.iter().map(|v| lexicon::groups(v)).collect();
+        x.iter().any(|w| {
+            let mine = lexicon::groups(w);
+            !groups.iter().any(|g| g.iter().any(|id| mine.contains(id)))
+        })
+    };
+    let (ma, mb) = (missing(&ua, &ub), missing(&ub, &ua));
     if ma && mb {
         return Verdict::Substitution;
     }
@@ -105,10 +147,109 @@ pub fn guard(a: &str, b: &str) -> Verdict {
     if quantities(&ta, &wa) != quantities(&tb, &wb) {
         return Verdict::Quantity;
     }
-    if inverted((&ta, &wa), (&tb, &wb)) {
+    if inverted((&ta, &wa), (&tb, &wb)) || exchanged((&ta, &wa), (&tb, &wb)) {
         return Verdict::Swapped;
     }
     Verdict::Agree
+}
+
+/// The same wording with two terms exchanged (`Did the fall of Rome happen before the
+/// printing press?` / `Did the printing press happen before the fall of Rome?`): whatever
+/// word relates them, the question is another one, unless the terms only ever stand
+/// coordinated (`the difference between a list and a tuple`: `and`/`or` commute). The
+/// wording is every token but filler, stop words included (`a Python list` is not `a list
+/// in Python` exchanged). Each side is its tokens and their [`content`].
+fn exchanged(a: (&[String], &[Option<String>]), b: (&[String], &[Option<String>])) -> bool {
+    // The wording: (word, token position, whether it is a content word).
+    fn wording<'a>(
+        (ts, ws): (&'a [String], &'a [Option<String>]),
+    ) -> Vec<(Cow<'a, str>, usize, bool)> {
+        ts.iter()
+            .zip(ws)
+            .enumerate()
+            .filter_map(|(i, (t, w))| match w {
+                Some(w) => Some((Cow::Borrowed(w.as_str()), i, true)),
+                None => {
+                    let t = t.to_ascii_lowercase();
+                    is_stop(&t).then_some((Cow::Owned(t), i, false))
+                }
+            })
+            .collect()
+    }
+    let (sa, sb) = (wording(a), wording(b));
+    let (wa, wb): (Vec<&str>, Vec<&str>) = (
+        sa.iter().map(|w| w.0.as_ref()).collect(),
+        sb.iter().map(|w| w.0.as_ref()).collect(),
+    );
+    let Some(start) = wa.iter().zip(&wb).position(|(x, y)| x != y) else {
+        return false;
+    };
+    // The two terms start where the sides first differ; a term is a few words, one of them
+    // a content word.
+    let holds_content = |s: &[(Cow<str>, usize, bool)]| s.iter().any(|w| w.2);
+    for kx in 1..=5.min(wa.len() - start) {
+        for ky in 1..=5.min(wb.len() - start) {
+            let (x, y) = (&wa[start..start + kx], &wb[start..start + ky]);
+            if !holds_content(&sa[start..start + kx])
+                || !holds_content(&sb[start..start + ky])
+                || x.iter().any(|w| y.contains(w))
+            {
+                continue;
+            }
+            // Every x becomes y and every y x: the other side, word for word?
+            let (mut i, mut j, mut spans) = (0, 0, Vec::new());
+            let matches = loop {
+                if i == wa.len() {
+                    break j == wb.len();
+                }
+                let (from, to) = if wa[i..].starts_with(x) {
+                    (x, y)
+                } else if wa[i..].starts_with(y) {
+                    (y, x)
+                } else {
+                    (&wa[i..i + 1], &wa[i..i + 1])
+                };
+                if !wb[j..].starts_with(to) {
+                    break false;
+                }
+                if from != to {
+                    spans.push((i, i + from.len() - 1, from == x));
+                }
+                i += from.len();
+                j += to.len();
+            };
+            // Two terms side by side are a phrase moved (`Summarize this in one sentence` /
+            // `In one sentence, summarize this`), not exchanged around a relation.
+            let apart = spans
+                .windows(2)
+                .all(|s| s[0].2 == s[1].2 || s[1].0 > s[0].1 + 1);
+            if matches && spans.iter().any(|&(_, _, is_x)| !is_x) && apart {
+                let tokens = |(from, to, is_x): (usize, usize, bool)| (sa[from].1, sa[to].1, is_x);
+                return !coordinated(a.0, &spans.into_iter().map(tokens).collect::<Vec<_>>());
+            }
+        }
+    }
+    false
+}
+
+/// Every occurrence of either term (`(first token, last token, which)`, in order) stands
+/// next to one of the other joined by `and`/`or`, articles allowed.
+fn coordinated(tokens: &[String], spans: &[(usize, usize, bool)]) -> bool {
+    let joined = |left: (usize, usize, bool), right: (usize, usize, bool)| {
+        left.2 != right.2
+            && tokens[left.1 + 1..right.0].iter().all(|t| {
+                ["and", "or", "a", "an", "the", "both", "either"]
+                    .iter()
+                    .any(|w| t.eq_ignore_ascii_case(w))
+            })
+            && tokens[left.1 + 1..right.0]
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case("and") || t.eq_ignore_ascii_case("or"))
+    };
+    (0..spans.len()).all(|k| {
+        (k > 0 && joined(spans[k - 1], spans[k]))
+            || (k + 1 < spans.len() && joined(spans[k], spans[k + 1]))
+    })
 }
 
 /// The strings in backticks or double quotes, and in single quotes that are not
@@ -141,15 +282,15 @@ fn quoted(s: &str) -> Vec<String> {
     out
 }
 
-/// Code symbols (operators, brackets), as a set.
-fn symbols(s: &str) -> Vec<char> {
-    let mut out: Vec<char> = s
-        .chars()
-        .filter(|c| "&|^~*/%=<>@\\{}[]$".contains(*c))
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
+/// Code symbols (operators, brackets), as a set: bit `i` for `SYMBOLS[i]`.
+fn symbols(s: &str) -> u32 {
+    const SYMBOLS: &[u8; 17] = b"&|^~*/%=<>@\\{}[]$";
+    s.bytes().fold(0, |set, b| {
+        SYMBOLS
+            .iter()
+            .position(|&c| c == b)
+            .map_or(set, |i| set | 1 << i)
+    })
 }
 
 /// Words that carry no content in a prompt: stop words, wrappers, filler.
@@ -231,15 +372,15 @@ fn canonical(w: &str) -> &str {
 }
 
 /// A crude stem: plural, `-ing`, `-ed`, `-ly` endings dropped from longer words.
-fn stem(w: &str) -> String {
+fn stem(w: &str) -> &str {
     for suffix in ["ing", "ed", "ly", "es", "s"] {
         if let Some(root) = w.strip_suffix(suffix) {
             if root.chars().count() >= 4 && !w.ends_with("ss") {
-                return root.to_owned();
+                return root;
             }
         }
     }
-    w.to_owned()
+    w
 }
 
 /// Each token as a content word (lowercased, stemmed, synonyms folded), `None` for stop
@@ -250,12 +391,31 @@ fn content(tokens: &[String]) -> Vec<Option<String>> {
 
 /// A token as a content word, unless it is a stop word or filler.
 fn content_word(t: &str) -> Option<String> {
-    let t: String = t
-        .to_lowercase()
-        .chars()
-        .filter(|&c| c != '\'' && c != '\u{2019}')
-        .collect();
-    (!is_stop(&t) && !FILLER.contains(&t.as_str())).then(|| stem(canonical(&t)))
+    let mut word = folded(t);
+    if is_stop(&word) || FILLER.contains(&word.as_str()) {
+        return None;
+    }
+    match canonical(&word) {
+        // Not a synonym of another: its stem is a prefix of it.
+        same if std::ptr::eq(same, word.as_str()) => {
+            word.truncate(stem(same).len());
+            Some(word)
+        }
+        other => Some(stem(other).to_owned()),
+    }
+}
+
+/// A token lowercased, apostrophes dropped (`Don't` → `dont`).
+fn folded(t: &str) -> String {
+    let mut out = String::with_capacity(t.len());
+    for c in t.chars() {
+        match c {
+            '\'' | '\u{2019}' => {}
+            c if c.is_ascii() => out.push(c.to_ascii_lowercase()),
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+    out
 }
 
 /// Each number with the content word after it (`250 miles`), sorted; `words` are the
@@ -525,17 +685,20 @@ const NEGATIONS: [&str; 20] = [
 ];
 
 fn negated(s: &str, tokens: &[String]) -> bool {
-    tokens.iter().any(|t| {
-        let t: String = t
-            .to_lowercase()
-            .chars()
-            .filter(|&c| c != '\'' && c != '\u{2019}')
-            .collect();
-        NEGATIONS.contains(&t.as_str())
-    }) || {
-        let lower = s.to_lowercase();
-        lower.contains("non-") || lower.contains("n't") || lower.contains("n\u{2019}t")
-    }
+    tokens
+        .iter()
+        .any(|t| t.len() <= 12 && NEGATIONS.contains(&folded(t).as_str()))
+        || {
+            // `non-`, `n't`, `n’t` anywhere, in any case (without lowercasing the prompt).
+            let b = s.as_bytes();
+            let n = |i: usize| b[i].eq_ignore_ascii_case(&b'n');
+            let t = |i: usize| b.get(i).is_some_and(|c| c.eq_ignore_ascii_case(&b't'));
+            memchr::memchr2_iter(b'-', b'\'', b).any(|i| match b[i] {
+                b'-' => i >= 3 && b[i - 3..i].eq_ignore_ascii_case(b"non"),
+                _ => i >= 1 && n(i - 1) && t(i + 1),
+            }) || memchr::memmem::find_iter(b, "\u{2019}".as_bytes())
+                .any(|i| i >= 1 && n(i - 1) && t(i + 3))
+        }
 }
 
 fn unit(w: &str) -> Option<&'static str> {
@@ -673,26 +836,41 @@ fn entities(s: &str, tokens: &[String]) -> HashSet<String> {
     out
 }
 
-/// Equal, or one edit or transposition apart for words of five letters or more.
+/// Equal, or one edit or transposition apart for words of five letters or more of which
+/// one is not an English word (`javscript`, not `weight` for `height`).
 fn near(x: &str, y: &str) -> bool {
+    x == y || (one_edit(x, y) && !(lexicon::known(x) && lexicon::known(y)))
+}
+
+/// One edit or transposition apart, words of five letters or more.
+fn one_edit(x: &str, y: &str) -> bool {
+    /// One substitution, insertion, deletion or transposition apart (`x` != `y`).
+    fn apart<T: PartialEq>(x: &[T], y: &[T]) -> bool {
+        let (short, long) = if x.len() <= y.len() { (x, y) } else { (y, x) };
+        let i = short
+            .iter()
+            .zip(long)
+            .position(|(a, b)| a != b)
+            .unwrap_or(short.len());
+        if short.len() < long.len() {
+            return long[i + 1..] == short[i..];
+        }
+        i < short.len()
+            && (short[i + 1..] == long[i + 1..]
+                || (i + 1 < short.len()
+                    && short[i] == long[i + 1]
+                    && short[i + 1] == long[i]
+                    && short[i + 2..] == long[i + 2..]))
+    }
     if x == y {
         return true;
     }
+    if x.is_ascii() && y.is_ascii() {
+        let (x, y) = (x.as_bytes(), y.as_bytes());
+        return x.len().min(y.len()) >= 5 && x.len().abs_diff(y.len()) <= 1 && apart(x, y);
+    }
     let (x, y): (Vec<char>, Vec<char>) = (x.chars().collect(), y.chars().collect());
-    if x.len().min(y.len()) < 5 || x.len().abs_diff(y.len()) > 1 {
-        return false;
-    }
-    if x.len() == y.len() {
-        let d: Vec<usize> = (0..x.len()).filter(|&i| x[i] != y[i]).collect();
-        return d.len() == 1
-            || (d.len() == 2 && d[1] == d[0] + 1 && x[d[0]] == y[d[1]] && x[d[1]] == y[d[0]]);
-    }
-    let (short, long) = if x.len() < y.len() {
-        (&x, &y)
-    } else {
-        (&y, &x)
-    };
-    (0..long.len()).any(|i| long[..i].iter().chain(&long[i + 1..]).eq(short.iter()))
+    x.len().min(y.len()) >= 5 && x.len().abs_diff(y.len()) <= 1 && apart(&x, &y)
 }
 
 type Relation = (String, String, String);
@@ -867,6 +1045,16 @@ mod tests {
                 "Is a horse heavier than a tiger?",
                 Verdict::Swapped,
             ),
+            (
+                "Did the fall of Rome happen before the printing press?",
+                "Did the printing press happen before the fall of Rome?",
+                Verdict::Swapped,
+            ),
+            (
+                "Which came first, the Silk Road or the Reformation? Was it the Silk Road?",
+                "Which came first, the Reformation or the Silk Road? Was it the Reformation?",
+                Verdict::Swapped,
+            ),
         ] {
             assert_eq!(guard(a, b), why, "{a:?} {b:?}");
             assert_eq!(guard(b, a), why, "{b:?} {a:?}");
@@ -891,6 +1079,14 @@ mod tests {
             (
                 "How far is Oslo from Lima?",
                 "What is the distance from Oslo to Lima?",
+            ),
+            (
+                "What is the difference between a list and a tuple?",
+                "What is the difference between a tuple and a list?",
+            ),
+            (
+                "Which is heavier, a tiger or a horse?",
+                "Which is heavier, a horse or a tiger?",
             ),
         ] {
             assert!(guard(a, b).allows(), "{a:?} {b:?}: {:?}", guard(a, b));

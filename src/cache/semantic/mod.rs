@@ -5,6 +5,7 @@ mod embed;
 mod guard;
 mod http;
 mod index;
+mod lexicon;
 #[cfg(feature = "minilm")]
 mod minilm;
 mod sync;
