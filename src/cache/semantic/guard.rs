@@ -7,7 +7,9 @@
 //! 2. otherwise both must have the same numbers (digits and number words), the same
 //!    negation, the same units, the same technical and proper tokens (capitalized
 //!    mid-sentence, all-caps, or holding digits or `.#+`; one typo allowed in long words),
-//!    and no relation reversed ("X to Y" / "Y to X"), nor an antonym swapped in.
+//!    no relation reversed ("X to Y" / "Y to X"), no antonym swapped in, every content word
+//!    matched on the other side (the same word, a typo of it, a form of it or a synonym in
+//!    its place, by the English [`lexicon`]) and no two terms exchanged.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -93,9 +95,6 @@ pub fn guard(a: &str, b: &str) -> Verdict {
         return Verdict::Antonym;
     }
     let (wa, wb) = (content(&ta), content(&tb));
-    // A content word of x that y has neither the same word for (a typo allowed) nor a
-    // synonym of in its place (a word x has nothing for either: `set` / `set in place` is
-    // an addition, though `set` and `place` share a sense).
     // One letter apart is the same word when one token is no word (a typo: `successses`,
     // though its stem `successs` is one letter from `success`) or both are forms of one
     // (`propagating` / `propagate`, which the crude stem leaves apart).
@@ -1106,6 +1105,38 @@ mod tests {
             ),
         ] {
             assert!(guard(a, b).allows(), "{a:?} {b:?}: {:?}", guard(a, b));
+        }
+    }
+
+    #[test]
+    fn the_lexicon_tells_typos_forms_and_synonyms_from_other_words() {
+        for (a, b) in [
+            ("How do I buy a used car?", "How do I purchase a used car?"),
+            (
+                "Write a short essay on the successes of CRISPR.",
+                "Write a short essay on the successses of CRISPR.",
+            ),
+            (
+                "How do I propagate a pothos?",
+                "Propagating a pothos: how do I do it?",
+            ),
+        ] {
+            assert!(guard(a, b).allows(), "{a:?} {b:?}: {:?}", guard(a, b));
+        }
+        for (a, b, why) in [
+            (
+                "Sort the films by height.",
+                "Sort the films by weight.",
+                Verdict::Substitution,
+            ),
+            (
+                "How do I sort a set in Python?",
+                "How do I sort a set in Python in place?",
+                Verdict::Addition,
+            ),
+        ] {
+            assert_eq!(guard(a, b), why, "{a:?} {b:?}");
+            assert_eq!(guard(b, a), why, "{b:?} {a:?}");
         }
     }
 
