@@ -73,7 +73,8 @@ pub fn guard(a: &str, b: &str) -> Verdict {
     if negated(a, &ta) != negated(b, &tb) {
         return Verdict::Negation;
     }
-    if units(a) != units(b) {
+    // Typos are looked for only when the units differ (most pairs name the same).
+    if units(a, false) != units(b, false) && units(a, true) != units(b, true) {
         return Verdict::Units;
     }
     let la: HashSet<String> = ta.iter().map(|t| t.to_lowercase()).collect();
@@ -95,27 +96,27 @@ pub fn guard(a: &str, b: &str) -> Verdict {
         return Verdict::Antonym;
     }
     let (wa, wb) = (content(&ta), content(&tb));
-    // One letter apart is the same word when one token is no word (a typo: `successses`,
-    // though its stem `successs` is one letter from `success`) or both are forms of one
-    // (`propagating` / `propagate`, which the crude stem leaves apart).
-    let same = |(tw, w): (&String, &String), (tv, v): (&String, &String)| {
+    // One letter apart (the stems, or the tokens: `printng` / `printing`) is the same word
+    // when one token is no word (a typo: `successses`, though its stem `successs` is one
+    // letter from `success`) or both are forms of one (`propagating` / `propagate`, which
+    // the crude stem leaves apart).
+    let same = |(tw, w): (&str, &str), (tv, v): (&str, &str)| {
         w == v
-            || (one_edit(w, v) && {
-                let (tw, tv) = (tw.to_ascii_lowercase(), tv.to_ascii_lowercase());
-                !lexicon::known(&tw) || !lexicon::known(&tv) || lexicon::same_lemma(&tw, &tv)
-            })
+            || ((one_edit(w, v) || one_edit(tw, tv))
+                && (!lexicon::known(tw) || !lexicon::known(tv) || lexicon::same_lemma(tw, tv)))
     };
-    // Each side's content words (with their tokens) the other side has no same word for.
-    let unmatched = |x: &[(&String, &String)], y: &[(&String, &String)]| -> Vec<String> {
+    // Each side's content words (with their tokens, lowercase) the other side has no same
+    // word for.
+    let unmatched = |x: &[(String, &String)], y: &[(String, &String)]| -> Vec<String> {
         x.iter()
-            .filter(|&&w| !y.iter().any(|&v| same(w, v)))
-            .map(|w| w.0.to_ascii_lowercase())
+            .filter(|w| !y.iter().any(|v| same((&w.0, w.1), (&v.0, v.1))))
+            .map(|w| w.0.clone())
             .collect()
     };
-    fn pairs<'a>(t: &'a [String], w: &'a [Option<String>]) -> Vec<(&'a String, &'a String)> {
+    fn pairs<'a>(t: &[String], w: &'a [Option<String>]) -> Vec<(String, &'a String)> {
         t.iter()
             .zip(w)
-            .filter_map(|(t, w)| Some((t, w.as_ref()?)))
+            .filter_map(|(t, w)| Some((t.to_ascii_lowercase(), w.as_ref()?)))
             .collect()
     }
     let (pa, pb) = (pairs(&ta, &wa), pairs(&tb, &wb));
@@ -427,7 +428,7 @@ fn quantities<'a>(tokens: &[String], words: &'a [Option<String>]) -> Vec<(String
         }
         let next = words[i + 1..].iter().flatten().next();
         if let Some(next) = next.filter(|w| !is_plain_number(w)) {
-            out.push((t.replace(',', ""), unit(next).unwrap_or(next)));
+            out.push((t.replace(',', ""), unit_or_typo(next).unwrap_or(next)));
         }
     }
     out.sort_unstable();
@@ -440,14 +441,23 @@ fn quantities<'a>(tokens: &[String], words: &'a [Option<String>]) -> Vec<(String
 /// runs the other way.
 /// Each side is its tokens and their [`content`].
 fn inverted(a: (&[String], &[Option<String>]), b: (&[String], &[Option<String>])) -> bool {
-    // Each content word's first position, and the positions of relational words.
-    type Positions<'a> = (Vec<(&'a str, usize)>, Vec<usize>);
-    fn positions<'a>((ts, words): (&[String], &'a [Option<String>])) -> Positions<'a> {
+    // Each content word's first position, and the relational words: position, word, and
+    // the content word it governs (the next one, articles skipped).
+    type Relational<'a> = (usize, &'a str, Option<&'a str>);
+    type Positions<'a> = (Vec<(&'a str, usize)>, Vec<Relational<'a>>);
+    fn positions<'a>((ts, words): (&'a [String], &'a [Option<String>])) -> Positions<'a> {
         let mut first: Vec<(&str, usize)> = Vec::new();
         let mut relational = Vec::new();
         for (i, (t, word)) in ts.iter().zip(words).enumerate() {
             if RELATIONAL.iter().any(|r| t.eq_ignore_ascii_case(r)) {
-                relational.push(i);
+                let governed = (i + 1..ts.len())
+                    .find(|&k| {
+                        !["a", "an", "the"]
+                            .iter()
+                            .any(|x| ts[k].eq_ignore_ascii_case(x))
+                    })
+                    .and_then(|k| words[k].as_deref());
+                relational.push((i, t.as_str(), governed));
             }
             if let Some(word) = word {
                 if !first.iter().any(|(w, _)| w == word) {
@@ -458,6 +468,21 @@ fn inverted(a: (&[String], &[Option<String>]), b: (&[String], &[Option<String>])
         (first, relational)
     }
     let ((fa, ra), (fb, rb)) = (positions(a), positions(b));
+    // A relational word that governs the same term on both sides moved with it (`From Go,
+    // how do I call Rust?` / `How do I call Rust from Go?`): it relates nothing anew.
+    let moved = |r: &Relational, other: &[Relational]| {
+        r.2.is_some()
+            && other
+                .iter()
+                .any(|o| o.2 == r.2 && o.1.eq_ignore_ascii_case(r.1))
+    };
+    let kept = |mine: &[Relational], other: &[Relational]| -> Vec<usize> {
+        mine.iter()
+            .filter(|r| !moved(r, other))
+            .map(|r| r.0)
+            .collect()
+    };
+    let (ra, rb) = (kept(&ra, &rb), kept(&rb, &ra));
     let at = |first: &[(&str, usize)], w: &str| first.iter().find(|(x, _)| *x == w).map(|p| p.1);
     let between =
         |rel: &[usize], x: usize, y: usize| rel.iter().any(|&r| x.min(y) < r && r < x.max(y));
@@ -700,56 +725,128 @@ fn negated(s: &str, tokens: &[String]) -> bool {
         }
 }
 
+/// Unit words and the unit each names, sorted by word.
+const UNITS: [(&str, &str); 91] = [
+    ("celsius", "celsius"),
+    ("centigrade", "celsius"),
+    ("centimeter", "centimeter"),
+    ("centimeters", "centimeter"),
+    ("cm", "centimeter"),
+    ("cup", "cup"),
+    ("cups", "cup"),
+    ("day", "day"),
+    ("days", "day"),
+    ("dollar", "dollar"),
+    ("dollars", "dollar"),
+    ("eur", "euro"),
+    ("euro", "euro"),
+    ("euros", "euro"),
+    ("fahrenheit", "fahrenheit"),
+    ("feet", "foot"),
+    ("foot", "foot"),
+    ("ft", "foot"),
+    ("g", "gram"),
+    ("gallon", "gallon"),
+    ("gallons", "gallon"),
+    ("gb", "gb"),
+    ("gbp", "pound-sterling"),
+    ("gib", "gib"),
+    ("gram", "gram"),
+    ("grams", "gram"),
+    ("hour", "hour"),
+    ("hours", "hour"),
+    ("hrs", "hour"),
+    ("inch", "inch"),
+    ("inches", "inch"),
+    ("jpy", "yen"),
+    ("kb", "kb"),
+    ("kelvin", "kelvin"),
+    ("kg", "kilogram"),
+    ("kib", "kib"),
+    ("kilogram", "kilogram"),
+    ("kilograms", "kilogram"),
+    ("kilometer", "kilometer"),
+    ("kilometers", "kilometer"),
+    ("kilometre", "kilometer"),
+    ("kilometres", "kilometer"),
+    ("kilos", "kilogram"),
+    ("km", "kilometer"),
+    ("lb", "pound"),
+    ("lbs", "pound"),
+    ("liter", "liter"),
+    ("liters", "liter"),
+    ("litre", "liter"),
+    ("litres", "liter"),
+    ("mb", "mb"),
+    ("meter", "meter"),
+    ("meters", "meter"),
+    ("metre", "meter"),
+    ("metres", "meter"),
+    ("mi", "mile"),
+    ("mib", "mib"),
+    ("mile", "mile"),
+    ("miles", "mile"),
+    ("milliliter", "milliliter"),
+    ("milliliters", "milliliter"),
+    ("millimeter", "millimeter"),
+    ("millimeters", "millimeter"),
+    ("mins", "minute"),
+    ("minute", "minute"),
+    ("minutes", "minute"),
+    ("ml", "milliliter"),
+    ("mm", "millimeter"),
+    ("month", "month"),
+    ("months", "month"),
+    ("ounce", "ounce"),
+    ("ounces", "ounce"),
+    ("oz", "ounce"),
+    ("percent", "percent"),
+    ("pound", "pound"),
+    ("pounds", "pound"),
+    ("seconds", "second"),
+    ("secs", "second"),
+    ("tablespoon", "tablespoon"),
+    ("tablespoons", "tablespoon"),
+    ("tb", "tb"),
+    ("tbsp", "tablespoon"),
+    ("teaspoon", "teaspoon"),
+    ("teaspoons", "teaspoon"),
+    ("tsp", "teaspoon"),
+    ("usd", "dollar"),
+    ("week", "week"),
+    ("weeks", "week"),
+    ("year", "year"),
+    ("years", "year"),
+    ("yen", "yen"),
+];
+
+/// The unit a word names.
 fn unit(w: &str) -> Option<&'static str> {
-    Some(match w {
-        "km" | "kilometers" | "kilometre" | "kilometres" | "kilometer" => "kilometer",
-        "mile" | "miles" | "mi" => "mile",
-        "meter" | "meters" | "metre" | "metres" => "meter",
-        "ft" | "feet" | "foot" => "foot",
-        "inch" | "inches" => "inch",
-        "cm" | "centimeters" | "centimeter" => "centimeter",
-        "mm" | "millimeters" | "millimeter" => "millimeter",
-        "kg" | "kilograms" | "kilogram" | "kilos" => "kilogram",
-        "gram" | "grams" | "g" => "gram",
-        "lb" | "lbs" | "pound" | "pounds" => "pound",
-        "ounce" | "ounces" | "oz" => "ounce",
-        "cup" | "cups" => "cup",
-        "tablespoon" | "tablespoons" | "tbsp" => "tablespoon",
-        "teaspoon" | "teaspoons" | "tsp" => "teaspoon",
-        "liter" | "liters" | "litre" | "litres" => "liter",
-        "ml" | "milliliter" | "milliliters" => "milliliter",
-        "gallon" | "gallons" => "gallon",
-        "celsius" | "centigrade" => "celsius",
-        "fahrenheit" => "fahrenheit",
-        "kelvin" => "kelvin",
-        "kb" => "kb",
-        "mb" => "mb",
-        "gb" => "gb",
-        "tb" => "tb",
-        "kib" => "kib",
-        "mib" => "mib",
-        "gib" => "gib",
-        "seconds" | "secs" => "second",
-        "minute" | "minutes" | "mins" => "minute",
-        "hour" | "hours" | "hrs" => "hour",
-        "day" | "days" => "day",
-        "week" | "weeks" => "week",
-        "month" | "months" => "month",
-        "year" | "years" => "year",
-        "usd" | "dollar" | "dollars" => "dollar",
-        "eur" | "euro" | "euros" => "euro",
-        "gbp" => "pound-sterling",
-        "yen" | "jpy" => "yen",
-        "percent" => "percent",
-        _ => return None,
+    UNITS
+        .binary_search_by(|(word, _)| (*word).cmp(w))
+        .ok()
+        .map(|i| UNITS[i].1)
+}
+
+/// The unit a word names, or a typo of a unit word of five letters or more names
+/// (`kilogams`).
+fn unit_or_typo(w: &str) -> Option<&'static str> {
+    unit(w).or_else(|| {
+        UNITS
+            .iter()
+            .find(|(word, _)| w.len() >= 5 && word.len() >= 5 && one_edit(word, w))
+            .filter(|_| !lexicon::known(w))
+            .map(|&(_, unit)| unit)
     })
 }
 
-fn units(s: &str) -> HashSet<&'static str> {
+/// The units a prompt names (`typos`: a typo of a unit word counts as that unit).
+fn units(s: &str, typos: bool) -> HashSet<&'static str> {
     let t = nfkc(s)
         .to_lowercase()
         .replace("\u{b0}f", " fahrenheit ")
         .replace("\u{b0}c", " celsius ");
+    let unit = if typos { unit_or_typo } else { unit };
     let mut set: HashSet<&'static str> = alpha_words(&t).filter_map(unit).collect();
     if t.contains('$') {
         set.insert("dollar");
@@ -1087,6 +1184,14 @@ mod tests {
                 "Which is heavier, a tiger or a horse?",
                 "Which is heavier, a horse or a tiger?",
             ),
+            (
+                "From Elixir, how can I call Clojure code?",
+                "How do I call Clojure code from Elixir?",
+            ),
+            (
+                "Show me how to truncate a queue using Haskell.",
+                "Haskell: how to truncate a queue?",
+            ),
         ] {
             assert!(guard(a, b).allows(), "{a:?} {b:?}: {:?}", guard(a, b));
         }
@@ -1119,6 +1224,14 @@ mod tests {
             (
                 "How do I propagate a pothos?",
                 "Propagating a pothos: how do I do it?",
+            ),
+            (
+                "How many kilograms is 64 pounds?",
+                "How many kilogams is 64 pounds?",
+            ),
+            (
+                "Which came first, the Reformation or the printng press?",
+                "Which came first, the Reformation or the printing press?",
             ),
         ] {
             assert!(guard(a, b).allows(), "{a:?} {b:?}: {:?}", guard(a, b));
