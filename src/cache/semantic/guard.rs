@@ -63,6 +63,9 @@ pub fn guard(a: &str, b: &str) -> Verdict {
     if normalize(a) == normalize(b) {
         return Verdict::Exact;
     }
+    // Greeting and thanks wrappers say nothing; inside the question the same words do
+    // (`How do I say hello in Japanese?` / `… say thanks …`).
+    let (a, b) = (unwrapped(a), unwrapped(b));
     let (ta, tb) = (tokens(a), tokens(b));
     if quoted(a) != quoted(b) || symbols(a) != symbols(b) {
         return Verdict::Quoted;
@@ -294,15 +297,9 @@ fn symbols(s: &str) -> u32 {
 }
 
 /// Words that carry no content in a prompt: stop words, wrappers, filler.
-const FILLER: [&str; 40] = [
+const FILLER: [&str; 34] = [
     "please",
-    "thanks",
-    "thank",
-    "hi",
-    "hello",
-    "hey",
     "pls",
-    "cheers",
     "any",
     "some",
     "there",
@@ -527,9 +524,19 @@ pub fn normalize(s: &str) -> String {
     t.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// `s` without its greeting and thanks wrappers (as [`normalize`] drops them), case kept.
+fn unwrapped(s: &str) -> &str {
+    let mut t = s;
+    for _ in 0..2 {
+        t = strip_prefix_wrapper(t.trim()).trim();
+        t = strip_suffix_wrapper(t).trim();
+    }
+    t
+}
+
 fn strip_prefix_wrapper(t: &str) -> &str {
     for greeting in ["hello", "hey", "hi"] {
-        if let Some(rest) = t.strip_prefix(greeting) {
+        if let Some(rest) = prefix(t, greeting) {
             let stripped = rest.trim_start_matches(['!', ',', '.', ' ']);
             if stripped.len() < rest.len() {
                 return stripped;
@@ -537,16 +544,16 @@ fn strip_prefix_wrapper(t: &str) -> &str {
         }
     }
     for lead in ["quick question", "question for you"] {
-        if let Some(rest) = t.strip_prefix(lead) {
+        if let Some(rest) = prefix(t, lead) {
             if let Some(rest) = rest.trim_start().strip_prefix([':', '-']) {
                 return rest.trim_start();
             }
         }
     }
-    if let Some(rest) = t.strip_prefix("could you help me with this?") {
+    if let Some(rest) = prefix(t, "could you help me with this?") {
         return rest.trim_start();
     }
-    if let Some(rest) = t.strip_prefix("please") {
+    if let Some(rest) = prefix(t, "please") {
         let stripped = rest.trim_start_matches([',', ' ']);
         if stripped.len() < rest.len() {
             return stripped;
@@ -567,13 +574,25 @@ fn strip_suffix_wrapper(t: &str) -> &str {
         "please",
         ":)",
     ] {
-        if let Some(rest) = body.strip_suffix(tail) {
+        if let Some(rest) = suffix(body, tail) {
             if rest.is_empty() || !rest.ends_with(|c: char| c.is_alphanumeric()) {
                 return rest.trim_end();
             }
         }
     }
     t
+}
+
+/// `t` without the prefix `p` (lowercase ASCII), in any case.
+fn prefix<'a>(t: &'a str, p: &str) -> Option<&'a str> {
+    let n = p.len();
+    (t.len() >= n && t.as_bytes()[..n].eq_ignore_ascii_case(p.as_bytes())).then(|| &t[n..])
+}
+
+/// `t` without the suffix `p` (lowercase ASCII), in any case.
+fn suffix<'a>(t: &'a str, p: &str) -> Option<&'a str> {
+    let n = t.len().checked_sub(p.len())?;
+    (t.as_bytes()[n..].eq_ignore_ascii_case(p.as_bytes()) && t.is_char_boundary(n)).then(|| &t[..n])
 }
 
 /// Words as the guard sees them: ASCII alphanumerics joined by `.#+'-` (`c++`, `node.js`,
@@ -725,107 +744,63 @@ fn negated(s: &str, tokens: &[String]) -> bool {
         }
 }
 
-/// Unit words and the unit each names, sorted by word.
-const UNITS: [(&str, &str); 91] = [
-    ("celsius", "celsius"),
-    ("centigrade", "celsius"),
-    ("centimeter", "centimeter"),
-    ("centimeters", "centimeter"),
-    ("cm", "centimeter"),
-    ("cup", "cup"),
-    ("cups", "cup"),
-    ("day", "day"),
-    ("days", "day"),
-    ("dollar", "dollar"),
-    ("dollars", "dollar"),
-    ("eur", "euro"),
-    ("euro", "euro"),
-    ("euros", "euro"),
-    ("fahrenheit", "fahrenheit"),
-    ("feet", "foot"),
-    ("foot", "foot"),
-    ("ft", "foot"),
-    ("g", "gram"),
-    ("gallon", "gallon"),
-    ("gallons", "gallon"),
-    ("gb", "gb"),
-    ("gbp", "pound-sterling"),
-    ("gib", "gib"),
-    ("gram", "gram"),
-    ("grams", "gram"),
-    ("hour", "hour"),
-    ("hours", "hour"),
-    ("hrs", "hour"),
-    ("inch", "inch"),
-    ("inches", "inch"),
-    ("jpy", "yen"),
-    ("kb", "kb"),
-    ("kelvin", "kelvin"),
-    ("kg", "kilogram"),
-    ("kib", "kib"),
-    ("kilogram", "kilogram"),
-    ("kilograms", "kilogram"),
-    ("kilometer", "kilometer"),
-    ("kilometers", "kilometer"),
-    ("kilometre", "kilometer"),
-    ("kilometres", "kilometer"),
-    ("kilos", "kilogram"),
-    ("km", "kilometer"),
-    ("lb", "pound"),
-    ("lbs", "pound"),
-    ("liter", "liter"),
-    ("liters", "liter"),
-    ("litre", "liter"),
-    ("litres", "liter"),
-    ("mb", "mb"),
-    ("meter", "meter"),
-    ("meters", "meter"),
-    ("metre", "meter"),
-    ("metres", "meter"),
-    ("mi", "mile"),
-    ("mib", "mib"),
-    ("mile", "mile"),
-    ("miles", "mile"),
-    ("milliliter", "milliliter"),
-    ("milliliters", "milliliter"),
-    ("millimeter", "millimeter"),
-    ("millimeters", "millimeter"),
-    ("mins", "minute"),
-    ("minute", "minute"),
-    ("minutes", "minute"),
-    ("ml", "milliliter"),
-    ("mm", "millimeter"),
-    ("month", "month"),
-    ("months", "month"),
-    ("ounce", "ounce"),
-    ("ounces", "ounce"),
-    ("oz", "ounce"),
-    ("percent", "percent"),
-    ("pound", "pound"),
-    ("pounds", "pound"),
-    ("seconds", "second"),
-    ("secs", "second"),
-    ("tablespoon", "tablespoon"),
-    ("tablespoons", "tablespoon"),
-    ("tb", "tb"),
-    ("tbsp", "tablespoon"),
-    ("teaspoon", "teaspoon"),
-    ("teaspoons", "teaspoon"),
-    ("tsp", "teaspoon"),
-    ("usd", "dollar"),
-    ("week", "week"),
-    ("weeks", "week"),
-    ("year", "year"),
-    ("years", "year"),
-    ("yen", "yen"),
-];
+/// Unit words and the unit each names, once for both forms: a `match` for the exact lookup
+/// (the common path) and a table for the typo search.
+macro_rules! units {
+    ($($($word:literal)|+ => $unit:literal,)+) => {
+        /// Every unit word and its unit.
+        const UNITS: &[(&str, &str)] = &[$($(($word, $unit),)+)+];
 
-/// The unit a word names.
-fn unit(w: &str) -> Option<&'static str> {
-    UNITS
-        .binary_search_by(|(word, _)| (*word).cmp(w))
-        .ok()
-        .map(|i| UNITS[i].1)
+        /// The unit a word names.
+        fn unit(w: &str) -> Option<&'static str> {
+            Some(match w {
+                $($($word)|+ => $unit,)+
+                _ => return None,
+            })
+        }
+    };
+}
+
+units! {
+    "celsius" | "centigrade" => "celsius",
+    "centimeter" | "centimeters" | "cm" => "centimeter",
+    "cup" | "cups" => "cup",
+    "day" | "days" => "day",
+    "dollar" | "dollars" | "usd" => "dollar",
+    "eur" | "euro" | "euros" => "euro",
+    "fahrenheit" => "fahrenheit",
+    "feet" | "foot" | "ft" => "foot",
+    "g" | "gram" | "grams" => "gram",
+    "gallon" | "gallons" => "gallon",
+    "gb" => "gb",
+    "gbp" => "pound-sterling",
+    "gib" => "gib",
+    "hour" | "hours" | "hrs" => "hour",
+    "inch" | "inches" => "inch",
+    "jpy" | "yen" => "yen",
+    "kb" => "kb",
+    "kelvin" => "kelvin",
+    "kg" | "kilogram" | "kilograms" | "kilos" => "kilogram",
+    "kib" => "kib",
+    "kilometer" | "kilometers" | "kilometre" | "kilometres" | "km" => "kilometer",
+    "lb" | "lbs" | "pound" | "pounds" => "pound",
+    "liter" | "liters" | "litre" | "litres" => "liter",
+    "mb" => "mb",
+    "meter" | "meters" | "metre" | "metres" => "meter",
+    "mi" | "mile" | "miles" => "mile",
+    "mib" => "mib",
+    "milliliter" | "milliliters" | "ml" => "milliliter",
+    "millimeter" | "millimeters" | "mm" => "millimeter",
+    "mins" | "minute" | "minutes" => "minute",
+    "month" | "months" => "month",
+    "ounce" | "ounces" | "oz" => "ounce",
+    "percent" => "percent",
+    "seconds" | "secs" => "second",
+    "tablespoon" | "tablespoons" | "tbsp" => "tablespoon",
+    "tb" => "tb",
+    "teaspoon" | "teaspoons" | "tsp" => "teaspoon",
+    "week" | "weeks" => "week",
+    "year" | "years" => "year",
 }
 
 /// The unit a word names, or a typo of a unit word of five letters or more names
@@ -1251,6 +1226,26 @@ mod tests {
             assert_eq!(guard(a, b), why, "{a:?} {b:?}");
             assert_eq!(guard(b, a), why, "{b:?} {a:?}");
         }
+    }
+
+    #[test]
+    fn greetings_are_wrappers_only_around_the_question() {
+        assert!(guard(
+            "Hi! How do I reverse a list in Python? Thanks",
+            "How can I reverse a list in Python?"
+        )
+        .allows());
+        assert_eq!(
+            guard(
+                "How do I say hello in Japanese?",
+                "How do I say thanks in Japanese?"
+            ),
+            Verdict::Substitution
+        );
+        assert_eq!(
+            unwrapped("Hello, What is CORS? Thank you."),
+            "What is CORS?"
+        );
     }
 
     #[test]
