@@ -104,9 +104,7 @@ pub fn guard(a: &str, b: &str) -> Verdict {
     // letter from `success`) or both are forms of one (`propagating` / `propagate`, which
     // the crude stem leaves apart).
     let same = |(tw, w): (&str, &str), (tv, v): (&str, &str)| {
-        w == v
-            || ((one_edit(w, v) || one_edit(tw, tv))
-                && (!lexicon::known(tw) || !lexicon::known(tv) || lexicon::same_lemma(tw, tv)))
+        w == v || ((one_edit(w, v) || one_edit(tw, tv)) && one_word(tw, tv))
     };
     // Each side's content words (with their tokens, lowercase) the other side has no same
     // word for.
@@ -908,9 +906,16 @@ fn entities(s: &str, tokens: &[String]) -> HashSet<String> {
 }
 
 /// Equal, or one edit or transposition apart for words of five letters or more of which
-/// one is not an English word (`javscript`, not `weight` for `height`).
+/// one is not an English word or both are forms of one ([`one_word`]: `javscript`, not
+/// `weight` for `height`).
 fn near(x: &str, y: &str) -> bool {
-    x == y || (one_edit(x, y) && !(lexicon::known(x) && lexicon::known(y)))
+    x == y || (one_edit(x, y) && one_word(x, y))
+}
+
+/// Two tokens (lowercase) a letter apart are one word when one is no English word (a typo)
+/// or both are forms of one (`propagating` / `propagate`).
+fn one_word(x: &str, y: &str) -> bool {
+    !lexicon::known(x) || !lexicon::known(y) || lexicon::same_lemma(x, y)
 }
 
 /// One edit or transposition apart, words of five letters or more.
