@@ -622,6 +622,11 @@ impl Counting {
 }
 
 /// The LiteLLM proxy started on `file` in front of `mock_url`, alive.
+///
+/// The port is free when chosen, but LiteLLM takes seconds to bind it, and another test's
+/// server may take it meanwhile (a mock answers `/health/liveliness` too). So the proxy
+/// counts as up only while its own process runs and answers as LiteLLM does; when it exits
+/// (the port was taken), it is started again on another port.
 async fn litellm_proxy(
     file: &std::path::Path,
     key: &str,
@@ -629,41 +634,51 @@ async fn litellm_proxy(
 ) -> (tokio::process::Child, String) {
     let python = PathBuf::from(needs("LLM_TOWER_PYTHON"));
     let litellm = python.parent().unwrap().join("litellm");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = tokio::process::Command::new(&litellm)
-        .args([
-            "--config",
-            file.to_str().unwrap(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-        ])
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env("LITELLM_MASTER_KEY", key)
-        .env("LLM_TOWER_MOCK_URL", mock_url)
-        .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        .env("LITELLM_TELEMETRY_DISABLED", "true")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", litellm.display()));
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..480 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-            && get(&format!("{url}/health/liveliness"), &[]).await.status == StatusCode::OK
-        {
-            return (child, url);
+    for _ in 0..3 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = tokio::process::Command::new(&litellm)
+            .args([
+                "--config",
+                file.to_str().unwrap(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env("LITELLM_MASTER_KEY", key)
+            .env("LLM_TOWER_MOCK_URL", mock_url)
+            .env("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            .env("LITELLM_TELEMETRY_DISABLED", "true")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", litellm.display()));
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..480 {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                let liveliness = get(&format!("{url}/health/liveliness"), &[]).await;
+                if liveliness.status == StatusCode::OK
+                    && liveliness.text().contains("alive")
+                    && child.try_wait().unwrap().is_none()
+                {
+                    return (child, url);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     panic!("LiteLLM did not come up on {file:?}");
 }
