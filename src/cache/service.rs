@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt as _;
-use http::header::{HeaderValue, AGE, CACHE_CONTROL, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, AGE, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use http_body::Body as _;
 use pin_project_lite::pin_project;
@@ -42,6 +42,11 @@ pub const SIMILARITY_HEADER: &str = "x-gateway-cache-similarity";
 /// The request header that sets this answer's TTL (seconds, or `30s`, `10m`, `1h`),
 /// capped by `cache.max_ttl`.
 pub const TTL_HEADER: &str = "x-gateway-cache-ttl";
+
+// The same names made once (a name looked up or inserted as a `&str` is parsed each time).
+const CACHE_NAME: HeaderName = HeaderName::from_static(CACHE_HEADER);
+const SIMILARITY_NAME: HeaderName = HeaderName::from_static(SIMILARITY_HEADER);
+const TTL_NAME: HeaderName = HeaderName::from_static(TTL_HEADER);
 
 /// What the cache did with a request, in the response's extensions (and in
 /// `x-gateway-cache`): other layers read this, never the header.
@@ -281,7 +286,7 @@ where
             KindProj::Bypass { future } => future.poll(cx).map_ok(|mut response| {
                 response
                     .headers_mut()
-                    .insert(CACHE_HEADER, HeaderValue::from_static("bypass"));
+                    .insert(CACHE_NAME, HeaderValue::from_static("bypass"));
                 response.extensions_mut().insert(CacheVerdict::Bypass);
                 response
             }),
@@ -320,7 +325,7 @@ impl Shared {
                 }
             }
         }
-        let ttl = match req.headers().get(TTL_HEADER).and_then(|v| v.to_str().ok()) {
+        let ttl = match req.headers().get(TTL_NAME).and_then(|v| v.to_str().ok()) {
             Some(value) => parse_ttl(value)?.min(config.max_ttl),
             None => config.ttl,
         };
@@ -548,7 +553,7 @@ where
     let (mut parts, body) = response.into_parts();
     parts
         .headers
-        .insert(CACHE_HEADER, HeaderValue::from_static(verdict));
+        .insert(CACHE_NAME, HeaderValue::from_static(verdict));
     parts.extensions.insert(CacheVerdict::from_label(verdict));
     let max = shared.config.max_entry_bytes;
     let storable = store
@@ -670,11 +675,11 @@ fn serve(
     let mut response = Response::new(Body::full(body));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(CACHE_HEADER, HeaderValue::from_static(verdict));
+    headers.insert(CACHE_NAME, HeaderValue::from_static(verdict));
     headers.insert(AGE, HeaderValue::from(entry.age_secs(now_ms())));
     if let Some(similarity) = similarity {
         if let Ok(v) = HeaderValue::try_from(format!("{similarity:.4}")) {
-            headers.insert(SIMILARITY_HEADER, v);
+            headers.insert(SIMILARITY_NAME, v);
         }
     }
     for (name, value) in [

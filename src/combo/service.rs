@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
+
+const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-gateway-attempts");
 
 use super::body::{open, ComboBody};
 use super::failure::{is_upstream_fault, retry_after, Verdict};
@@ -168,7 +170,7 @@ where
                 target.metrics.success.increment(1);
                 parts
                     .headers
-                    .insert("x-gateway-attempts", HeaderValue::from(attempts));
+                    .insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
                 parts.extensions.insert(ComboAttempts {
                     combo: plan.name.clone(),
                     attempts,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
@@ -21,6 +21,9 @@ use crate::body::Body;
 use crate::error::GatewayError;
 use crate::request::{Endpoint, LlmRequest};
 use crate::settings::SettingsError;
+
+const PROVIDER_HEADER: HeaderName = HeaderName::from_static("x-gateway-provider");
+const MODEL_HEADER: HeaderName = HeaderName::from_static("x-gateway-model");
 
 /// An executor as the registry holds it: any cloneable service answering a parsed request.
 pub type BoxExecutor = BoxCloneSyncService<Request<Bytes>, Response<Body>, GatewayError>;
@@ -319,10 +322,10 @@ impl Service<Request<Bytes>> for Executors {
                 answer.map_err(|e| e.with_upstream(&target.provider, &target.model))?;
             let headers = response.headers_mut();
             if let Ok(value) = HeaderValue::try_from(&*target.provider) {
-                headers.insert("x-gateway-provider", value);
+                headers.insert(PROVIDER_HEADER, value);
             }
             if let Ok(value) = HeaderValue::try_from(&*target.model) {
-                headers.insert("x-gateway-model", value);
+                headers.insert(MODEL_HEADER, value);
             }
             response.extensions_mut().insert(target);
             Ok(response)

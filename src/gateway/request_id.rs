@@ -3,10 +3,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 use http::Request;
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::trace::MakeSpan;
+
+/// The request id's header (made once: a name looked up as a `&str` is parsed each time).
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Makes `x-request-id` values: a per-process random prefix and a counter.
 #[derive(Clone)]
@@ -52,7 +55,7 @@ impl<B> MakeSpan<B> for RequestSpan {
     fn make_span(&mut self, req: &Request<B>) -> tracing::Span {
         let id = req
             .headers()
-            .get("x-request-id")
+            .get(X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         tracing::debug_span!("request", method = %req.method(), path = req.uri().path(), request_id = id)

@@ -15,6 +15,7 @@ use tower::Service;
 use super::admin;
 use super::build::{Gateway, LlmStack};
 use super::metrics::status_label;
+use super::request_id::X_REQUEST_ID;
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
 use crate::responses::routes;
@@ -124,7 +125,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let started = Instant::now();
-        let req_id = req.headers().get("x-request-id").cloned();
+        let req_id = req.headers().get(X_REQUEST_ID).cloned();
         let path = req.uri().path();
         let ready = |route, response| {
             (

@@ -1,5 +1,6 @@
 //! The `Idempotency-Key` header, the storage key it scopes, and the request fingerprint.
 
+use http::header::HeaderName;
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
@@ -18,7 +19,9 @@ pub type Fingerprint = [u8; 16];
 
 /// The request's idempotency key, if it sent one; a malformed one is a 400.
 pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, GatewayError> {
-    let mut values = headers.get_all(IDEMPOTENCY_KEY).iter();
+    // By a name made once (a `&str` is parsed on each lookup).
+    const NAME: HeaderName = HeaderName::from_static(IDEMPOTENCY_KEY);
+    let mut values = headers.get_all(NAME).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };

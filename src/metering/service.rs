@@ -36,6 +36,9 @@ use crate::settings::SettingsError;
 use crate::tap::Tap;
 use crate::telemetry::Tracer;
 
+/// The request id's header, made once (a `&str` is parsed on each lookup).
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// Layer that applies the [`Metering`] middleware.
 #[derive(Clone, Debug)]
 pub struct MeteringLayer {
@@ -184,7 +187,7 @@ where
                 let mut record = UsageRecord {
                     request_id: req
                         .headers()
-                        .get("x-request-id")
+                        .get(X_REQUEST_ID)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default()
                         .to_owned(),

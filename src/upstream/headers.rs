@@ -54,31 +54,39 @@ pub(crate) fn forward_request_headers(from: &HeaderMap, to: &mut HeaderMap) {
 /// The upstream's own request id is kept as `x-upstream-request-id` (the gateway's
 /// `x-request-id` is the client's).
 pub(crate) fn clean_response_headers(headers: &mut HeaderMap, stream: bool) {
-    let named: Vec<HeaderName> = if headers.contains_key(header::CONNECTION) {
-        headers
+    // Room for what the gateway's layers add on the way out (the provider, model and
+    // attempts, the cache's three, the request id, the six rate limits): one growth of
+    // the map here instead of one or two later.
+    headers.reserve(14);
+    let unwanted = |name: &HeaderName| {
+        HOP_BY_HOP.contains(name) || name == header::SET_COOKIE || name == header::UPGRADE
+    };
+    // Most answers have none of them: one pass over the names instead of ten removals.
+    if headers.keys().any(unwanted) {
+        let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|t| HeaderName::try_from(t.trim()).ok())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    for name in HOP_BY_HOP
-        .iter()
-        .chain(&named)
-        .chain([&header::SET_COOKIE, &header::UPGRADE])
-    {
-        headers.remove(name);
+            .collect();
+        for name in HOP_BY_HOP
+            .iter()
+            .chain(&named)
+            .chain([&header::SET_COOKIE, &header::UPGRADE])
+        {
+            headers.remove(name);
+        }
     }
     if stream {
         headers.remove(header::CONTENT_LENGTH);
     }
-    if let Some(id) = headers.remove("x-request-id") {
+    if let Some(id) = headers.remove(X_REQUEST_ID) {
         headers.insert(HeaderName::from_static("x-upstream-request-id"), id);
     }
 }
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 #[cfg(test)]
 mod tests {
@@ -131,5 +139,31 @@ mod tests {
         assert!(h.get("transfer-encoding").is_none());
         assert_eq!(h["x-upstream-request-id"], "req_1");
         assert_eq!(h["openai-processing-ms"], "12");
+    }
+
+    #[test]
+    fn headers_named_by_connection_go_and_a_clean_answer_keeps_everything() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "close, x-hop"),
+            ("x-hop", "1"),
+            ("content-length", "10"),
+            ("openai-version", "2020-10-01"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        clean_response_headers(&mut h, false);
+        let mut kept: Vec<_> = h.keys().map(HeaderName::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["content-length", "openai-version"]);
+
+        let mut clean = HeaderMap::new();
+        clean.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        clean.insert(header::CONTENT_LENGTH, HeaderValue::from_static("10"));
+        clean_response_headers(&mut clean, false);
+        assert_eq!(clean.len(), 2);
     }
 }
