@@ -148,6 +148,9 @@ impl HttpUpstream {
         *req.method_mut() = method;
         *req.uri_mut() = uri;
         let headers = req.headers_mut();
+        // Room for all of them (and the `Host` the client adds) at once: the map grew
+        // several times while they went in.
+        headers.reserve(client_headers.len() + self.headers.len() + extra.len() + 2);
         forward_request_headers(client_headers, headers);
         for (name, value) in &self.headers {
             headers.insert(name, value.clone());
