@@ -9,8 +9,6 @@ use http::{Request, Response};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt};
 
-const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-gateway-attempts");
-
 use super::body::{open, ComboBody};
 use super::failure::{is_upstream_fault, retry_after, Verdict};
 use super::health::{Admission, InFlight, TargetState};
@@ -21,6 +19,8 @@ use crate::executor::ComboAttempts;
 use crate::future::LayerFuture;
 use crate::metering::{UsageHook, UsageObserver, UsageRecord};
 use crate::request::LlmRequest;
+
+const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-gateway-attempts");
 
 /// Layer that applies the [`Combo`] middleware.
 #[derive(Debug, Clone)]
