@@ -18,6 +18,10 @@ use serde_json::value::RawValue;
 use crate::error::GatewayError;
 use crate::protocol::Protocol;
 
+/// The request id's header, the client's (`x-request-id`), made once: a name looked up as
+/// a `&str` is parsed on each lookup.
+pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
 /// Which LLM endpoint a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -3,13 +3,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http::Request;
 use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::trace::MakeSpan;
 
-/// The request id's header (made once: a name looked up as a `&str` is parsed each time).
-pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use crate::request::X_REQUEST_ID;
 
 /// Makes `x-request-id` values: a per-process random prefix and a counter.
 #[derive(Clone)]

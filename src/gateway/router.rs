@@ -15,9 +15,9 @@ use tower::Service;
 use super::admin;
 use super::build::{Gateway, LlmStack};
 use super::metrics::status_label;
-use super::request_id::X_REQUEST_ID;
 use crate::body::{Body, BoxError};
 use crate::error::GatewayError;
+use crate::request::X_REQUEST_ID;
 use crate::responses::routes;
 
 /// Which route a request took, for metrics.

@@ -30,14 +30,11 @@ use crate::cache::CacheVerdict;
 use crate::error::GatewayError;
 use crate::executor::{ComboAttempts, ResponseCost, Target};
 use crate::idempotency::IdempotentReplay;
-use crate::request::LlmRequest;
+use crate::request::{LlmRequest, X_REQUEST_ID};
 use crate::server::Shutdown;
 use crate::settings::SettingsError;
 use crate::tap::Tap;
 use crate::telemetry::Tracer;
-
-/// The request id's header, made once (a `&str` is parsed on each lookup).
-const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Layer that applies the [`Metering`] middleware.
 #[derive(Clone, Debug)]

@@ -2,6 +2,8 @@
 
 use http::header::{self, HeaderMap, HeaderName};
 
+use crate::request::X_REQUEST_ID;
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and their common non-standard kin.
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
@@ -85,8 +87,6 @@ pub(crate) fn clean_response_headers(headers: &mut HeaderMap, stream: bool) {
         headers.insert(HeaderName::from_static("x-upstream-request-id"), id);
     }
 }
-
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 #[cfg(test)]
 mod tests {
