@@ -10,7 +10,8 @@
 //!
 //! `--embedder http --url URL --model NAME` uses an OpenAI-compatible `/v1/embeddings`
 //! endpoint instead of the built-in hash embedder, `--embedder minilm --path DIR`
-//! all-MiniLM-L6-v2 (built with `--features minilm`); `--threshold T` overrides the default.
+//! all-MiniLM-L6-v2 (built with `--features minilm`); `--threshold T` overrides the default,
+//! `--sweep T1,T2,…` adds the figures at other thresholds.
 
 use std::io::{BufRead, Write};
 
@@ -156,6 +157,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  best recall at precision>=0.99: t={t:.3} precision={p:.3} recall={r:.3}");
     }
     println!("  guard vetoes (same / different): {vetoes:?}");
+    if let Some(list) = arg(&args, "--sweep") {
+        // `--sweep 0.5,0.6,…`: the figures at other thresholds, from the same scores.
+        for t in list.split(',') {
+            let t: f32 = t.parse()?;
+            let (p, r, fp) = at(t);
+            println!("  threshold {t:.3}: precision={p:.3} recall={r:.3} false_hits={fp}");
+        }
+    }
     if args.iter().any(|a| a == "--verbose") {
         for (score, same, pair, verdict) in &scored {
             let hit = *score >= threshold;

