@@ -139,15 +139,26 @@ fn digest(kind: &[u8], scope: &str, canonical: &[u8]) -> String {
 
 /// The hash of a request's bytes as sent, for the fast path of exact repeats: the same
 /// endpoint, scope, model and body bytes always have the same canonical key.
-pub(crate) fn raw_key(endpoint: Endpoint, scope: &str, model: &str, body: &[u8]) -> [u8; 32] {
-    let mut hash = blake3::Hasher::new();
-    hash.update(&[endpoint as u8]);
-    hash.update(scope.as_bytes());
-    hash.update(&[0]);
-    hash.update(model.as_bytes());
-    hash.update(&[0]);
-    hash.update(body);
-    *hash.finalize().as_bytes()
+///
+/// Keyed SipHash-1-3 with 128 bits out and a key drawn once per process, not BLAKE3: the
+/// memo it indexes lives in this process only, and without the key nobody can make two
+/// requests collide (std's `HashMap` relies on the same), at under half the instructions
+/// for a 1 KB request (BLAKE3 took 8.1k per request in the cache-hit profile).
+pub(crate) fn raw_key(endpoint: Endpoint, scope: &str, model: &str, body: &[u8]) -> [u8; 16] {
+    use std::hash::Hasher;
+    static KEY: std::sync::LazyLock<[u8; 16]> = std::sync::LazyLock::new(|| {
+        let mut key = [0; 16];
+        getrandom::fill(&mut key).expect("the OS has random numbers");
+        key
+    });
+    let mut hash = siphasher::sip128::SipHasher13::new_with_key(&KEY);
+    hash.write_u8(endpoint as u8);
+    hash.write(scope.as_bytes());
+    hash.write_u8(0);
+    hash.write(model.as_bytes());
+    hash.write_u8(0);
+    hash.write(body);
+    siphasher::sip128::Hasher128::finish128(&hash).as_bytes()
 }
 
 #[cfg(test)]
@@ -165,6 +176,25 @@ mod tests {
         analyze(body.as_bytes(), CHAT, "m", "team-a", None)
             .unwrap()
             .key
+    }
+
+    #[test]
+    fn raw_keys_tell_endpoint_scope_model_and_bytes_apart() {
+        let body = br#"{"model":"m","messages":[]}"#;
+        let k = raw_key(CHAT, "team-a", "m", body);
+        assert_eq!(k, raw_key(CHAT, "team-a", "m", body));
+        assert_ne!(k, raw_key(Endpoint::Embeddings, "team-a", "m", body));
+        assert_ne!(k, raw_key(CHAT, "team-b", "m", body));
+        assert_ne!(k, raw_key(CHAT, "team-a", "n", body));
+        assert_ne!(
+            k,
+            raw_key(CHAT, "team-a", "m", br#"{"model":"m","messages":[] }"#)
+        );
+        // The separators keep a scope's end from passing for the model's start.
+        assert_ne!(
+            raw_key(CHAT, "ab", "c", body),
+            raw_key(CHAT, "a", "bc", body)
+        );
     }
 
     #[test]

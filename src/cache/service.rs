@@ -111,7 +111,7 @@ struct Shared {
     sync: Option<IndexSync>,
     limits: Option<SemanticLimits>,
     /// The request as sent (`raw_key`) → its canonical key, for byte-identical repeats.
-    canonical_keys: moka::sync::Cache<[u8; 32], Arc<str>>,
+    canonical_keys: moka::sync::Cache<[u8; 16], Arc<str>>,
     counters: Counters,
     /// When a store or embedder failure was last logged (ms since the epoch).
     last_warned: AtomicU64,
@@ -298,7 +298,7 @@ where
 /// What the cache does for one request.
 struct Plan {
     /// The hash of the request as sent.
-    raw: [u8; 32],
+    raw: [u8; 16],
     key: Arc<str>,
     /// Whether the request was read (`analyze`): not when its bytes were seen before.
     analyzed: bool,
