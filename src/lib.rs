@@ -95,13 +95,14 @@ pub async fn run(config: &Config, gateway: Gateway) -> Result<(), BoxError> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
+    let shutdown = server::shutdown_signal();
     warn_if_open(config, addr);
     tracing::info!(%addr, providers = config.providers.len(), "llm-tower listening");
     server::serve(
         listener,
         gateway.clone().into_service(),
         &config.server,
-        server::shutdown_signal(),
+        shutdown,
     )
     .await?;
     gateway.flush_usage().await;
@@ -118,13 +119,14 @@ pub async fn run_reloading(reloader: reload::Reloader) -> Result<(), BoxError> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
+    let shutdown = server::shutdown_signal();
     warn_if_open(&config, addr);
     tracing::info!(%addr, providers = config.providers.len(), config = %reloader.source().file().display(), "llm-tower listening");
     server::serve(
         listener,
         admin::service(reloader.clone()),
         &config.server,
-        server::shutdown_signal(),
+        shutdown,
     )
     .await?;
     watch.abort();

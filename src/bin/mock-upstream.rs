@@ -20,6 +20,7 @@ async fn main() -> std::io::Result<()> {
         }
     }
     let listener = tokio::net::TcpListener::bind(&listen).await?;
+    let shutdown = llm_tower::server::shutdown_signal();
     println!(
         "mock upstream listening on http://{}",
         listener.local_addr()?
@@ -28,7 +29,7 @@ async fn main() -> std::io::Result<()> {
         listener,
         MockUpstream::new(),
         &ServerSettings::default(),
-        llm_tower::server::shutdown_signal(),
+        shutdown,
     )
     .await
 }
