@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A labelled set of prompt pairs for the semantic cache, made by a procedure of its own.
 
-    python3 eval/semcache/generate.py   # writes dev.jsonl, dev2.jsonl, dev3.jsonl, heldout.jsonl
+    python3 eval/semcache/generate.py   # writes dev.jsonl to dev4.jsonl, and heldout.jsonl
 
 Unlike `../shared/semcache/eval.jsonl` (written by hand), these pairs are generated from
 meaning frames: a frame is a question with slots (`How do I {verb} a {thing} in
@@ -14,9 +14,11 @@ alone does not say `same`.
 
 Every pool — frames and their templates, slot vocabularies, synonyms, antonyms, wrappers —
 is split in disjoint shares, one per part: the development parts are made from the first
-three, the held-out part from the fourth (`fourth.py`). The guard and the thresholds are
-tuned on the development parts only; `heldout.jsonl` is for reporting, so what it measures
-is how the matcher does on wording nobody tuned on.
+four (the fourth, `fourth.py`, was the held-out share until 2026-12-07 and is now `dev4`),
+the held-out part from the fifth (`fifth.py`, written by someone who had not read the
+guard). The guard and the thresholds are tuned on the development parts only;
+`heldout.jsonl` is for reporting, so what it measures is how the matcher does on wording
+nobody tuned on.
 Deterministic (fixed seed): rerunning writes the same files.
 """
 import json
@@ -28,9 +30,11 @@ HERE = pathlib.Path(__file__).resolve().parent
 PAIRS_PER_PART = 1500
 # Each part is made from its own share of every pool: (file name, seed). `dev2` was the
 # held-out part until its wrong hits were read (2026-12-04); `dev3` (the third share) until
-# its templates were read (2026-12-07). The held-out part's share is in `fourth.py`, written
-# by someone who had not read the guard, and read by nobody who tunes it.
-PARTS = [("dev", 20261203), ("dev2", 90210), ("dev3", 31415), ("heldout", 27182)]
+# its templates were read (2026-12-07); `dev4` (the fourth share, `fourth.py`) was the
+# held-out part until 2026-12-07 and keeps its seed. The held-out part's share is in
+# `fifth.py`, written by someone who had not read the guard, and read by nobody who tunes it.
+PARTS = [("dev", 20261203), ("dev2", 90210), ("dev3", 31415), ("dev4", 27182),
+         ("heldout", 16180)]
 
 # ---------------------------------------------------------------------------------------
 # Slot vocabularies: (dev half, held-out half). Values of one slot are interchangeable in
@@ -372,7 +376,7 @@ NUMBERS = ([3, 5, 7, 12, 20, 42, 100, 250], [2, 4, 9, 15, 30, 64, 120, 500],
 
 
 def add_share(share):
-    """Appends the held-out part's share of every pool (pools it does not name: empty)."""
+    """Appends one more part's share of every pool (pools it does not name: empty)."""
     global COMPARATIVES, EVALUATIVE, ORDERINGS, SYNONYMS, WRAPPERS, QUALIFIERS, FRAMES, NUMBERS
     for name in set(VOCAB) | set(share["VOCAB"]):
         shares = VOCAB.get(name, ((),) * len(FRAMES))
@@ -387,9 +391,11 @@ def add_share(share):
     NUMBERS += (share["NUMBERS"],)
 
 
-import fourth  # noqa: E402 (the held-out share; do not read it when tuning the guard)
+import fourth  # noqa: E402 (the fourth share: `dev4`, the held-out part until 2026-12-07)
+import fifth  # noqa: E402 (the held-out share; do not read it when tuning the guard)
 
 add_share(fourth.SHARE)
+add_share(fifth.SHARE)
 
 
 def typo(rng, text):
