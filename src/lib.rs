@@ -72,6 +72,7 @@ pub mod store;
 pub mod tap;
 pub mod telemetry;
 pub mod tenancy;
+mod tokens;
 pub mod translate;
 pub mod upstream;
 

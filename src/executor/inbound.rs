@@ -133,9 +133,7 @@ fn count_tokens(body: &[u8]) -> Result<Response<Body>, GatewayError> {
     if let Some(tools) = request.get("tools").filter(|t| t.is_array()) {
         text.push_str(&tools.to_string());
     }
-    let tokens = tiktoken_rs::o200k_base_singleton()
-        .encode_ordinary(text.trim_end())
-        .len();
+    let tokens = crate::tokens::count(text.trim_end());
     let mut response = Response::new(Body::full(format!("{{\"input_tokens\":{tokens}}}")));
     response
         .headers_mut()

@@ -271,12 +271,7 @@ pub(crate) fn answer_text(body: &[u8], sse_body: bool) -> String {
 
 /// Tokens in `text` by the o200k tokenizer (GPT-4o and later), compiled in.
 pub(crate) fn count_tokens(text: &str) -> u64 {
-    if text.is_empty() {
-        return 0;
-    }
-    tiktoken_rs::o200k_base_singleton()
-        .encode_ordinary(text)
-        .len() as u64
+    crate::tokens::count(text)
 }
 
 #[cfg(test)]
