@@ -269,11 +269,6 @@ pub(crate) fn answer_text(body: &[u8], sse_body: bool) -> String {
     text
 }
 
-/// Tokens in `text` by the o200k tokenizer (GPT-4o and later), compiled in.
-pub(crate) fn count_tokens(text: &str) -> u64 {
-    crate::tokens::count(text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -340,6 +335,6 @@ mod tests {
         assert_eq!(prompt_text(anthropic), "Be brief.\nHello\n");
         let events = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n";
         assert_eq!(answer_text(events, true), "Hi");
-        assert_eq!(count_tokens("Hello there, how are you?"), 7);
+        assert_eq!(crate::tokens::count("Hello there, how are you?"), 7);
     }
 }

@@ -244,8 +244,8 @@ pub(crate) fn finish(u: Unfinished, prices: &PriceTable) -> UsageRecord {
         {
             record.usage_source = "estimated";
             Some(Usage::estimated(
-                usage::count_tokens(&usage::prompt_text(&u.request)),
-                usage::count_tokens(&usage::answer_text(&body, u.sse)),
+                crate::tokens::count(&usage::prompt_text(&u.request)),
+                crate::tokens::count(&usage::answer_text(&body, u.sse)),
             ))
         }
         None => {

@@ -5,9 +5,10 @@
 //! use: 33 MB of heap in 600k allocations (dhat), ~42 MB of RSS that a gateway keeps from the
 //! first stream it has to estimate on. Here the ranks are read in place from `o200k.bin`
 //! (3 MB of read-only data written by `scripts/o200k.py` from OpenAI's rank file, MIT:
-//! `LICENSE` here): nothing is built, and only the pages a lookup touches are ever loaded.
-//! A lookup is a binary search over the tokens sorted by their bytes (18 steps), where
-//! tiktoken hashes; estimates run on the usage writer's thread, off the request path.
+//! `LICENSE` here), only the pages a lookup touches ever loaded; what is built at first use
+//! is a 257 kB index of two-byte prefixes. A lookup is a binary search among the tokens of
+//! its prefix, where tiktoken hashes; estimates run on the usage writer's thread, off the
+//! request path.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -18,6 +19,11 @@ use fancy_regex::Regex;
 /// Little-endian u32s: N, the end of every token's bytes in rank order, the ranks sorted by
 /// their bytes; then the tokens' bytes in rank order.
 static TABLE: &[u8] = include_bytes!("o200k.bin");
+
+/// N, the number of tokens (the table's first word).
+const TOKENS: usize = 199_998;
+/// Where the tokens' bytes start in the table.
+const TEXT: usize = 4 * (1 + 2 * TOKENS);
 
 /// How o200k_base splits text into pieces before merging bytes (tiktoken's pattern).
 const PATTERN: &str = concat!(
@@ -66,10 +72,13 @@ fn word(i: usize) -> usize {
 
 /// The bytes of the token of `rank`.
 fn token(rank: usize) -> &'static [u8] {
-    let n = word(0);
-    let text = 4 * (1 + 2 * n);
     let start = if rank == 0 { 0 } else { word(rank) };
-    &TABLE[text + start..text + word(1 + rank)]
+    &TABLE[TEXT + start..TEXT + word(1 + rank)]
+}
+
+/// The rank at `i` in the ranks sorted by their tokens' bytes.
+fn sorted(i: usize) -> usize {
+    word(1 + TOKENS + i)
 }
 
 /// Where the tokens of each two-byte prefix start in the sorted ranks (the key of a token
@@ -77,17 +86,16 @@ fn token(rank: usize) -> &'static [u8] {
 /// few dozen tokens rather than all: 257 kB, built at first use. Without it an estimated
 /// stream cost 14 % more instructions than tiktoken's hash maps (1,673k against 1,465k).
 static PREFIXES: LazyLock<Vec<u32>> = LazyLock::new(|| {
-    let n = word(0);
     let mut first = vec![0u32; KEYS + 1];
     let mut k = 0;
-    for i in 0..n {
-        let key = prefix(token(word(1 + n + i)));
+    for i in 0..TOKENS {
+        let key = prefix(token(sorted(i)));
         while k <= key {
             first[k] = i as u32;
             k += 1;
         }
     }
-    first[k..].fill(n as u32);
+    first[k..].fill(TOKENS as u32);
     first
 });
 
@@ -102,12 +110,11 @@ fn rank(bytes: &[u8]) -> Option<u32> {
     if bytes.is_empty() {
         return None;
     }
-    let n = word(0);
     let key = prefix(bytes);
     let (mut lo, mut hi) = (PREFIXES[key] as usize, PREFIXES[key + 1] as usize);
     while lo < hi {
         let mid = (lo + hi) / 2;
-        let rank = word(1 + n + mid);
+        let rank = sorted(mid);
         match token(rank).cmp(bytes) {
             Ordering::Less => lo = mid + 1,
             Ordering::Greater => hi = mid,
@@ -180,11 +187,11 @@ mod tests {
 
     #[test]
     fn the_table_holds_every_rank_once_and_sorted() {
-        let n = word(0);
-        assert_eq!(n, 199_998);
+        let n = TOKENS;
+        assert_eq!(word(0), n);
         assert_eq!(token(0), b"!");
         for i in 1..n {
-            assert!(token(word(n + i)) < token(word(1 + n + i)), "sorted at {i}");
+            assert!(token(sorted(i - 1)) < token(sorted(i)), "sorted at {i}");
         }
         let the = tiktoken_rs::o200k_base_singleton().encode_ordinary(" the");
         assert_eq!(rank(b" the"), Some(the[0]));
